@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Ember needs to build and test. Idempotent:
+# prints nothing and touches nothing when every package is already present.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ make binutils      # the build
+  libgtest-dev                             # tests
+  musl-tools                               # guest test programs (musl-gcc -static)
+  clang libclang-rt-14-dev                 # libFuzzer targets
+  qemu-system-x86                          # boots the guest with real hardware semantics (PVH)
+  curl                                     # VMM API tests drive the socket with the curl command
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+((${#missing[@]} == 0)) && exit 0
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
