@@ -7,9 +7,10 @@ packages=(
   cmake ninja-build g++ make binutils      # the build
   libgtest-dev                             # tests
   musl-tools                               # guest test programs (musl-gcc -static)
+  liblua5.4-dev                            # the Lua example function (static liblua5.4.a)
   clang libclang-rt-14-dev                 # libFuzzer targets
   qemu-system-x86                          # boots the guest with real hardware semantics (PVH)
-  curl                                     # VMM API tests drive the socket with the curl command
+  nlohmann-json3-dev                       # JSON (benchmarks, APIs)
 )
 
 missing=()

@@ -1,0 +1,222 @@
+#include "bench/boot_bench.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/stats.h"
+
+extern char** environ;
+
+namespace ember::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Contender {
+  std::string name;
+  std::vector<std::string> argv;
+  std::vector<double> wall_us;
+  // From the VMM's EMBER_TRACE line: named phases in µs since process start.
+  std::map<std::string, std::vector<double>> phases;
+};
+
+struct RunOutcome {
+  int status = -1;
+  double wall_us = 0;
+  std::string trace;  // stderr, when captured
+};
+
+// Spawns argv with stdin and stdout on /dev/null; stderr captured to a pipe
+// when capture_stderr (the VMM writes its trace line there).
+std::optional<RunOutcome> run_once(const std::vector<std::string>& argv, bool capture_stderr) {
+  int err_pipe[2] = {-1, -1};
+  if (capture_stderr && pipe2(err_pipe, O_CLOEXEC) != 0) return std::nullopt;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  if (capture_stderr) posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  const auto t0 = Clock::now();
+  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (capture_stderr) close(err_pipe[1]);
+  if (rc != 0) {
+    if (capture_stderr) close(err_pipe[0]);
+    fprintf(stderr, "ember-bench: spawn %s: %s\n", argv[0].c_str(), strerror(rc));
+    return std::nullopt;
+  }
+  RunOutcome out;
+  if (capture_stderr) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(err_pipe[0], buf, sizeof buf)) > 0) out.trace.append(buf, n);
+    close(err_pipe[0]);
+  }
+  int ws = 0;
+  waitpid(pid, &ws, 0);
+  out.wall_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  out.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  return out;
+}
+
+// "ember-trace: key=value key=value ..." → numeric phases.
+void parse_trace(const std::string& text, std::map<std::string, std::vector<double>>& phases) {
+  auto at = text.find("ember-trace:");
+  if (at == std::string::npos) return;
+  std::istringstream line(text.substr(at + 12, text.find('\n', at) - at - 12));
+  for (std::string kv; line >> kv;) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    try {
+      phases[kv.substr(0, eq)].push_back(std::stod(kv.substr(eq + 1)));
+    } catch (...) {
+    }
+  }
+}
+
+std::string self_dir() { return std::filesystem::canonical("/proc/self/exe").parent_path().string(); }
+
+std::optional<std::string> find_on_path(const std::string& name) {
+  const char* path = getenv("PATH");
+  std::istringstream dirs(path ? path : "");
+  for (std::string d; std::getline(dirs, d, ':');) {
+    auto p = std::filesystem::path(d) / name;
+    if (access(p.c_str(), X_OK) == 0) return p.string();
+  }
+  return std::nullopt;
+}
+
+void usage() {
+  printf(
+      "usage: ember-bench boot [-n RUNS] [--program STATIC_ELF] [--json FILE]\n"
+      "\n"
+      "Times whole-process runs of STATIC_ELF, interleaved run by run:\n"
+      "  ember-vmm     ember-vmm run STATIC_ELF (a fresh microVM each time)\n"
+      "  fork+exec     the same binary run natively (the floor)\n"
+      "  runsc         runsc do STATIC_ELF, when gVisor's runsc is on PATH\n"
+      "and, from the VMM's EMBER_TRACE=1 line, when each VM reached its first\n"
+      "KVM_RUN, the program's first instruction, and exit, plus exits per boot.\n"
+      "Prints a table and one JSON object (also to FILE with --json).\n"
+      "\n"
+      "  -n RUNS        runs per contender (default 200)\n"
+      "  --program P    default: hello-musl from the build's guest-programs/\n"
+      "\n"
+      "example: ember-bench boot -n 200\n");
+}
+
+}  // namespace
+
+int boot_bench(const std::vector<std::string>& args) {
+  int runs = 200;
+  std::string program = self_dir() + "/../guest-programs/hello-musl";
+  std::string json_path;
+  for (size_t i = 0; i < args.size(); i++) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) {
+        fprintf(stderr, "ember-bench boot: %s needs a value\n", a.c_str());
+        exit(2);
+      }
+      return args[++i];
+    };
+    if (a == "-n") {
+      runs = std::atoi(value().c_str());
+    } else if (a == "--program") {
+      program = value();
+    } else if (a == "--json") {
+      json_path = value();
+    } else if (a == "-h" || a == "--help") {
+      usage();
+      return 0;
+    } else {
+      fprintf(stderr, "ember-bench boot: unknown argument '%s' (see --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  if (runs < 1) {
+    fprintf(stderr, "ember-bench boot: -n must be at least 1\n");
+    return 2;
+  }
+  if (access(program.c_str(), R_OK) != 0) {
+    fprintf(stderr, "ember-bench boot: program %s: %s\n", program.c_str(), strerror(errno));
+    return 1;
+  }
+  program = std::filesystem::canonical(program).string();
+
+  std::vector<Contender> contenders;
+  contenders.push_back({"ember-vmm", {self_dir() + "/ember-vmm", "run", program}, {}, {}});
+  contenders.push_back({"fork+exec", {program}, {}, {}});
+  if (auto runsc = find_on_path("runsc")) contenders.push_back({"runsc", {*runsc, "do", program}, {}, {}});
+
+  setenv("EMBER_TRACE", "1", 1);
+  int failures = 0;
+  for (int i = 0; i < runs; i++) {
+    for (auto& c : contenders) {
+      const bool is_vmm = c.name == "ember-vmm";
+      auto r = run_once(c.argv, is_vmm);
+      if (!r || r->status != 0) {
+        if (++failures <= 3)
+          fprintf(stderr, "ember-bench: %s run %d failed (status %d)%s%s\n", c.name.c_str(), i, r ? r->status : -1,
+                  r && !r->trace.empty() ? ": " : "", r ? r->trace.c_str() : "");
+        continue;
+      }
+      c.wall_us.push_back(r->wall_us);
+      if (is_vmm) parse_trace(r->trace, c.phases);
+    }
+  }
+
+  nlohmann::json report;
+  report["benchmark"] = "boot";
+  report["program"] = program;
+  report["runs"] = runs;
+  report["failures"] = failures;
+  report["machine"] = nlohmann::json::parse(machine_json());
+  auto to_json = [](const Summary& s) {
+    return nlohmann::json{{"n", s.n}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99},
+                          {"max", s.max}, {"mean", s.mean}};
+  };
+  printf("%-34s %8s %10s %10s %10s %10s\n", "boot (whole process, µs)", "n", "min", "p50", "p99", "max");
+  const double floor_p50 = summarize(contenders[1].wall_us).p50;
+  for (auto& c : contenders) {
+    Summary s = summarize(c.wall_us);
+    printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f\n", c.name.c_str(), s.n, s.min, s.p50, s.p99, s.max);
+    report["wall_us"][c.name] = to_json(s);
+    if (floor_p50 > 0) report["ratio_p50_vs_fork_exec"][c.name] = s.p50 / floor_p50;
+    for (auto& [phase, values] : c.phases) {
+      Summary ps = summarize(values);
+      printf("  %-32s %8zu %10.1f %10.1f %10.1f %10.1f\n", phase.c_str(), ps.n, ps.min, ps.p50, ps.p99, ps.max);
+      report["vmm_trace"][phase] = to_json(ps);
+    }
+  }
+  const std::string json = report.dump();
+  printf("%s\n", json.c_str());
+  if (!json_path.empty()) {
+    FILE* f = fopen(json_path.c_str(), "w");
+    if (!f) {
+      fprintf(stderr, "ember-bench: %s: %s\n", json_path.c_str(), strerror(errno));
+      return 1;
+    }
+    fprintf(f, "%s\n", json.c_str());
+    fclose(f);
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace ember::bench

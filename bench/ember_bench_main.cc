@@ -1,0 +1,27 @@
+// ember-bench: Ember's benchmarks. Each prints a readable table and one JSON
+// object with the figures and the machine they were taken on.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bench/boot_bench.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    printf(
+        "usage: ember-bench BENCHMARK [options]\n"
+        "\n"
+        "benchmarks:\n"
+        "  boot      whole-process `ember-vmm run` vs fork+exec (and runsc)\n"
+        "\n"
+        "`ember-bench BENCHMARK --help` lists a benchmark's options.\n"
+        "example: ember-bench boot -n 200 --json boot.json\n");
+    return args.empty() ? 2 : 0;
+  }
+  const std::string name = args[0];
+  args.erase(args.begin());
+  if (name == "boot") return ember::bench::boot_bench(args);
+  fprintf(stderr, "ember-bench: unknown benchmark '%s' (see --help)\n", name.c_str());
+  return 2;
+}
