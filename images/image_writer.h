@@ -1,0 +1,40 @@
+// Builds Ember function images (api/image_format.h, images/FORMAT.md) on the
+// host: the program, the files it reads, its argv and envp.
+#pragma once
+
+#include <stdint.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmm/result.h"
+
+namespace ember::image {
+
+struct ImageSpec {
+  std::string exec_host_path;   // the static ELF program to run
+  std::string exec_guest_path;  // where the guest sees it; empty: "/bin/" + basename
+  std::vector<std::pair<std::string, std::string>> files;  // host path, guest path
+  std::vector<std::string> args;  // argv, argv[0] included; empty: { exec guest path }
+  std::vector<std::string> env;   // "KEY=VALUE"
+};
+
+// Normalises a guest path: collapses "//", drops "." components and a
+// trailing '/'. Rejects relative paths, "..", NUL bytes, the root itself and
+// paths longer than kImagePathMax. The error names the path.
+Result<std::string> normalize_guest_path(const std::string& path);
+
+// Reads every file and lays the image out: header, file table (the program
+// first), argv and envp refs, strings, then each file's data at a 4 KiB
+// boundary. The program must be an ELF file; guest paths must be distinct.
+Result<std::vector<uint8_t>> build_image(const ImageSpec& spec);
+
+// build_image, then writes OUT.tmp.<pid>, fsyncs it and renames it over
+// out_path, so a reader never sees a half-written image.
+Result<void> write_image_file(const std::string& out_path, const ImageSpec& spec);
+
+// Reads a whole file (used for images and their input files).
+Result<std::vector<uint8_t>> read_whole_file(const std::string& path);
+
+}  // namespace ember::image
