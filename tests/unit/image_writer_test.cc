@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -20,8 +22,9 @@ namespace {
 class ImageWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ember-image-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/ember-image-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl << ": " << std::strerror(errno);
     dir_ = tmpl;
     prog_ = write("prog", std::string("\x7f" "ELF\x02\x01\x01", 7) + std::string(5000, 'p'), 0755);
     data_ = write("data.txt", "hello data\n", 0644);
