@@ -1,0 +1,176 @@
+#include "vmm/cli.h"
+
+#include <cstdint>
+
+namespace ember {
+
+namespace {
+
+// Strict decimal: digits only, no sign, no overflow.
+bool parse_u64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 19) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+std::string usage_text() {
+  return "usage: ember-vmm run [OPTIONS] (--image IMG | PROGRAM) [-- ARGS...]\n"
+         "       ember-vmm run --help\n"
+         "\n"
+         "ember-vmm boots one microVM that runs one program and exits with the\n"
+         "program's exit status (128+N when it died of signal N). The program's\n"
+         "stdin, stdout and stderr are ember-vmm's own.\n"
+         "\n"
+         "examples:\n"
+         "  ember-vmm run ./hello\n"
+         "  ember-vmm run --env NAME=x --timeout-ms 2000 ./prog -- arg1 arg2\n"
+         "  ember-vmm run --image fn.img < request.txt\n"
+         "\n"
+         "Exit status: the program's; 124 timeout; 125 VM or VMM failure; 2 usage error.\n"
+         "See `ember-vmm run --help` for every option.\n";
+}
+
+std::string run_usage_text() {
+  return "usage: ember-vmm run [OPTIONS] (--image IMG | PROGRAM) [-- ARGS...]\n"
+         "\n"
+         "Boots a microVM running PROGRAM (a static Linux x86-64 ELF, packed on the\n"
+         "fly into a function image) or the function image IMG (built with\n"
+         "`ember-image pack`). Options must come before PROGRAM; everything after\n"
+         "PROGRAM (and after an optional `--`) is passed to it as ARGS, with argv[0]\n"
+         "= PROGRAM as given.\n"
+         "\n"
+         "options:\n"
+         "  --kernel PATH      guest kernel ELF (default: ember-guest.elf next to the\n"
+         "                     ember-vmm binary)\n"
+         "                       e.g. --kernel build/bin/ember-guest.elf\n"
+         "  --mem-mib N        guest RAM in MiB: even, 16..3072 (default 128)\n"
+         "                       e.g. --mem-mib 512\n"
+         "  --timeout-ms N     kill the VM after N ms: prints \"guest timed out after\n"
+         "                     N ms\" and exits 124 (default: no limit)\n"
+         "                       e.g. --timeout-ms 5000\n"
+         "  --env K=V          add K=V to the program's environment (repeatable;\n"
+         "                     PROGRAM only: an image carries its own)\n"
+         "                       e.g. --env LANG=C --env DEBUG=1\n"
+         "  --image IMG        run the function image IMG instead of a PROGRAM\n"
+         "                       e.g. --image fn.img\n"
+         "  --cmdline TEXT     guest kernel command line (boot info), for debugging\n"
+         "  -v, --verbose      diagnostics on stderr: guest log lines, faults\n"
+         "                     (\"program killed by SIGSEGV: #PF at rip=...\"), boot\n"
+         "                     timing and exit counts (EMBER_TRACE=1 prints the timing\n"
+         "                     line alone)\n"
+         "  -h, --help         this text\n"
+         "\n"
+         "examples:\n"
+         "  ember-vmm run ./hello\n"
+         "  echo hi | ember-vmm run --mem-mib 64 ./cat\n"
+         "  ember-vmm run --env GREETING=hello ./prog -- --flag value\n"
+         "  ember-vmm run --timeout-ms 1000 --image fn.img < input.json\n"
+         "\n"
+         "exit status: the program's (128+N if killed by signal N); 124 timeout;\n"
+         "125 VM or VMM failure; 2 usage error.\n";
+}
+
+Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
+  CliOptions o;
+  if (argv.empty()) return Error{"missing command (try `ember-vmm --help`)"};
+  const std::string& cmd = argv[0];
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    o.command = CliOptions::Command::kHelp;
+    return o;
+  }
+  if (cmd != "run") return Error{"unknown command '" + cmd + "' (try `ember-vmm --help`)"};
+  o.command = CliOptions::Command::kRun;
+
+  size_t i = 1;
+  bool options_done = false;
+  while (i < argv.size() && !options_done) {
+    const std::string& a = argv[i];
+    if (a == "--") {
+      options_done = true;
+      i++;
+      break;
+    }
+    if (a.size() < 2 || a[0] != '-') break;  // PROGRAM
+    // --name=value or --name value
+    std::string name = a, inline_value;
+    bool has_inline = false;
+    if (a.rfind("--", 0) == 0) {
+      const auto eq = a.find('=');
+      if (eq != std::string::npos) {
+        name = a.substr(0, eq);
+        inline_value = a.substr(eq + 1);
+        has_inline = true;
+      }
+    }
+    auto value = [&]() -> Result<std::string> {
+      if (has_inline) return inline_value;
+      if (i + 1 >= argv.size()) return Error{name + " needs a value (see `ember-vmm run --help`)"};
+      return argv[++i];
+    };
+    auto flag = [&]() -> Result<void> {
+      if (has_inline) return Error{name + " takes no value"};
+      return Ok();
+    };
+    if (name == "-h" || name == "--help") {
+      EMBER_TRY_VOID(flag());
+      o.command = CliOptions::Command::kRunHelp;
+      return o;
+    } else if (name == "-v" || name == "--verbose") {
+      EMBER_TRY_VOID(flag());
+      o.verbose = true;
+    } else if (name == "--kernel") {
+      EMBER_TRY(o.kernel, value());
+      if (o.kernel.empty()) return Error{"--kernel needs a path"};
+    } else if (name == "--mem-mib") {
+      EMBER_TRY(auto v, value());
+      uint64_t n;
+      if (!parse_u64(v, &n) || n < kMinMemMib || n > kMaxMemMib || n % 2)
+        return Error{"--mem-mib " + v + ": must be an even number of MiB from 16 to 3072"};
+      o.mem_mib = n;
+    } else if (name == "--timeout-ms") {
+      EMBER_TRY(auto v, value());
+      uint64_t n;
+      if (!parse_u64(v, &n) || n > 1000ull * 3600 * 24 * 365)
+        return Error{"--timeout-ms " + v + ": must be a number of milliseconds (0: no limit)"};
+      o.timeout_ms = n;
+    } else if (name == "--env") {
+      EMBER_TRY(auto v, value());
+      const auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0) return Error{"--env " + v + ": expected KEY=VALUE"};
+      if (v.find('\0') != std::string::npos) return Error{"--env: NUL byte in " + v.substr(0, eq)};
+      o.env.push_back(v);
+    } else if (name == "--image") {
+      EMBER_TRY(o.image, value());
+      if (o.image.empty()) return Error{"--image needs a path"};
+    } else if (name == "--cmdline") {
+      EMBER_TRY(o.cmdline, value());
+    } else {
+      return Error{"unknown option '" + a + "' (see `ember-vmm run --help`)"};
+    }
+    i++;
+  }
+
+  if (!o.image.empty()) {
+    if (i < argv.size()) {
+      // `--image IMG -- ARGS` or a stray PROGRAM.
+      return Error{"'" + argv[i] + "': with --image the image carries the program and its arguments"};
+    }
+    if (!o.env.empty()) return Error{"--env applies only to a PROGRAM (an image carries its own environment)"};
+    return o;
+  }
+  if (i >= argv.size()) return Error{"missing PROGRAM or --image IMG (see `ember-vmm run --help`)"};
+  o.program = argv[i++];
+  if (o.program.empty()) return Error{"empty PROGRAM path"};
+  if (i < argv.size() && argv[i] == "--") i++;
+  o.args.assign(argv.begin() + static_cast<std::ptrdiff_t>(i), argv.end());
+  return o;
+}
+
+}  // namespace ember

@@ -1,0 +1,36 @@
+// Command-line parsing for ember-vmm, separate from main() so that it is
+// unit-testable. Parsing is pure: no file is opened here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vmm/result.h"
+
+namespace ember {
+
+struct CliOptions {
+  enum class Command { kHelp, kRunHelp, kRun } command = Command::kHelp;
+  std::string kernel;  // empty: ember-guest.elf next to the ember-vmm binary
+  uint64_t mem_mib = 128;
+  uint64_t timeout_ms = 0;  // 0: none
+  std::vector<std::string> env;
+  bool verbose = false;
+  std::string cmdline;
+  std::string image;    // --image IMG
+  std::string program;  // PROGRAM (when no --image)
+  std::vector<std::string> args;  // after PROGRAM (a leading "--" dropped)
+};
+
+inline constexpr uint64_t kMinMemMib = 16;
+inline constexpr uint64_t kMaxMemMib = 3072;
+
+// `argv` without the program name: {"run", "--mem-mib", "64", "./hello"}.
+// Errors are usage errors (exit 2), one line, naming the offending argument.
+Result<CliOptions> parse_cli(const std::vector<std::string>& argv);
+
+std::string usage_text();      // ember-vmm --help
+std::string run_usage_text();  // ember-vmm run --help
+
+}  // namespace ember

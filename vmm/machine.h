@@ -1,0 +1,43 @@
+// Machine: one microVM from set-up to exit status. The calling thread becomes
+// the event loop (epoll: console input/output, queue notifications via
+// ioeventfd, signals, the timeout, the vCPU thread's "stopped"); one vCPU
+// thread runs KVM_RUN and dispatches MMIO exits through the Bus.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "vmm/result.h"
+
+namespace ember {
+
+struct MachineConfig {
+  std::string kernel_path;
+  uint64_t mem_size = 128ull << 20;
+  // The function image: an fd (file or memfd) and its size; -1 for none.
+  int image_fd = -1;
+  uint64_t image_size = 0;
+  uint64_t timeout_ms = 0;  // 0: no timeout
+  int stdin_fd = 0;
+  int stdout_fd = 1;
+  int stderr_fd = 2;
+  bool verbose = false;
+  bool trace = false;  // print boot timestamps and exit counts (stderr)
+  std::string cmdline;
+  uint64_t t0_ns = 0;  // CLOCK_MONOTONIC when the process started (tracing); 0: at run_machine()
+};
+
+struct RunOutcome {
+  int status = 0;     // what ember-vmm exits with
+  std::string error;  // if not empty, printed as "ember-vmm: <error>"
+};
+
+// Boots the VM and runs it to the end. A set-up failure is an Error (the
+// caller prints it and exits 125); everything after the first guest
+// instruction ends in a RunOutcome (guest errors included).
+Result<RunOutcome> run_machine(const MachineConfig& config);
+
+// CLOCK_MONOTONIC in nanoseconds.
+uint64_t monotonic_ns();
+
+}  // namespace ember
