@@ -139,6 +139,7 @@ kvm_lapic_state make_lapic(const kvm_lapic_state& base) {
 }
 
 Result<void> setup_boot_vcpu(Vcpu& vcpu, const Kvm& kvm, const abi::GuestNote& note) {
+  if (!kvm.supported_cpuid()) return Error{"setup_boot_vcpu: supported CPUID not loaded"};
   EMBER_TRY_VOID(vcpu.set_cpuid(kvm.supported_cpuid()));
   const std::pair<uint32_t, uint64_t> msrs[] = {
       {abi::kMsrStar, abi::kStar},     {abi::kMsrLstar, note.syscall_entry}, {abi::kMsrSfmask, abi::kSfmask},

@@ -28,17 +28,21 @@ Result<Kvm> Kvm::open(const char* path) {
   const int mmap_size = ::ioctl(kvm.fd(), KVM_GET_VCPU_MMAP_SIZE, 0);
   if (mmap_size <= 0) return errno_error("KVM_GET_VCPU_MMAP_SIZE");
   kvm.vcpu_mmap_size_ = static_cast<size_t>(mmap_size);
-
-  const size_t bytes = sizeof(kvm_abi::CountHeader) + kMaxCpuidEntries * sizeof(kvm_cpuid_entry2);
-  kvm.cpuid_.assign((bytes + 7) / 8, 0);
-  auto* header = reinterpret_cast<kvm_abi::CountHeader*>(kvm.cpuid_.data());
-  header->count = kMaxCpuidEntries;
-  if (::ioctl(kvm.fd(), kvm_abi::kGetSupportedCpuid, kvm.cpuid_.data()) < 0)
-    return errno_error("KVM_GET_SUPPORTED_CPUID");
   return kvm;
 }
 
+Result<void> Kvm::load_supported_cpuid() {
+  if (!cpuid_.empty()) return Ok();
+  const size_t bytes = sizeof(kvm_abi::CountHeader) + kMaxCpuidEntries * sizeof(kvm_cpuid_entry2);
+  std::vector<uint64_t> buf((bytes + 7) / 8, 0);
+  reinterpret_cast<kvm_abi::CountHeader*>(buf.data())->count = kMaxCpuidEntries;
+  if (::ioctl(fd(), kvm_abi::kGetSupportedCpuid, buf.data()) < 0) return errno_error("KVM_GET_SUPPORTED_CPUID");
+  cpuid_ = std::move(buf);
+  return Ok();
+}
+
 std::span<const kvm_cpuid_entry2> Kvm::supported_cpuid_entries() const {
+  if (cpuid_.empty()) return {};
   const auto* header = reinterpret_cast<const kvm_abi::CountHeader*>(cpuid_.data());
   const auto* entries = reinterpret_cast<const kvm_cpuid_entry2*>(header + 1);
   return {entries, header->count};

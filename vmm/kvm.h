@@ -20,14 +20,18 @@ class Vcpu;
 
 class Kvm {
  public:
-  // Opens /dev/kvm (or `path`), checks the API version and caches what every
-  // VM of this process needs: the supported CPUID and the kvm_run size.
+  // Opens /dev/kvm (or `path`), checks the API version, reads the kvm_run size.
   static Result<Kvm> open(const char* path = "/dev/kvm");
+  // KVM_GET_SUPPORTED_CPUID, cached. Slow (~270 us here: the host kernel
+  // executes CPUID for every leaf, each an exit to the outer hypervisor), so
+  // the VMM runs it on the vCPU thread while the main thread builds the VM.
+  // Not thread-safe against supported_cpuid*().
+  Result<void> load_supported_cpuid();
 
   int fd() const { return fd_.get(); }
-  // KVM_GET_SUPPORTED_CPUID, laid out as the kernel wants it for
-  // KVM_SET_CPUID2 (see kvm_abi.h: not a C++ kvm_cpuid2).
-  const void* supported_cpuid() const { return cpuid_.data(); }
+  // After load_supported_cpuid(): the table laid out as the kernel wants it
+  // for KVM_SET_CPUID2 (see kvm_abi.h: not a C++ kvm_cpuid2); else nullptr.
+  const void* supported_cpuid() const { return cpuid_.empty() ? nullptr : cpuid_.data(); }
   std::span<const kvm_cpuid_entry2> supported_cpuid_entries() const;
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
   int check_extension(long cap) const;

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cinttypes>
 #include <cstring>
 #include <memory>
@@ -31,6 +32,7 @@
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
+#include "vmm/teardown.h"
 #include "vmm/vcpu_exit.h"
 #include "vmm/virtio_mmio.h"
 
@@ -110,10 +112,17 @@ class Machine {
     const char* what;
     uint64_t ns;
   };
-  void mark(const char* what) { marks_.push_back(Mark{what, monotonic_ns()}); }
+  // Set-up phases the vCPU thread waits for (phase_).
+  enum Phase : int { kPhaseInit = 0, kPhaseVmReady = 1, kPhaseGo = 2, kPhaseAbort = 3 };
 
+  void mark(const char* what) { marks_.push_back(Mark{what, monotonic_ns()}); }
+  Result<void> setup_signals();
   Result<void> setup_devices();
   Result<void> setup_event_loop();
+  void set_phase(Phase p);
+  bool wait_phase(Phase p);  // false: aborted
+  void vcpu_main();
+  Result<void> vcpu_setup();
   void vcpu_loop();
   void stop_vcpu();
   void update_fd_interest();
@@ -135,7 +144,7 @@ class Machine {
   std::vector<ConsoleSlot> consoles_;
   std::vector<Fd> irqfds_;
   std::vector<Fd> notify_fds_;  // index: device * kQueues + queue
-  Vcpu vcpu_;
+  abi::BootInfo boot_info_{};   // the vCPU thread adds the clock sample and writes it
 
   Fd epoll_;
   Fd signal_fd_;
@@ -145,20 +154,67 @@ class Machine {
   bool mask_saved_ = false;
   std::vector<std::pair<int, uint32_t>> watched_;  // fd -> epoll events registered
 
+  // The vCPU thread starts first thing: it fetches the supported CPUID
+  // (slow) while this thread builds the VM, creates and sets up the vCPU once
+  // the VM has its irqchip (kPhaseVmReady), and enters the guest once the
+  // devices exist (kPhaseGo).
   std::thread vcpu_thread_;
+  std::atomic<int> phase_{kPhaseInit};
   std::atomic<bool> stop_{false};
+  std::atomic<kvm_run*> run_ptr_{nullptr};  // published once the vCPU exists
+  Vcpu vcpu_;                               // owned by the vCPU thread until joined
   ExitCounts counts_;
   ExitDecision vcpu_result_;
   std::string vcpu_message_;
   std::optional<RunOutcome> stop_outcome_;  // why the main thread stopped the VM
-  uint64_t first_run_ns_ = 0;
-  uint64_t vcpu_end_ns_ = 0;
+  uint64_t cpuid_ns_ = 0, vcpu_ready_ns_ = 0, first_run_ns_ = 0, vcpu_end_ns_ = 0;
 };
+
+void Machine::set_phase(Phase p) {
+  phase_.store(p, std::memory_order_release);
+  phase_.notify_all();
+}
+
+bool Machine::wait_phase(Phase p) {
+  for (;;) {
+    const int now = phase_.load(std::memory_order_acquire);
+    if (now == kPhaseAbort) return false;
+    if (now >= p) return true;
+    phase_.wait(now, std::memory_order_acquire);
+  }
+}
+
+Result<void> Machine::setup_signals() {
+  // SIGINT/SIGTERM/SIGHUP/SIGQUIT end the VM cleanly through the event loop
+  // (signalfd). Blocked before any thread exists, so every thread inherits
+  // the mask; the vCPU thread then unblocks only the kick signal.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  sigaddset(&set, kKickSignal);
+  if (::pthread_sigmask(SIG_BLOCK, &set, &old_mask_) != 0) return Error{"pthread_sigmask failed"};
+  mask_saved_ = true;
+  sigdelset(&set, kKickSignal);
+  signal_fd_ = Fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_.valid()) return errno_error("signalfd");
+  struct sigaction sa{};
+  sa.sa_handler = no_op_handler;  // no SA_RESTART: KVM_RUN must return EINTR
+  sigemptyset(&sa.sa_mask);
+  if (::sigaction(kKickSignal, &sa, nullptr) < 0) return errno_error("sigaction");
+  // A closed stdout/stderr reader shows up as EPIPE on write, not as death.
+  ::signal(SIGPIPE, SIG_IGN);
+  return Ok();
+}
 
 Result<void> Machine::setup() {
   mark("setup_start");
   EMBER_TRY(kvm_, Kvm::open());
   mark("kvm_open");
+  EMBER_TRY_VOID(setup_signals());
+  EMBER_TRY(vcpu_done_, make_eventfd());
+  mark("signals");
+  vcpu_thread_ = std::thread([this] { vcpu_main(); });
+  mark("spawn");
   EMBER_TRY(vm_, kvm_.create_vm());
   mark("create_vm");
 
@@ -191,18 +247,15 @@ Result<void> Machine::setup() {
     EMBER_TRY(kernel_, parse_kernel_elf(bytes, config_.kernel_path));
     EMBER_TRY_VOID(load_kernel(kernel_, bytes, memory_, /*memory_is_zero=*/true));
   }
+  set_phase(kPhaseVmReady);  // the vCPU thread creates and sets up the vCPU meanwhile
   mark("kernel");
   EMBER_TRY_VOID(write_system_tables(memory_, kernel_, image_mapped ? abi::kImageGpa : 0, image_mapped));
 
   EMBER_TRY_VOID(setup_devices());
   mark("devices");
 
-  EMBER_TRY(vcpu_, vm_.create_vcpu(0));
-  EMBER_TRY_VOID(setup_boot_vcpu(vcpu_, kvm_, kernel_.note));
-  mark("vcpu");
-
-  // Boot info last: it carries the clock sample taken as close to the first
-  // guest instruction as we can.
+  // Boot info; the vCPU thread adds the clock sample, taken as close to the
+  // first guest instruction as it can be.
   BootParams p;
   p.mem_size = memory_.ram_size();
   p.image_gpa = image_mapped ? abi::kImageGpa : 0;
@@ -213,14 +266,10 @@ Result<void> Machine::setup() {
                BootDevice{abi::kVirtioIdConsole, abi::kRoleStderr, kQueues}};
   if (::getrandom(p.random_seed, sizeof p.random_seed, 0) != static_cast<ssize_t>(sizeof p.random_seed))
     return errno_error("getrandom");
-  auto khz = vcpu_.tsc_khz();
-  p.tsc_khz = khz ? *khz : 0;
-  EMBER_TRY(p.boot_tsc, vcpu_.get_msr(0x10));  // IA32_TSC, as the guest will read it
-  p.realtime_ns = realtime_ns();
-  EMBER_TRY(auto info, make_boot_info(p));
-  EMBER_TRY_VOID(memory_.write_obj(abi::kBootInfoGpa, info));
+  EMBER_TRY(boot_info_, make_boot_info(p));
 
   EMBER_TRY_VOID(setup_event_loop());
+  set_phase(kPhaseGo);
   mark("event_loop");
   return Ok();
 }
@@ -292,25 +341,7 @@ Result<void> Machine::setup_event_loop() {
     return Ok();
   };
 
-  // SIGINT/SIGTERM/SIGHUP/SIGQUIT end the VM cleanly through the loop; the
-  // vCPU thread inherits the mask and only takes the kick signal.
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
-  if (::pthread_sigmask(SIG_BLOCK, &set, &old_mask_) != 0) return Error{"pthread_sigmask failed"};
-  mask_saved_ = true;
-  signal_fd_ = Fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signal_fd_.valid()) return errno_error("signalfd");
   EMBER_TRY_VOID(add(signal_fd_.get(), tag(kEvSignal)));
-
-  struct sigaction sa{};
-  sa.sa_handler = no_op_handler;  // no SA_RESTART: KVM_RUN must return EINTR
-  sigemptyset(&sa.sa_mask);
-  if (::sigaction(kKickSignal, &sa, nullptr) < 0) return errno_error("sigaction");
-  // A closed stdout/stderr reader shows up as EPIPE on write, not as death.
-  ::signal(SIGPIPE, SIG_IGN);
-
-  EMBER_TRY(vcpu_done_, make_eventfd());
   EMBER_TRY_VOID(add(vcpu_done_.get(), tag(kEvVcpu)));
   for (uint32_t i = 0; i < notify_fds_.size(); i++) EMBER_TRY_VOID(add(notify_fds_[i].get(), tag(kEvNotify, i)));
 
@@ -326,6 +357,38 @@ Result<void> Machine::setup_event_loop() {
   return Ok();
 }
 
+Result<void> Machine::vcpu_setup() {
+  EMBER_TRY_VOID(kvm_.load_supported_cpuid());
+  cpuid_ns_ = monotonic_ns();
+  if (!wait_phase(kPhaseVmReady)) return Error{"aborted"};
+  EMBER_TRY(vcpu_, vm_.create_vcpu(0));
+  run_ptr_.store(vcpu_.run(), std::memory_order_seq_cst);
+  EMBER_TRY_VOID(setup_boot_vcpu(vcpu_, kvm_, kernel_.note));
+  vcpu_ready_ns_ = monotonic_ns();
+  if (!wait_phase(kPhaseGo)) return Error{"aborted"};
+  // The clock sample: guest TSC and host realtime, read back to back.
+  auto khz = vcpu_.tsc_khz();
+  boot_info_.tsc_khz = khz ? *khz : 0;
+  EMBER_TRY(boot_info_.boot_tsc, vcpu_.get_msr(0x10));  // IA32_TSC, as the guest reads it
+  boot_info_.realtime_ns = realtime_ns();
+  EMBER_TRY_VOID(memory_.write_obj(abi::kBootInfoGpa, boot_info_));
+  return Ok();
+}
+
+void Machine::vcpu_main() {
+  auto r = vcpu_setup();
+  if (!r) {
+    if (!stop_.load() && phase_.load() != kPhaseAbort) {
+      vcpu_result_ = ExitDecision{ExitDecision::kFatal, r.message()};
+      vcpu_message_ = r.message();
+    }
+  } else {
+    vcpu_loop();
+  }
+  vcpu_end_ns_ = monotonic_ns();
+  signal_eventfd(vcpu_done_.get());
+}
+
 void Machine::vcpu_loop() {
   sigset_t kick;
   sigemptyset(&kick);
@@ -335,7 +398,7 @@ void Machine::vcpu_loop() {
   kvm_run* run = vcpu_.run();
   first_run_ns_ = monotonic_ns();
   for (;;) {
-    if (stop_.load(std::memory_order_acquire)) {
+    if (stop_.load(std::memory_order_seq_cst)) {
       vcpu_result_ = ExitDecision{ExitDecision::kContinue, {}};  // stopped from outside
       break;
     }
@@ -372,16 +435,15 @@ void Machine::vcpu_loop() {
     }
     break;
   }
-  vcpu_end_ns_ = monotonic_ns();
-  signal_eventfd(vcpu_done_.get());
 }
 
 void Machine::stop_vcpu() {
   if (!vcpu_thread_.joinable()) return;
-  stop_.store(true, std::memory_order_release);
+  stop_.store(true, std::memory_order_seq_cst);
+  if (phase_.load() < kPhaseGo) set_phase(kPhaseAbort);
   // immediate_exit covers a kick that lands before KVM_RUN is entered; the
   // signal covers a vCPU already inside (halted, or running guest code).
-  vcpu_.run()->immediate_exit = 1;
+  if (kvm_run* run = run_ptr_.load(std::memory_order_seq_cst)) run->immediate_exit = 1;
   ::pthread_kill(vcpu_thread_.native_handle(), kKickSignal);
   vcpu_thread_.join();
 }
@@ -446,8 +508,6 @@ void Machine::dispatch_fd(int fd, uint32_t events) {
 }
 
 Result<RunOutcome> Machine::run() {
-  vcpu_thread_ = std::thread([this] { vcpu_loop(); });
-
   bool vcpu_done = false;
   while (!vcpu_done && !stop_outcome_) {
     update_fd_interest();
@@ -518,24 +578,44 @@ Result<RunOutcome> Machine::run() {
     out = RunOutcome{125, "vCPU stopped without a result"};
   }
   if (config_.trace || config_.verbose) print_trace(out);
+  if (config_.detach_teardown && !detach_teardown()) log_.debug("no teardown helper: tearing down in-process");
   return out;
 }
 
 void Machine::print_trace(const RunOutcome& out) {
+  // One line of key=value pairs (bench/ parses it): µs since t0 (process
+  // start as main() saw it) for each set-up step, the vCPU thread's
+  // milestones, and the exit counts.
   const uint64_t t0 = config_.t0_ns ? config_.t0_ns : (marks_.empty() ? 0 : marks_[0].ns);
-  const uint64_t end = monotonic_ns();
   auto us = [t0](uint64_t t) { return t >= t0 ? static_cast<double>(t - t0) / 1000.0 : 0.0; };
-  std::string setup;
-  for (const Mark& m : marks_) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, " %s=%.0f", m.what, us(m.ns));
-    setup += buf;
+  std::string line = "ember-trace:";
+  char buf[64];
+  auto add = [&](const char* key, double v) {
+    std::snprintf(buf, sizeof buf, " %s=%.0f", key, v);
+    line += buf;
+  };
+  for (const Mark& m : marks_) add((std::string(m.what) + "_us").c_str(), us(m.ns));
+  add("cpuid_us", us(cpuid_ns_));
+  add("vcpu_ready_us", us(vcpu_ready_ns_));
+  add("first_run_us", us(first_run_ns_));
+  add("exit_us", us(vcpu_end_ns_));
+  add("end_us", us(monotonic_ns()));
+  uint64_t total = 0;
+  for (uint64_t c : counts_.by_reason) total += c;
+  add("exits", static_cast<double>(total));
+  for (size_t r = 0; r < counts_.by_reason.size(); r++) {
+    if (!counts_.by_reason[r]) continue;
+    std::string key = "exits_" + std::string(exit_reason_name(static_cast<uint32_t>(r)));
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    add(key.c_str(), static_cast<double>(counts_.by_reason[r]));
   }
-  log_.error("trace: first_run_us=%.0f exit_us=%.0f end_us=%.0f status=%d exits: %s bus_misses=%" PRIu64
-             " log_lines=%" PRIu64,
-             us(first_run_ns_), us(vcpu_end_ns_), us(end), out.status, counts_.summary().c_str(), bus_.misses(),
-             control_ ? control_->log_lines() : 0);
-  log_.error("trace: setup_us:%s", setup.c_str());
+  add("kick_eintr", static_cast<double>(counts_.eintr));
+  add("bus_misses", static_cast<double>(bus_.misses()));
+  add("log_lines", static_cast<double>(control_ ? control_->log_lines() : 0));
+  add("status", out.status);
+  line += "\n";
+  ssize_t r = ::write(2, line.data(), line.size());
+  (void)r;
 }
 
 }  // namespace

@@ -25,6 +25,10 @@ struct MachineConfig {
   bool trace = false;  // print boot timestamps and exit counts (stderr)
   std::string cmdline;
   uint64_t t0_ns = 0;  // CLOCK_MONOTONIC when the process started (tracing); 0: at run_machine()
+  // Leave the slow VM destruction (~15 ms) to a detached helper process
+  // (vmm/teardown.h). For ember-vmm, which exits right after; not for
+  // in-process users.
+  bool detach_teardown = false;
 };
 
 struct RunOutcome {

@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
   config.trace = trace && *trace && std::strcmp(trace, "0") != 0;
   config.cmdline = o.cmdline;
   config.t0_ns = t0;
+  config.detach_teardown = true;
 
   auto outcome = ember::run_machine(config);
   if (!outcome) {
