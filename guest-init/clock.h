@@ -1,0 +1,33 @@
+// Time from the TSC: CLOCK_REALTIME = the host's time at boot_tsc plus the
+// TSC ticks since, CLOCK_MONOTONIC & co. = ticks since boot_tsc. rdtsc is
+// native in ring 3 (PLATFORM.md), so reading a clock costs no exit.
+#pragma once
+
+#include <stdint.h>
+
+namespace ember::guest {
+
+class Clock {
+ public:
+  // tsc_khz == 0: unknown; the clock then asks CPUID, else assumes 2 GHz.
+  void init(uint64_t tsc_khz, uint64_t boot_tsc, uint64_t realtime_ns);
+  uint64_t monotonic_ns() const { return ticks_to_ns(tsc_now() - boot_tsc_); }
+  uint64_t realtime_ns() const { return realtime_at_boot_ns_ + monotonic_ns(); }
+  uint64_t ticks_to_ns(uint64_t ticks) const {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) * ns_per_tick_q32_) >> 32);
+  }
+  uint64_t ns_to_ticks(uint64_t ns) const;
+  uint64_t tsc_khz() const { return tsc_khz_; }
+  // Spins (pause) until monotonic_ns() >= deadline_ns.
+  void spin_until(uint64_t deadline_ns) const;
+
+  static uint64_t tsc_now();
+
+ private:
+  uint64_t tsc_khz_ = 0;
+  uint64_t boot_tsc_ = 0;
+  uint64_t realtime_at_boot_ns_ = 0;
+  uint64_t ns_per_tick_q32_ = 0;  // ns per tick, 32.32 fixed point
+};
+
+}  // namespace ember::guest

@@ -1,0 +1,56 @@
+// Loading the program: a static ELF64 x86-64 executable (ET_EXEC, or ET_DYN
+// without PT_INTERP = static-pie) from the image into identity-mapped RAM.
+// plan_elf() checks every field against the file size and the RAM the
+// program may use and is pure (unit-tested on the host); load_elf() copies.
+#pragma once
+
+#include <stdint.h>
+
+namespace ember::guest {
+
+enum class ElfError : uint32_t {
+  kOk = 0,
+  kNotElf,           // no ELF magic / too short for a header
+  kNotX86_64,        // class, data, version or machine
+  kNotExecutable,    // e_type is not ET_EXEC or ET_DYN
+  kDynamic,          // PT_INTERP: needs a dynamic loader
+  kBadHeaders,       // program header table outside the file or malformed
+  kBadSegment,       // a PT_LOAD outside the file, filesz > memsz, overflow, overlap
+  kTooManySegments,  // more PT_LOADs than kMaxSegments
+  kNoSegments,       // no PT_LOAD
+  kBadEntry,         // entry point not inside a loaded segment
+  kNoRoom,           // the segments do not fit in the program's RAM
+};
+const char* elf_error_text(ElfError e);
+
+struct LoadSegment {
+  uint64_t vaddr;   // biased (where it goes in RAM)
+  uint64_t memsz;
+  uint64_t offset;  // in the file
+  uint64_t filesz;
+};
+
+struct LoadPlan {
+  static constexpr uint32_t kMaxSegments = 16;
+  uint64_t bias = 0;      // added to every p_vaddr (0 for ET_EXEC)
+  uint64_t entry = 0;     // biased
+  uint64_t lo = 0, hi = 0;  // page-aligned biased span of all segments
+  uint64_t phdr = 0;      // biased address of the program headers, 0 if no segment holds them
+  uint64_t phoff = 0;     // their file offset (to copy them elsewhere when phdr == 0)
+  uint16_t phnum = 0, phentsize = 0;
+  uint32_t segment_count = 0;
+  LoadSegment segments[kMaxSegments] = {};
+};
+
+struct RamWindow {
+  uint64_t low;        // lowest address a segment may use (kProgramMin or above)
+  uint64_t high;       // segments end at or below this
+  uint64_t pie_base;   // preferred base for ET_DYN (used if the program fits above it)
+};
+
+ElfError plan_elf(const uint8_t* file, uint64_t size, const RamWindow& ram, LoadPlan* plan);
+// Copies each segment's file bytes to its address. The rest of each segment
+// (.bss) is not written: RAM the program has not used yet is zero.
+void load_elf(const uint8_t* file, const LoadPlan& plan);
+
+}  // namespace ember::guest

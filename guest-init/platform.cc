@@ -1,0 +1,61 @@
+#include "guest-init/platform.h"
+
+#include "api/control.h"
+
+namespace ember::guest {
+
+constinit Platform g_platform;
+
+namespace {
+constinit abi::LogRecord g_log_record;
+}
+
+bool Platform::init(const abi::BootInfo* info) {
+  if (info->magic != abi::kBootInfoMagic || info->version != abi::kBootInfoVersion) return false;
+  info_ = info;
+  if (info->flags & abi::kBootHasControl) control_ = info->control_gpa;
+  return true;
+}
+
+void Platform::control_write32(uint32_t reg, uint32_t value) {
+  *reinterpret_cast<volatile uint32_t*>(control_ + reg) = value;
+}
+
+void Platform::log(LogLevel level, const TextBuf& text) {
+  if (!control_) return;
+  uint32_t n = text.size() < abi::kLogMax ? static_cast<uint32_t>(text.size()) : abi::kLogMax;
+  memcpy(g_log_record.text, text.data(), n);
+  g_log_record.length = n;
+  g_log_record.level = static_cast<uint32_t>(level);
+  compiler_barrier();
+  *reinterpret_cast<volatile uint64_t*>(control_ + abi::kControlLog) = reinterpret_cast<uint64_t>(&g_log_record);
+}
+
+void Platform::exit_program(uint32_t status) {
+  status &= 0xff;
+  if (control_) control_write32(abi::kControlExitCode, status);
+  if (pvh()) ember_gate_pvh_exit(status);
+  for (;;) cpu_relax();  // the VMM ends the VM at the write above
+}
+
+void Platform::die_by_signal(uint32_t signal) {
+  if (control_) control_write32(abi::kControlExitSignal, signal);
+  if (pvh()) ember_gate_pvh_exit(static_cast<uint32_t>(abi::exit_status_for_signal(signal)));
+  for (;;) cpu_relax();
+}
+
+void Platform::signal_ready() {
+  if (ready_sent_) return;
+  ready_sent_ = true;
+  if (control_) control_write32(abi::kControlReady, 1);
+}
+
+void Platform::wait_word(const volatile uint16_t* word, uint16_t seen) {
+  if (poll_only()) {
+    for (int i = 0; i < 64 && *word == seen; i++) cpu_relax();
+    return;
+  }
+  ember_gate_wait(word, seen);
+}
+
+}  // namespace ember::guest

@@ -1,0 +1,56 @@
+// What the runtime knows about the machine it runs on: the boot info, the
+// control page, and the ring-0 services behind the wait gate. Everything
+// here runs in ring 3 under PVM (ring 0 on hardware after a syscall).
+#pragma once
+
+#include <stdint.h>
+
+#include "api/boot_info.h"
+#include "guest-init/klib.h"
+
+extern "C" {
+// entry.S: the one int3 site (see nucleus.S for what ring 0 does).
+void ember_gate_wait(const volatile uint16_t* word, uint32_t seen);
+void ember_gate_set_fs(uint64_t base);
+[[noreturn]] void ember_gate_pvh_exit(uint32_t status);
+[[noreturn]] void ember_enter_program(uint64_t entry, uint64_t sp);
+uint64_t ember_call_on_stack(uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t stack_top);
+}
+
+namespace ember::guest {
+
+enum class LogLevel : uint32_t { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+
+class Platform {
+ public:
+  // Copies what it needs from the boot info; false if it is not one.
+  bool init(const abi::BootInfo* info);
+
+  const abi::BootInfo& boot() const { return *info_; }
+  bool poll_only() const { return (info_->flags & abi::kBootPollOnly) != 0; }
+  bool pvh() const { return (info_->flags & abi::kBootPvh) != 0; }
+  bool has_control() const { return control_ != 0; }
+
+  // One line to the VMM's log (an MMIO exit: rare events only).
+  void log(LogLevel level, const TextBuf& text);
+  // The program's end. Neither returns.
+  [[noreturn]] void exit_program(uint32_t status);
+  [[noreturn]] void die_by_signal(uint32_t signal);
+  // The program first blocked reading stdin (once per boot).
+  void signal_ready();
+
+  // Sleeps until the u16 at `word` differs from `seen` (or an interrupt
+  // arrives: callers re-check). Spins under kBootPollOnly.
+  void wait_word(const volatile uint16_t* word, uint16_t seen);
+
+ private:
+  void control_write32(uint32_t reg, uint32_t value);
+
+  const abi::BootInfo* info_ = nullptr;
+  uint64_t control_ = 0;
+  bool ready_sent_ = false;
+};
+
+extern constinit Platform g_platform;
+
+}  // namespace ember::guest

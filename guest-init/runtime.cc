@@ -1,0 +1,143 @@
+// The runtime's start: from the boot info to the program's first
+// instruction, all in ring 3. Reads the image, loads the executable, builds
+// its stack and jumps.
+#include "api/boot_info.h"
+#include "api/guest_layout.h"
+#include "guest-init/console.h"
+#include "guest-init/elf_loader.h"
+#include "guest-init/initial_stack.h"
+#include "guest-init/klib.h"
+#include "guest-init/platform.h"
+#include "guest-init/runtime.h"
+
+namespace ember::guest {
+
+constinit Runtime g_rt;
+
+namespace {
+
+using namespace lx;
+
+constexpr uint64_t kStackReserve = 8ull << 20;
+constexpr uint64_t kPieBase = 0x1000000;  // 16 MiB, where RAM allows
+constexpr uint32_t kStatusCannotRun = 127;  // as a shell reports "cannot execute"
+
+// Tells the user why nothing ran: on stderr (the VMM passes it through) and
+// in the VMM's log; then exits with 127.
+[[noreturn]] void fail(const char* what, const char* why) {
+  char line[512];
+  TextBuf t(line, sizeof line);
+  t.str("ember-guest: ").str(what).str(": ").str(why).ch('\n');
+  g_consoles.append(2, reinterpret_cast<const uint8_t*>(t.data()), t.size());
+  g_consoles.flush(2);
+  TextBuf l(line, t.size() - 1);  // the same text, without the newline
+  l.bytes(line, t.size() - 1);
+  g_platform.log(LogLevel::kError, l);
+  g_platform.exit_program(kStatusCannotRun);
+}
+
+void zero_range(uint64_t addr, uint64_t len) { memset(reinterpret_cast<void*>(addr), 0, len); }
+void copy_range(uint64_t dst, uint64_t src, uint64_t len) {
+  memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), len);
+}
+
+const char* arg_at(const void* ctx, uint32_t i, uint32_t* len) {
+  image::Bytes b = static_cast<const image::ImageReader*>(ctx)->arg(i);
+  *len = b.size;
+  return b.data;
+}
+const char* env_at(const void* ctx, uint32_t i, uint32_t* len) {
+  image::Bytes b = static_cast<const image::ImageReader*>(ctx)->env(i);
+  *len = b.size;
+  return b.data;
+}
+const char* exec_as_argv0(const void*, uint32_t, uint32_t* len) {
+  *len = g_rt.exec_path_len;
+  return g_rt.exec_path;
+}
+
+void init_rlimits() {
+  for (auto& r : g_rt.rlimits) r = Rlimit{RLIM_INFINITY, RLIM_INFINITY};
+  g_rt.rlimits[RLIMIT_STACK] = Rlimit{kStackReserve, RLIM_INFINITY};
+  g_rt.rlimits[RLIMIT_NOFILE] = Rlimit{Files::kMaxFds, Files::kMaxFds};
+  g_rt.rlimits[RLIMIT_CORE] = Rlimit{0, RLIM_INFINITY};
+}
+
+}  // namespace
+
+[[noreturn]] void runtime_main(const abi::BootInfo* info) {
+  if (!g_platform.init(info)) {
+    for (;;) cpu_relax();  // not a boot info: nobody to tell; the VMM's deadline ends this
+  }
+  const abi::BootInfo& bi = g_platform.boot();
+  g_rt.clock.init(bi.tsc_khz, bi.boot_tsc, bi.realtime_ns);
+  g_rt.rng.seed(bi.random_seed);
+  g_consoles.init();
+  g_rt.files.init();
+  init_rlimits();
+  g_rt.umask = 022;
+  g_rt.cwd = Lookup{FileKind::kDir, 0, 0};
+
+  // The image.
+  image::ImageStatus st = g_rt.image.open(reinterpret_cast<const uint8_t*>(bi.image_gpa), bi.image_size);
+  if (st != image::ImageStatus::kOk) fail("image", image::image_status_text(st));
+  const image::ImageFile exec = g_rt.image.file(g_rt.image.exec_index());
+  g_rt.exec_path = exec.path.data;
+  g_rt.exec_path_len = exec.path.size;
+
+  // The program's RAM: [kProgramMin, mem_size), minus an image that a PVH
+  // loader placed inside RAM (keep the larger side).
+  uint64_t low = abi::kProgramMin, high = page_down(bi.mem_size);
+  const uint64_t img_lo = page_down(bi.image_gpa), img_hi = page_up(bi.image_gpa + bi.image_size);
+  if (img_lo < high && img_hi > low) {
+    if (img_lo > low && img_lo - low >= (high > img_hi ? high - img_hi : 0)) high = img_lo;
+    else low = img_hi;
+  }
+  if (high <= low) fail(exec.path.data, "no RAM left for the program");
+  uint64_t stack_reserve = kStackReserve;
+  if ((high - low) / 2 < stack_reserve) stack_reserve = page_down((high - low) / 4);
+  g_rt.mem.init(low, high, zero_range, copy_range);
+
+  LoadPlan plan;
+  const RamWindow window{low, high - stack_reserve, kPieBase};
+  ElfError e = plan_elf(exec.data, exec.size, window, &plan);
+  if (e != ElfError::kOk) fail(exec.path.data, elf_error_text(e));
+  load_elf(exec.data, plan);
+  if (!g_rt.mem.set_layout(plan.hi, stack_reserve)) fail(exec.path.data, elf_error_text(ElfError::kNoRoom));
+
+  // The stack, at the top of the program's RAM.
+  StackSpec spec{};
+  if (g_rt.image.arg_count()) spec.argv = StringSource{g_rt.image.arg_count(), &g_rt.image, arg_at};
+  else spec.argv = StringSource{1, nullptr, exec_as_argv0};
+  spec.envp = StringSource{g_rt.image.env_count(), &g_rt.image, env_at};
+  spec.execfn = g_rt.exec_path;
+  spec.execfn_len = g_rt.exec_path_len;
+  g_rt.rng.fill(spec.random, sizeof spec.random);
+  spec.phdr = plan.phdr;
+  spec.phent = plan.phentsize;
+  spec.phnum = plan.phnum;
+  spec.entry = plan.entry;
+  spec.hwcap = cpuid(1).edx;
+  spec.hwcap2 = 0;  // no FSGSBASE: user space must not use wrfsbase
+  spec.clktck = 100;
+  // Linux maps the program headers; if no segment holds them, copy them
+  // just below the stack strings (AT_PHDR must point at real headers).
+  const uint64_t top = high;
+  uint8_t* window_lo = reinterpret_cast<uint8_t*>(top - stack_reserve);
+  uint64_t stack_top = top;
+  if (!spec.phdr) {
+    const uint64_t bytes = uint64_t{plan.phnum} * plan.phentsize;
+    stack_top = (top - bytes) & ~uint64_t{15};
+    memcpy(reinterpret_cast<void*>(stack_top), exec.data + plan.phoff, bytes);
+    spec.phdr = stack_top;
+  }
+  const uint64_t sp = build_initial_stack(window_lo, stack_top - (top - stack_reserve), stack_top, spec);
+  if (!sp) fail(exec.path.data, "argv and environment do not fit in the stack");
+  ember_enter_program(plan.entry, sp);
+}
+
+}  // namespace ember::guest
+
+extern "C" [[noreturn]] void ember_runtime_main(const ember::abi::BootInfo* info) {
+  ember::guest::runtime_main(info);
+}
