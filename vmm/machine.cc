@@ -222,14 +222,14 @@ Result<void> Machine::setup() {
   EMBER_TRY(memory_, GuestMemory::create(config_.mem_size));
   EMBER_TRY_VOID(vm_.set_memory_region(0, 0, memory_.ram(), memory_.ram_size(), false));
   uint64_t image_mapped = 0;
-  if (config_.image_fd >= 0) {
-    if (config_.image_size > abi::kMaxImageSize)
+  if (config_.image) {
+    image_mapped = config_.image_mapped;
+    if (config_.image_size > abi::kMaxImageSize || image_mapped % abi::kPageSize || image_mapped < config_.image_size)
       return Error{"image too large (" + std::to_string(config_.image_size >> 20) + " MiB, max " +
                    std::to_string(abi::kMaxImageSize >> 20) + " MiB)"};
-    EMBER_TRY(auto image, map_readonly(config_.image_fd, config_.image_size, "image"));
-    image_mapped = image.size();
-    EMBER_TRY_VOID(vm_.set_memory_region(1, abi::kImageGpa, image.get(), image_mapped, true));
-    EMBER_TRY_VOID(memory_.add_region(abi::kImageGpa, image_mapped, std::move(image), false));
+    auto* host = const_cast<uint8_t*>(config_.image);  // a read-only slot: never written through
+    EMBER_TRY_VOID(vm_.set_memory_region(1, abi::kImageGpa, host, image_mapped, true));
+    EMBER_TRY_VOID(memory_.add_borrowed(abi::kImageGpa, std::span<uint8_t>(host, image_mapped), false));
   }
   mark("memory");
   EMBER_TRY_VOID(vm_.create_irqchip());

@@ -14,9 +14,12 @@ namespace ember {
 struct MachineConfig {
   std::string kernel_path;
   uint64_t mem_size = 128ull << 20;
-  // The function image: an fd (file or memfd) and its size; -1 for none.
-  int image_fd = -1;
+  // The function image: a read-only host range the caller keeps mapped for
+  // the whole run (vmm/program_image.h), image_mapped bytes (page-rounded) of
+  // which image_size are the image. nullptr: no image.
+  const uint8_t* image = nullptr;
   uint64_t image_size = 0;
+  uint64_t image_mapped = 0;
   uint64_t timeout_ms = 0;  // 0: no timeout
   int stdin_fd = 0;
   int stdout_fd = 1;

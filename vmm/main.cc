@@ -1,7 +1,4 @@
 // ember-vmm: boots one microVM that runs one program (see `ember-vmm run --help`).
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,11 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "images/image_reader.h"
-#include "images/image_writer.h"
 #include "vmm/cli.h"
-#include "vmm/fd.h"
 #include "vmm/machine.h"
+#include "vmm/program_image.h"
 #include "vmm/result.h"
 
 namespace {
@@ -42,71 +37,6 @@ std::string basename_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-struct ImageFile {
-  ember::Fd fd;
-  uint64_t size = 0;
-};
-
-// PROGRAM: checked to be an ELF file, then packed into an image in a memfd
-// (never touches the disk).
-ember::Result<ImageFile> pack_program(const ember::CliOptions& o) {
-  {
-    ember::Fd fd(::open(o.program.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return ember::errno_error("program " + o.program);
-    struct stat st;
-    if (::fstat(fd.get(), &st) < 0) return ember::errno_error("program " + o.program);
-    if (!S_ISREG(st.st_mode)) return ember::Error{"program " + o.program + ": not a regular file"};
-    unsigned char magic[4] = {};
-    if (::pread(fd.get(), magic, 4, 0) != 4 || std::memcmp(magic, "\177ELF", 4) != 0)
-      return ember::Error{"program " + o.program + ": not an ELF executable (Ember runs static Linux x86-64 ELF programs)"};
-  }
-  ember::image::ImageSpec spec;
-  spec.exec_host_path = o.program;
-  spec.exec_guest_path = "/bin/" + basename_of(o.program);
-  spec.args.push_back(o.program);
-  spec.args.insert(spec.args.end(), o.args.begin(), o.args.end());
-  spec.env = o.env;
-  EMBER_TRY(auto bytes, ember::image::build_image(spec));
-
-  ImageFile out;
-  out.fd = ember::Fd(::memfd_create("ember-image", MFD_CLOEXEC));
-  if (!out.fd.valid()) return ember::errno_error("memfd_create");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(out.fd.get(), bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return ember::errno_error("writing the image to a memfd");
-    done += static_cast<size_t>(w);
-  }
-  out.size = bytes.size();
-  return out;
-}
-
-// --image IMG: validated here (clear errors before any VM exists); the guest
-// validates it again, it trusts nothing either.
-ember::Result<ImageFile> open_image(const std::string& path) {
-  ImageFile out;
-  out.fd = ember::Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!out.fd.valid()) return ember::errno_error("image " + path);
-  struct stat st;
-  if (::fstat(out.fd.get(), &st) < 0) return ember::errno_error("image " + path);
-  if (!S_ISREG(st.st_mode)) return ember::Error{"image " + path + ": not a regular file"};
-  out.size = static_cast<uint64_t>(st.st_size);
-  if (out.size == 0) return ember::Error{"image " + path + ": empty file"};
-  void* p = ::mmap(nullptr, out.size, PROT_READ, MAP_PRIVATE, out.fd.get(), 0);
-  if (p == MAP_FAILED) return ember::errno_error("mmap image " + path);
-  ember::Mapping map(p, out.size);
-  ember::image::ImageReader reader;
-  const auto status = reader.open(map.bytes(), out.size);
-  if (status != ember::image::ImageStatus::kOk)
-    return ember::Error{"image " + path + ": " + ember::image::image_status_text(status)};
-  const ember::image::ImageFile exec = reader.file(reader.exec_index());
-  const std::string exec_path(exec.path.data, exec.path.size);
-  if (exec.size < 4 || std::memcmp(exec.data, "\177ELF", 4) != 0)
-    return ember::Error{"image " + path + ": program " + exec_path + " is not an ELF executable"};
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,7 +61,18 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto image = o.image.empty() ? pack_program(o) : open_image(o.image);
+  ember::Result<ember::MappedImage> image = ember::Error{};
+  if (o.image.empty()) {
+    ember::ProgramImageSpec spec;
+    spec.program = o.program;
+    spec.guest_path = "/bin/" + basename_of(o.program);
+    spec.args.push_back(o.program);
+    spec.args.insert(spec.args.end(), o.args.begin(), o.args.end());
+    spec.env = o.env;
+    image = ember::map_program_image(spec);
+  } else {
+    image = ember::map_image_file(o.image);
+  }
   if (!image) {
     print_error(image.message());
     return kExitVmm;
@@ -140,8 +81,9 @@ int main(int argc, char** argv) {
   ember::MachineConfig config;
   config.kernel_path = o.kernel.empty() ? default_kernel_path() : o.kernel;
   config.mem_size = o.mem_mib << 20;
-  config.image_fd = image->fd.get();
+  config.image = image->data();
   config.image_size = image->size;
+  config.image_mapped = image->mapping.size();
   config.timeout_ms = o.timeout_ms;
   config.verbose = o.verbose;
   const char* trace = std::getenv("EMBER_TRACE");
