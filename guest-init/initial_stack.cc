@@ -1,11 +1,17 @@
 #include "guest-init/initial_stack.h"
 
 #include "guest-init/klib.h"
-#include "guest-init/linux_abi.h"
 
 namespace ember::guest {
-
-using namespace lx;
+namespace {
+// auxv keys (include/uapi/linux/auxvec.h); spelled out here because the
+// host build of this file (unit tests) has libc macros of the usual names.
+enum : uint64_t {
+  kAtNull = 0, kAtPhdr = 3, kAtPhent = 4, kAtPhnum = 5, kAtPagesz = 6, kAtBase = 7, kAtFlags = 8, kAtEntry = 9,
+  kAtUid = 11, kAtEuid = 12, kAtGid = 13, kAtEgid = 14, kAtPlatform = 15, kAtHwcap = 16, kAtClktck = 17,
+  kAtSecure = 23, kAtRandom = 25, kAtHwcap2 = 26, kAtExecfn = 31,
+};
+}  // namespace
 
 uint64_t build_initial_stack(uint8_t* window, uint64_t window_size, uint64_t top, const StackSpec& spec) {
   const uint64_t bottom = top - window_size;
@@ -47,11 +53,11 @@ uint64_t build_initial_stack(uint8_t* window, uint64_t window_size, uint64_t top
     uint64_t key, value;
   };
   const Aux aux[] = {
-      {AT_PHDR, spec.phdr},     {AT_PHENT, spec.phent},     {AT_PHNUM, spec.phnum},   {AT_PAGESZ, kPage},
-      {AT_BASE, 0},             {AT_FLAGS, 0},              {AT_ENTRY, spec.entry},   {AT_UID, 0},
-      {AT_EUID, 0},             {AT_GID, 0},                {AT_EGID, 0},             {AT_SECURE, 0},
-      {AT_RANDOM, random_at},   {AT_HWCAP, spec.hwcap},     {AT_HWCAP2, spec.hwcap2}, {AT_CLKTCK, spec.clktck},
-      {AT_PLATFORM, platform_at}, {AT_EXECFN, execfn_at},   {AT_NULL, 0},
+      {kAtPhdr, spec.phdr},       {kAtPhent, spec.phent},   {kAtPhnum, spec.phnum},     {kAtPagesz, kPage},
+      {kAtBase, 0},               {kAtFlags, 0},            {kAtEntry, spec.entry},     {kAtUid, 0},
+      {kAtEuid, 0},               {kAtGid, 0},              {kAtEgid, 0},               {kAtSecure, 0},
+      {kAtRandom, random_at},     {kAtHwcap, spec.hwcap},   {kAtHwcap2, spec.hwcap2},   {kAtClktck, spec.clktck},
+      {kAtPlatform, platform_at}, {kAtExecfn, execfn_at},   {kAtNull, 0},
   };
   const uint64_t naux = sizeof(aux) / sizeof(aux[0]);
   const uint64_t words = 1 + uint64_t{spec.argv.count} + 1 + uint64_t{spec.envp.count} + 1 + 2 * naux;

@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if __STDC_HOSTED__
+// Host builds (unit tests of the pure parts) use the C library's.
+#include <string.h>
+#else
 extern "C" {
 void* memcpy(void* dst, const void* src, size_t n);
 void* memmove(void* dst, const void* src, size_t n);
@@ -13,6 +17,7 @@ void* memset(void* dst, int c, size_t n);
 int memcmp(const void* a, const void* b, size_t n);
 size_t strlen(const char* s);
 }
+#endif
 
 namespace ember::guest {
 

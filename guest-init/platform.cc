@@ -5,6 +5,7 @@
 namespace ember::guest {
 
 constinit Platform g_platform;
+constinit Stats g_stats;
 
 namespace {
 constinit abi::LogRecord g_log_record;
@@ -14,6 +15,9 @@ bool Platform::init(const abi::BootInfo* info) {
   if (info->magic != abi::kBootInfoMagic || info->version != abi::kBootInfoVersion) return false;
   info_ = info;
   if (info->flags & abi::kBootHasControl) control_ = info->control_gpa;
+  static constexpr char kTrace[] = "ember.trace";
+  for (size_t i = 0; i + sizeof kTrace - 1 <= sizeof info->cmdline && info->cmdline[i]; i++)
+    if (memcmp(info->cmdline + i, kTrace, sizeof kTrace - 1) == 0) trace_ = true;
   return true;
 }
 
@@ -31,14 +35,30 @@ void Platform::log(LogLevel level, const TextBuf& text) {
   *reinterpret_cast<volatile uint64_t*>(control_ + abi::kControlLog) = reinterpret_cast<uint64_t>(&g_log_record);
 }
 
+void Platform::log_trace(const char* how, uint32_t value) {
+  if (!trace_) return;
+  const uint64_t now = rdtsc();
+  const uint64_t khz = info_->tsc_khz ? info_->tsc_khz : 1;
+  auto us = [khz](uint64_t ticks) { return ticks * 1000 / khz; };
+  char line[256];
+  TextBuf t(line, sizeof line);
+  t.str("trace: ").str(how).ch(' ').udec(value).str(": boot_tsc->runtime ").udec(us(g_stats.tsc_runtime_start - info_->boot_tsc))
+      .str(" us, runtime->program ").udec(us(g_stats.tsc_program_start - g_stats.tsc_runtime_start))
+      .str(" us, program ").udec(us(now - g_stats.tsc_program_start)).str(" us, syscalls ").udec(g_stats.syscalls)
+      .str(", gate: waits ").udec(g_stats.gate_waits).str(" other ").udec(g_stats.gate_other);
+  log(LogLevel::kInfo, t);
+}
+
 void Platform::exit_program(uint32_t status) {
   status &= 0xff;
+  log_trace("exit", status);
   if (control_) control_write32(abi::kControlExitCode, status);
   if (pvh()) ember_gate_pvh_exit(status);
   for (;;) cpu_relax();  // the VMM ends the VM at the write above
 }
 
 void Platform::die_by_signal(uint32_t signal) {
+  log_trace("signal", signal);
   if (control_) control_write32(abi::kControlExitSignal, signal);
   if (pvh()) ember_gate_pvh_exit(static_cast<uint32_t>(abi::exit_status_for_signal(signal)));
   for (;;) cpu_relax();
@@ -55,6 +75,7 @@ void Platform::wait_word(const volatile uint16_t* word, uint16_t seen) {
     for (int i = 0; i < 64 && *word == seen; i++) cpu_relax();
     return;
   }
+  g_stats.gate_waits++;
   ember_gate_wait(word, seen);
 }
 

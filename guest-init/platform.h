@@ -19,6 +19,17 @@ uint64_t ember_call_on_stack(uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2,
 
 namespace ember::guest {
 
+// Counters for `ember.trace` on the kernel command line: one log line at
+// exit with where the time went (read with ember-vmm -v).
+struct Stats {
+  uint64_t tsc_runtime_start = 0;  // first runtime instruction
+  uint64_t tsc_program_start = 0;  // just before jumping to the program
+  uint64_t syscalls = 0;
+  uint64_t gate_waits = 0;         // ring-0 trips to halt
+  uint64_t gate_other = 0;         // ring-0 trips for FS base & co.
+};
+extern constinit Stats g_stats;
+
 enum class LogLevel : uint32_t { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 
 class Platform {
@@ -30,6 +41,7 @@ class Platform {
   bool poll_only() const { return (info_->flags & abi::kBootPollOnly) != 0; }
   bool pvh() const { return (info_->flags & abi::kBootPvh) != 0; }
   bool has_control() const { return control_ != 0; }
+  bool trace() const { return trace_; }
 
   // One line to the VMM's log (an MMIO exit: rare events only).
   void log(LogLevel level, const TextBuf& text);
@@ -49,6 +61,8 @@ class Platform {
   const abi::BootInfo* info_ = nullptr;
   uint64_t control_ = 0;
   bool ready_sent_ = false;
+  bool trace_ = false;
+  void log_trace(const char* how, uint32_t value);
 };
 
 extern constinit Platform g_platform;

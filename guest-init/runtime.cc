@@ -69,6 +69,7 @@ void init_rlimits() {
   if (!g_platform.init(info)) {
     for (;;) cpu_relax();  // not a boot info: nobody to tell; the VMM's deadline ends this
   }
+  g_stats.tsc_runtime_start = rdtsc();
   const abi::BootInfo& bi = g_platform.boot();
   g_rt.clock.init(bi.tsc_khz, bi.boot_tsc, bi.realtime_ns);
   g_rt.rng.seed(bi.random_seed);
@@ -133,6 +134,7 @@ void init_rlimits() {
   }
   const uint64_t sp = build_initial_stack(window_lo, stack_top - (top - stack_reserve), stack_top, spec);
   if (!sp) fail(exec.path.data, "argv and environment do not fit in the stack");
+  g_stats.tsc_program_start = rdtsc();
   ember_enter_program(plan.entry, sp);
 }
 

@@ -82,6 +82,7 @@ EMBER_SYSCALL(arch_prctl) {
       if (v >= (1ull << 47)) return EPERM;
       // MSR_FS_BASE needs ring 0 (no FSGSBASE here): one trip through the
       // wait gate, 8 ring-0 instructions.
+      g_stats.gate_other++;
       ember_gate_set_fs(v);
       g_rt.fs_base = v;
       return SysResult::ok(0);

@@ -158,6 +158,7 @@ const char* syscall_name(uint64_t nr) { return nr < kSyscallMax ? kTable.name[nr
 // Called by entry.S with the syscall number and the saved registers.
 extern "C" int64_t ember_syscall(uint64_t nr, ember::guest::SyscallFrame* frame) {
   using namespace ember::guest;
+  g_stats.syscalls++;
   SyscallHandler h = nr < lx::kSyscallMax ? kTable.handler[nr] : nullptr;
   if (!h) {
     log_unknown(nr);
