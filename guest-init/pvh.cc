@@ -86,6 +86,34 @@ uint32_t parse_virtio_devices(const char* cmdline, uint64_t* bases, uint32_t max
   return n;
 }
 
+uint8_t cmos(uint8_t reg) {
+  uint8_t v;
+  asm volatile("outb %1, $0x70; inb $0x71, %0" : "=a"(v) : "a"(reg));
+  return v;
+}
+
+// Wall-clock time from the CMOS RTC (QEMU microvm has one unless rtc=off),
+// in ns since the epoch; 0 if there is none.
+uint64_t rtc_realtime_ns() {
+  if (cmos(0x0a) == 0xff) return 0;  // no RTC: the port floats
+  while (cmos(0x0a) & 0x80) {}       // update in progress
+  const uint8_t b = cmos(0x0b);
+  auto val = [b](uint8_t raw) -> uint64_t { return (b & 4) ? raw : (raw & 15) + (raw >> 4) * 10; };
+  const uint64_t sec = val(cmos(0x00)), min = val(cmos(0x02)), day = val(cmos(0x07)), mon = val(cmos(0x08));
+  const uint64_t year = 2000 + val(cmos(0x09));
+  uint8_t hr_raw = cmos(0x04);
+  uint64_t hour = val(hr_raw & 0x7f);
+  if (!(b & 2) && (hr_raw & 0x80)) hour = (hour % 12) + 12;  // 12-hour mode, PM
+  if (mon < 1 || mon > 12 || day < 1 || day > 31) return 0;
+  // Days since 1970-01-01 (civil-from-days inverse, Howard Hinnant's).
+  const uint64_t y = mon <= 2 ? year - 1 : year;
+  const uint64_t era = y / 400, yoe = y - era * 400;
+  const uint64_t doy = (153 * (mon > 2 ? mon - 3 : mon + 9) + 2) / 5 + day - 1;
+  const uint64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const uint64_t days = era * 146097 + doe - 719468;
+  return ((days * 24 + hour) * 3600 + min * 60 + sec) * 1000000000ull;
+}
+
 }  // namespace
 
 extern "C" void ember_pvh_main(uint32_t start_info_pa) {
@@ -149,7 +177,7 @@ extern "C" void ember_pvh_main(uint32_t start_info_pa) {
   bi->image_size = image_size;
   bi->tsc_khz = 0;  // the runtime asks CPUID or assumes
   bi->boot_tsc = rdtsc();
-  bi->realtime_ns = 0;  // no clock source here: time starts at the epoch
+  bi->realtime_ns = rtc_realtime_ns();  // 0 without an RTC: time starts at the epoch
   // Seed: RDRAND where the CPU has it, mixed with the TSC.
   const bool has_rdrand = cpuid(1).ecx & (1u << 30);
   for (int i = 0; i < 4; i++) {
