@@ -33,6 +33,7 @@
 #define EMBER_GATE_WAIT 0           // rdi = address of a u16, esi = value seen: halt while equal
 #define EMBER_GATE_PVH_EXIT 1       // eax = status: isa-debug-exit port, then triple fault (PVH only)
 #define EMBER_GATE_SET_FS EMBER_MSR_FS_BASE  // edx:eax = new FS base
+#define EMBER_GATE_INVLPG 2         // rdi = address: drop its TLB entry (after a page-table change)
 
 #define EMBER_PVH_EXIT_PORT 0xf4
 #define EMBER_RUNTIME_STACK_SIZE 0x10000

@@ -79,7 +79,7 @@ ElfError plan_elf(const uint8_t* file, uint64_t size, const RamWindow& ram, Load
       const LoadSegment& prev = plan->segments[plan->segment_count - 1];
       if (ph.vaddr < prev.vaddr + prev.memsz) return ElfError::kBadSegment;
     }
-    plan->segments[plan->segment_count++] = LoadSegment{ph.vaddr, ph.memsz, ph.offset, ph.filesz};
+    plan->segments[plan->segment_count++] = LoadSegment{ph.vaddr, ph.memsz, ph.offset, ph.filesz, ph.flags};
     if (page_down(ph.vaddr) < lo) lo = page_down(ph.vaddr);
     if (page_up(mem_end) > hi) hi = page_up(mem_end);
     // The program headers are in memory if a segment maps their file bytes.
@@ -121,8 +121,9 @@ ElfError plan_elf(const uint8_t* file, uint64_t size, const RamWindow& ram, Load
   return ElfError::kOk;
 }
 
-void load_elf(const uint8_t* file, const LoadPlan& plan) {
+void load_elf(const uint8_t* file, const LoadPlan& plan, const bool* skip) {
   for (uint32_t i = 0; i < plan.segment_count; i++) {
+    if (skip && skip[i]) continue;
     const LoadSegment& s = plan.segments[i];
     if (s.filesz) memcpy(reinterpret_cast<void*>(s.vaddr), file + s.offset, s.filesz);
   }

@@ -28,7 +28,9 @@ struct LoadSegment {
   uint64_t memsz;
   uint64_t offset;  // in the file
   uint64_t filesz;
+  uint32_t flags;   // PF_X 1, PF_W 2, PF_R 4
 };
+inline constexpr uint32_t kPfWrite = 2;
 
 struct LoadPlan {
   static constexpr uint32_t kMaxSegments = 16;
@@ -49,8 +51,9 @@ struct RamWindow {
 };
 
 ElfError plan_elf(const uint8_t* file, uint64_t size, const RamWindow& ram, LoadPlan* plan);
-// Copies each segment's file bytes to its address. The rest of each segment
-// (.bss) is not written: RAM the program has not used yet is zero.
-void load_elf(const uint8_t* file, const LoadPlan& plan);
+// Copies each segment's file bytes to its address, except segments with
+// skip[i] set (mapped some other way; skip may be null). The rest of each
+// segment (.bss) is not written: RAM the program has not used yet is zero.
+void load_elf(const uint8_t* file, const LoadPlan& plan, const bool* skip);
 
 }  // namespace ember::guest

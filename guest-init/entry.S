@@ -79,6 +79,11 @@ ember_gate_set_fs:
     shr $32, %rdx
     mov $EMBER_GATE_SET_FS, %ecx
     jmp ember_gate
+// ember_gate_invlpg(uint64_t address)
+    .globl ember_gate_invlpg
+ember_gate_invlpg:
+    mov $EMBER_GATE_INVLPG, %ecx
+    jmp ember_gate
 // ember_gate_pvh_exit(uint32_t status): does not return
     .globl ember_gate_pvh_exit
 ember_gate_pvh_exit:

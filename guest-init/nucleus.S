@@ -12,6 +12,7 @@
 //   wait, data already there:        7 (cmpq, jne, test, jnz, cmp, jne, iretq)
 //   wait, halts:                     8 + the irq handler's 5 on wake-up
 //   set FS base:                     8
+//   invlpg:                         10 (once per boot, glibc-sized programs)
 //   interrupt:                       5
 #include "guest-init/asm_constants.h"
 
@@ -26,6 +27,8 @@
 //                   sti's shadow covers hlt, so an interrupt that arrived
 //                   after ring 3 re-checked the ring cannot be lost)
 //   MSR_FS_BASE     wrmsr edx:eax into FS base (arch_prctl(ARCH_SET_FS))
+//   2               invlpg (rdi): after the runtime changed a page-table
+//                   entry (program segments mapped from the image)
 //   1               PVH only: status eax to the isa-debug-exit port, then
 //                   a triple fault
     .globl ember_wait_gate
@@ -43,7 +46,11 @@ ember_wait_gate:
     jne 4f
     wrmsr
     iretq
-4:  out %eax, $EMBER_PVH_EXIT_PORT
+4:  cmp $EMBER_GATE_INVLPG, %ecx
+    jne 5f
+    invlpg (%rdi)
+    iretq
+5:  out %eax, $EMBER_PVH_EXIT_PORT
     lidt ember_null_idtr(%rip)
     ud2
 3:  jmp *(ember_fault_table + 3 * 8)(%rip)

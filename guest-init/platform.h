@@ -12,6 +12,7 @@ extern "C" {
 // entry.S: the one int3 site (see nucleus.S for what ring 0 does).
 void ember_gate_wait(const volatile uint16_t* word, uint32_t seen);
 void ember_gate_set_fs(uint64_t base);
+void ember_gate_invlpg(uint64_t address);
 [[noreturn]] void ember_gate_pvh_exit(uint32_t status);
 [[noreturn]] void ember_enter_program(uint64_t entry, uint64_t sp);
 uint64_t ember_call_on_stack(uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t stack_top);

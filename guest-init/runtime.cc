@@ -4,6 +4,7 @@
 #include "api/boot_info.h"
 #include "api/guest_layout.h"
 #include "guest-init/console.h"
+#include "guest-init/direct_map.h"
 #include "guest-init/elf_loader.h"
 #include "guest-init/initial_stack.h"
 #include "guest-init/klib.h"
@@ -103,7 +104,12 @@ void init_rlimits() {
   const RamWindow window{low, high - stack_reserve, kPieBase};
   ElfError e = plan_elf(exec.data, exec.size, window, &plan);
   if (e != ElfError::kOk) fail(exec.path.data, elf_error_text(e));
-  load_elf(exec.data, plan);
+  // Read-only segments straight from the image where possible, the rest
+  // copied (see direct_map.h).
+  bool direct[LoadPlan::kMaxSegments] = {};
+  plan_direct_map(plan, reinterpret_cast<uint64_t>(exec.data), direct);
+  apply_direct_map(plan, reinterpret_cast<uint64_t>(exec.data), direct);
+  load_elf(exec.data, plan, direct);
   if (!g_rt.mem.set_layout(plan.hi, stack_reserve)) fail(exec.path.data, elf_error_text(ElfError::kNoRoom));
 
   // The stack, at the top of the program's RAM.
