@@ -27,7 +27,6 @@ void ConsoleOut::attach(uint64_t queue_mem, uint16_t size, uint64_t notify, uint
   pool_ = pool;
   count_ = size < kBuffers ? size : kBuffers;
   free_mask_ = (1u << count_) - 1;
-  for (uint16_t i = 0; i < count_; i++) q_.set_desc(i, reinterpret_cast<uint64_t>(pool_[i]), 0, 0);
 }
 
 void ConsoleOut::reclaim() {
@@ -52,7 +51,7 @@ void ConsoleOut::append(const uint8_t* data, uint64_t n) {
     free_mask_ &= ~(1u << id);
     uint32_t len = n < kBufferSize ? static_cast<uint32_t>(n) : kBufferSize;
     memcpy(pool_[id], data, len);
-    q_.set_len(id, len);
+    q_.set_desc(id, reinterpret_cast<uint64_t>(pool_[id]), len, 0);
     q_.push(id);
     pending_ = true;
     data += len, n -= len;

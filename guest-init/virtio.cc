@@ -29,10 +29,11 @@ void Virtqueue::attach(uint64_t mem, uint16_t size, uint64_t notify, uint16_t in
   notify_ = reinterpret_cast<volatile uint32_t*>(notify);
   size_ = size;
   index_ = index;
-  // Resume from whatever the rings say (zero on a fresh queue).
-  avail_idx_ = *reinterpret_cast<volatile uint16_t*>(avail_ + 2);
-  last_used_ = used_idx();
-  *avail_flags() = kAvailFlagNoInterrupt;
+  // A fresh queue (pre-configured by the VMM, or zeroed by
+  // virtio_mmio_init): both indices are 0. Nothing is read or written here,
+  // so a queue the program never uses costs no page.
+  avail_idx_ = 0;
+  last_used_ = 0;
 }
 
 void Virtqueue::set_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags) {
@@ -48,6 +49,12 @@ void Virtqueue::push(uint16_t i) {
 }
 
 void Virtqueue::publish_and_notify() {
+  // Interrupts only while waiting (wait_used); set on first use, the avail
+  // page is being written anyway.
+  if (!flags_set_) {
+    *avail_flags() = kAvailFlagNoInterrupt;
+    flags_set_ = true;
+  }
   // x86 keeps stores in order; the compiler must too: ring entries and
   // descriptors before the index.
   compiler_barrier();

@@ -50,6 +50,7 @@ class Virtqueue {
   uint16_t index_ = 0;
   uint16_t avail_idx_ = 0;
   uint16_t last_used_ = 0;
+  bool flags_set_ = false;
 };
 
 // The standard virtio-mmio initialisation (virtio spec 4.2.3.1), for VMMs
