@@ -25,7 +25,7 @@ enum Sys : uint32_t {
   SYS_pwrite64 = 18, SYS_readv = 19, SYS_writev = 20, SYS_access = 21, SYS_pipe = 22, SYS_select = 23,
   SYS_sched_yield = 24, SYS_mremap = 25, SYS_msync = 26, SYS_mincore = 27, SYS_madvise = 28, SYS_dup = 32,
   SYS_dup2 = 33, SYS_pause = 34, SYS_nanosleep = 35, SYS_getitimer = 36, SYS_alarm = 37,
-  SYS_setitimer = 38, SYS_getpid = 39, SYS_exit = 60, SYS_wait4 = 61, SYS_kill = 62, SYS_uname = 63,
+  SYS_setitimer = 38, SYS_getpid = 39, SYS_sendfile = 40, SYS_exit = 60, SYS_wait4 = 61, SYS_kill = 62, SYS_uname = 63,
   SYS_fcntl = 72, SYS_flock = 73, SYS_fsync = 74, SYS_fdatasync = 75, SYS_ftruncate = 77,
   SYS_getdents = 78, SYS_getcwd = 79, SYS_chdir = 80, SYS_fchdir = 81, SYS_readlink = 89, SYS_umask = 95,
   SYS_gettimeofday = 96, SYS_getrlimit = 97, SYS_getrusage = 98, SYS_sysinfo = 99, SYS_times = 100,

@@ -661,6 +661,44 @@ EMBER_SYSCALL(fadvise64) { return g_rt.files.get(static_cast<int64_t>(a.a[0])) ?
 EMBER_SYSCALL(flock) { return g_rt.files.get(static_cast<int64_t>(a.a[0])) ? SysResult::ok(0) : SysResult(EBADF); }
 EMBER_SYSCALL(ftruncate) { return g_rt.files.get(static_cast<int64_t>(a.a[0])) ? SysResult(EROFS) : SysResult(EBADF); }
 
+EMBER_SYSCALL(sendfile) {
+  // sendfile(out, in, offset*, count): through a bounce buffer on the
+  // runtime stack; the output side is a console or /dev/null.
+  OpenFile* out = g_rt.files.get(static_cast<int64_t>(a.a[0]));
+  OpenFile* in = g_rt.files.get(static_cast<int64_t>(a.a[1]));
+  SysResult ok = check_writable(out);
+  if (ok.failed()) return ok;
+  ok = check_readable(in);
+  if (ok.failed()) return ok;
+  if (in->kind == FileKind::kDir) return EINVAL;
+  uint64_t* off = &in->offset;
+  uint64_t explicit_off = 0;
+  if (a.a[2]) {
+    if (!user_ok(a.a[2], 8)) return EFAULT;
+    if (in->kind != FileKind::kFile) return ESPIPE;
+    explicit_off = *user_ptr<uint64_t>(a.a[2]);
+    off = &explicit_off;
+  }
+  uint8_t buf[4096];
+  uint64_t total = 0, left = a.a[3];
+  while (left) {
+    SysResult r = read_file(in, buf, left < sizeof buf ? left : sizeof buf, off);
+    if (r.failed()) {
+      if (total) break;
+      flush(out);
+      return r;
+    }
+    if (r.value() == 0) break;
+    write_to(out, buf, r.value());
+    total += r.value();
+    left -= r.value();
+    if (in->kind == FileKind::kStdin) break;  // what was there; do not block for more
+  }
+  flush(out);
+  if (a.a[2]) *user_ptr<uint64_t>(a.a[2]) = explicit_off;
+  return SysResult::ok(total);
+}
+
 namespace {
 SysResult fill_statfs(uint64_t buf) {
   if (!user_ok(buf, 120)) return EFAULT;

@@ -49,6 +49,7 @@ constexpr SyscallDef kSyscalls[] = {
     {SYS_alarm, "alarm", sys_alarm},
     {SYS_setitimer, "setitimer", sys_setitimer},
     {SYS_getpid, "getpid", sys_getpid},
+    {SYS_sendfile, "sendfile", sys_sendfile},
     {SYS_exit, "exit", sys_exit},
     {SYS_kill, "kill", sys_kill},
     {SYS_uname, "uname", sys_uname},
