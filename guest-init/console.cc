@@ -11,10 +11,10 @@ namespace ember::guest {
 constinit Consoles g_consoles;
 
 namespace {
-// Buffer pools in the kernel's .bss: fresh zero pages the VMM never had to
-// copy; a page is touched only once its buffer is first used.
-alignas(4096) uint8_t g_out_pool[ConsoleOut::kBuffers][ConsoleOut::kBufferSize];
-alignas(4096) uint8_t g_err_pool[ConsoleOut::kBuffers][ConsoleOut::kBufferSize];
+// Buffers in the kernel's .bss: fresh zero pages the VMM never had to copy;
+// a page is touched only once the ring reaches it.
+alignas(4096) uint8_t g_out_ring[ConsoleOut::kRingBytes];
+alignas(4096) uint8_t g_err_ring[ConsoleOut::kRingBytes];
 alignas(4096) uint8_t g_in_pool[ConsoleIn::kBuffers][ConsoleIn::kBufferSize];
 
 constexpr uint32_t kReceiveq = 0, kTransmitq = 1;
@@ -22,46 +22,89 @@ constexpr uint32_t kReceiveq = 0, kTransmitq = 1;
 
 // ---------------------------------------------------------------- output
 
-void ConsoleOut::attach(uint64_t queue_mem, uint16_t size, uint64_t notify, uint8_t (*pool)[kBufferSize]) {
+void ConsoleOut::attach(uint64_t queue_mem, uint16_t size, uint64_t notify, uint8_t* ring, bool lazy_notify,
+                        uint64_t notify_interval_ticks) {
   q_.attach(queue_mem, size, notify, kTransmitq);
-  pool_ = pool;
-  count_ = size < kBuffers ? size : kBuffers;
-  free_mask_ = (1u << count_) - 1;
+  ring_ = ring;
+  lazy_ = lazy_notify;
+  interval_ = notify_interval_ticks;
+  slots_ = size < kMaxInFlight ? size : kMaxInFlight;
+  for (uint16_t i = 0; i < slots_; i++) free_ids_[i] = static_cast<uint16_t>(slots_ - 1 - i);
+  free_count_ = slots_;
 }
 
 void ConsoleOut::reclaim() {
   uint32_t id, len;
   while (q_.pop_used(&id, &len)) {
-    // Only buffers we gave away come back; anything else is the host's bug.
-    if (id < count_) free_mask_ |= 1u << id;
+    // Only descriptors in flight come back; anything else is the host's bug.
+    if (id < slots_) done_[id] = true;
   }
-}
-
-void ConsoleOut::append(const uint8_t* data, uint64_t n) {
-  while (n) {
-    if (free_mask_ == 0) {
-      flush();
-      reclaim();
-      while (free_mask_ == 0) {
-        q_.wait_used();
-        reclaim();
-      }
-    }
-    uint16_t id = static_cast<uint16_t>(lowest_bit(free_mask_));
-    free_mask_ &= ~(1u << id);
-    uint32_t len = n < kBufferSize ? static_cast<uint32_t>(n) : kBufferSize;
-    memcpy(pool_[id], data, len);
-    q_.set_desc(id, reinterpret_cast<uint64_t>(pool_[id]), len, 0);
-    q_.push(id);
-    pending_ = true;
-    data += len, n -= len;
+  // Space is released in ring order (the device may complete out of order).
+  while (fifo_count_ && done_[fifo_[fifo_first_]]) {
+    const uint16_t id = fifo_[fifo_first_];
+    done_[id] = false;
+    tail_ = end_of_[id];
+    free_ids_[free_count_++] = id;
+    fifo_first_ = static_cast<uint16_t>((fifo_first_ + 1) % kMaxInFlight);
+    fifo_count_--;
   }
 }
 
 void ConsoleOut::flush() {
-  if (!pending_) return;
-  pending_ = false;
-  q_.publish_and_notify();
+  if (!deferred_since_) return;
+  deferred_since_ = 0;
+  last_notify_ = rdtsc();
+  q_.notify();
+}
+
+void ConsoleOut::make_room() {
+  flush();  // the device must know about what fills the ring
+  reclaim();
+  while (free_count_ == 0 || head_ - tail_ == kRingBytes) {
+    q_.wait_used();
+    reclaim();
+  }
+}
+
+void ConsoleOut::append(const uint8_t* data, uint64_t n) {
+  bool published = false;
+  while (n) {
+    const uint64_t pos = head_ % kRingBytes;
+    const uint64_t room = kRingBytes - (head_ - tail_);
+    uint64_t len = kRingBytes - pos;  // contiguous to the end of the ring
+    if (room < len) len = room;
+    if (len == 0 || free_count_ == 0) {
+      if (published) q_.publish(), published = false, deferred_since_ = deferred_since_ ? deferred_since_ : rdtsc();
+      make_room();
+      continue;
+    }
+    if (len > n) len = n;
+    if (len > kMaxChunk) len = kMaxChunk;
+    memcpy(ring_ + pos, data, len);
+    const uint16_t id = free_ids_[--free_count_];
+    q_.set_desc(id, reinterpret_cast<uint64_t>(ring_ + pos), static_cast<uint32_t>(len), 0);
+    q_.push(id);
+    head_ += len;
+    end_of_[id] = head_;
+    fifo_[(fifo_first_ + fifo_count_) % kMaxInFlight] = id;
+    fifo_count_++;
+    published = true;
+    data += len, n -= len;
+  }
+  if (!published) return;
+  q_.publish();
+  if (!deferred_since_) deferred_since_ = rdtsc();
+}
+
+void ConsoleOut::commit() {
+  if (!deferred_since_) return;
+  reclaim();  // what the device finished no longer counts as in flight
+  const uint64_t now = rdtsc();
+  // Notify now: eager mode; after a quiet period; when the deferral is
+  // overdue; when half the ring or the descriptors are in flight.
+  if (!lazy_ || now - last_notify_ >= interval_ || now - deferred_since_ >= interval_ ||
+      head_ - tail_ >= kRingBytes / 2 || fifo_count_ >= slots_ / 2)
+    flush();
 }
 
 // ---------------------------------------------------------------- input
@@ -138,6 +181,7 @@ int64_t ConsoleIn::read(uint8_t* out, uint64_t n, bool block) {
     if (next_buffer()) continue;
     if (done || eof_) break;
     if (!block) return -1;
+    g_consoles.flush_all();  // whoever feeds stdin may be waiting for our output
     g_platform.signal_ready();
     q_.wait_used();
   }
@@ -146,6 +190,7 @@ int64_t ConsoleIn::read(uint8_t* out, uint64_t n, bool block) {
 
 void ConsoleIn::wait_readable(uint64_t deadline_ns) {
   while (!readable()) {
+    g_consoles.flush_all();
     if (deadline_ns == ~0ull) {
       g_platform.signal_ready();
       q_.wait_used();
@@ -178,11 +223,15 @@ void Consoles::init() {
       continue;
     }
     uint64_t notify = dev.gpa + kMmioQueueNotify;
+    // Lazy notifications need a VMM that drains published output when the
+    // program ends: ember-vmm (which is also the one that pre-configures).
+    const bool lazy = preconfigured && (bi.flags & abi::kBootHasControl);
+    const uint64_t interval = g_rt.clock.tsc_khz() * ConsoleOut::kNotifyIntervalUs / 1000;
     if (dev.role == abi::kRoleStdio) {
       in_.attach(mem[kReceiveq], sizes[kReceiveq], notify, g_in_pool);
-      out_.attach(mem[kTransmitq], sizes[kTransmitq], notify, g_out_pool);
+      out_.attach(mem[kTransmitq], sizes[kTransmitq], notify, g_out_ring, lazy, interval);
     } else {
-      err_.attach(mem[kTransmitq], sizes[kTransmitq], notify, g_err_pool);
+      err_.attach(mem[kTransmitq], sizes[kTransmitq], notify, g_err_ring, lazy, interval);
     }
   }
 }
@@ -192,9 +241,20 @@ void Consoles::append(uint32_t stream, const uint8_t* data, uint64_t n) {
   if (o.attached()) o.append(data, n);
 }
 
-void Consoles::flush(uint32_t stream) {
+void Consoles::commit(uint32_t stream) {
   ConsoleOut& o = (stream == 2 && err_.attached()) ? err_ : out_;
-  if (o.attached()) o.flush();
+  if (o.attached()) o.commit();
+}
+
+void Consoles::flush_all() {
+  out_.flush();
+  err_.flush();
+}
+
+void Consoles::flush_due_slow() {
+  const uint64_t now = rdtsc();
+  out_.flush_if_due(now);
+  err_.flush_if_due(now);
 }
 
 }  // namespace ember::guest

@@ -30,7 +30,7 @@ constexpr uint32_t kStatusCannotRun = 127;  // as a shell reports "cannot execut
   TextBuf t(line, sizeof line);
   t.str("ember-guest: ").str(what).str(": ").str(why).ch('\n');
   g_consoles.append(2, reinterpret_cast<const uint8_t*>(t.data()), t.size());
-  g_consoles.flush(2);
+  g_consoles.flush_all();
   TextBuf l(line, t.size() - 1);  // the same text, without the newline
   l.bytes(line, t.size() - 1);
   g_platform.log(LogLevel::kError, l);

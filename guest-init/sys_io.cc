@@ -185,7 +185,7 @@ void write_to(OpenFile* f, const uint8_t* data, uint64_t n) {
   if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_consoles.append(stream_of(f->kind), data, n);
 }
 void flush(OpenFile* f) {
-  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_consoles.flush(stream_of(f->kind));
+  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_consoles.commit(stream_of(f->kind));
 }
 
 bool wants_write_bits(uint32_t mode) { return mode & W_OK; }
@@ -278,7 +278,7 @@ EMBER_SYSCALL(writev) {
     write_to(f, user_ptr<const uint8_t>(iov[i].base), iov[i].len);
     total += iov[i].len;
   }
-  flush(f);  // one notify for all the pieces
+  flush(f);  // one notify decision for all the pieces
   return SysResult::ok(total);
 }
 
@@ -626,6 +626,7 @@ SysResult do_poll(uint64_t user_fds, uint64_t n, uint64_t timeout_ns /* ~0: fore
     uint64_t ready = poll_once(fds, n, &wants_stdin);
     if (ready || timeout_ns == 0) return SysResult::ok(ready);
     if (deadline != ~0ull && g_rt.clock.monotonic_ns() >= deadline) return SysResult::ok(0);
+    g_consoles.flush_all();
     if (wants_stdin) {
       g_consoles.in().wait_readable(deadline);
     } else if (deadline == ~0ull) {

@@ -1,5 +1,6 @@
 // Process, identity, time, randomness and signal syscalls for the one
 // single-threaded process the guest runs.
+#include "guest-init/console.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
 #include "guest-init/runtime.h"
@@ -56,11 +57,13 @@ bool clock_now(int64_t id, uint64_t* ns) {
 
 // Sleeping spins on the TSC for now (no timer interrupt is armed).
 void sleep_ns(uint64_t ns) {
+  g_consoles.flush_all();  // nobody should wait for our output while we sleep
   const uint64_t now = g_rt.clock.monotonic_ns();
   g_rt.clock.spin_until(ns > ~0ull - now ? ~0ull : now + ns);
 }
 
 [[noreturn]] void sleep_forever() {
+  g_consoles.flush_all();
   static volatile uint16_t never = 0;
   for (;;) g_platform.wait_word(&never, 0);
 }

@@ -1,6 +1,7 @@
 // The syscall table (data: number, name, handler) and the dispatcher.
 #include "guest-init/syscalls.h"
 
+#include "guest-init/console.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
 
@@ -160,6 +161,7 @@ const char* syscall_name(uint64_t nr) { return nr < kSyscallMax ? kTable.name[nr
 extern "C" int64_t ember_syscall(uint64_t nr, ember::guest::SyscallFrame* frame) {
   using namespace ember::guest;
   g_stats.syscalls++;
+  g_consoles.flush_due();  // output whose notification was deferred too long
   SyscallHandler h = nr < lx::kSyscallMax ? kTable.handler[nr] : nullptr;
   if (!h) {
     log_unknown(nr);

@@ -48,7 +48,7 @@ void Virtqueue::push(uint16_t i) {
   avail_idx_++;
 }
 
-void Virtqueue::publish_and_notify() {
+void Virtqueue::publish() {
   // Interrupts only while waiting (wait_used); set on first use, the avail
   // page is being written anyway.
   if (!flags_set_) {
@@ -60,8 +60,9 @@ void Virtqueue::publish_and_notify() {
   compiler_barrier();
   *reinterpret_cast<volatile uint16_t*>(avail_ + 2) = avail_idx_;
   compiler_barrier();
-  *notify_ = index_;
 }
+
+void Virtqueue::notify() { *notify_ = index_; }
 
 bool Virtqueue::pop_used(uint32_t* id, uint32_t* len) {
   if (used_idx() == last_used_) return false;

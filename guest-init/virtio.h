@@ -28,8 +28,14 @@ class Virtqueue {
   void set_len(uint16_t i, uint32_t len) { desc_[i].len = len; }
   // Adds descriptor i to the avail ring (not yet visible to the device).
   void push(uint16_t i);
-  // Makes pushed descriptors visible, then notifies the device.
-  void publish_and_notify();
+  // Makes pushed descriptors visible to the device.
+  void publish();
+  // Tells the device to look (QueueNotify).
+  void notify();
+  void publish_and_notify() {
+    publish();
+    notify();
+  }
   // The next used element, if any.
   bool pop_used(uint32_t* id, uint32_t* len);
   bool has_used() const { return used_idx() != last_used_; }
