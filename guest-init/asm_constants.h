@@ -34,6 +34,8 @@
 #define EMBER_GATE_PVH_EXIT 1       // eax = status: isa-debug-exit port, then triple fault (PVH only)
 #define EMBER_GATE_SET_FS EMBER_MSR_FS_BASE  // edx:eax = new FS base
 #define EMBER_GATE_INVLPG 2         // rdi = address: drop its TLB entry (after a page-table change)
+#define EMBER_GATE_TIMED_WAIT 3     // edx:eax = TSC deadline, then as EMBER_GATE_WAIT
+#define EMBER_MSR_TSC_DEADLINE 0x6e0
 
 #define EMBER_PVH_EXIT_PORT 0xf4
 #define EMBER_RUNTIME_STACK_SIZE 0x10000

@@ -1,6 +1,7 @@
 #include "guest-init/clock.h"
 
 #include "guest-init/klib.h"
+#include "guest-init/platform.h"
 
 namespace ember::guest {
 
@@ -36,8 +37,20 @@ uint64_t Clock::ns_to_ticks(uint64_t ns) const {
   return q;
 }
 
-void Clock::spin_until(uint64_t deadline_ns) const {
-  while (monotonic_ns() < deadline_ns) cpu_relax();
+void Clock::sleep_until(uint64_t deadline_ns) const {
+  static volatile uint16_t never_changes = 0;
+  constexpr uint64_t kSpinBelowNs = 50000;  // a halt round trip costs more than this
+  while (true) {
+    const uint64_t now = monotonic_ns();
+    if (now >= deadline_ns) return;
+    if (deadline_ns - now < kSpinBelowNs) {
+      cpu_relax();
+      continue;
+    }
+    const uint64_t ticks = ns_to_ticks(deadline_ns);
+    const uint64_t tsc = ticks > ~0ull - boot_tsc_ ? ~0ull : boot_tsc_ + ticks;
+    g_platform.wait_word_until(&never_changes, 0, tsc);  // woken by the timer or any interrupt
+  }
 }
 
 }  // namespace ember::guest

@@ -18,8 +18,10 @@ class Clock {
   }
   uint64_t ns_to_ticks(uint64_t ns) const;
   uint64_t tsc_khz() const { return tsc_khz_; }
-  // Spins (pause) until monotonic_ns() >= deadline_ns.
-  void spin_until(uint64_t deadline_ns) const;
+  // Waits until monotonic_ns() >= deadline_ns: halted on the LAPIC timer
+  // where there is one (long waits), spinning with pause otherwise.
+  void sleep_until(uint64_t deadline_ns) const;
+  uint64_t tsc_at(uint64_t monotonic_ns) const { return boot_tsc_ + ns_to_ticks(monotonic_ns); }
 
   static uint64_t tsc_now();
 

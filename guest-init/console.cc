@@ -196,7 +196,7 @@ void ConsoleIn::wait_readable(uint64_t deadline_ns) {
       q_.wait_used();
     } else {
       if (g_rt.clock.monotonic_ns() >= deadline_ns) return;
-      cpu_relax();
+      q_.wait_used_until(g_rt.clock.tsc_at(deadline_ns));
     }
   }
 }

@@ -81,7 +81,7 @@ class ConsoleIn {
   bool readable();
   bool at_eof() const { return eof_; }
   // Waits until readable() or monotonic time reaches deadline_ns (~0: no
-  // deadline). Finite deadlines spin (no timer interrupt yet).
+  // deadline).
   void wait_readable(uint64_t deadline_ns);
   uint64_t buffered() const { return has_cur_ ? cur_len_ - cur_off_ : 0; }
 

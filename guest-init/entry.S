@@ -84,6 +84,13 @@ ember_gate_set_fs:
 ember_gate_invlpg:
     mov $EMBER_GATE_INVLPG, %ecx
     jmp ember_gate
+// ember_gate_timed_wait(const volatile uint16_t* word, uint32_t seen, uint64_t tsc_deadline)
+    .globl ember_gate_timed_wait
+ember_gate_timed_wait:
+    mov %edx, %eax
+    shr $32, %rdx
+    mov $EMBER_GATE_TIMED_WAIT, %ecx
+    jmp ember_gate
 // ember_gate_pvh_exit(uint32_t status): does not return
     .globl ember_gate_pvh_exit
 ember_gate_pvh_exit:

@@ -14,6 +14,7 @@
 //                                    and the iretq after hlt: 11 in all
 //   set FS base:                     8 (arch_prctl(ARCH_SET_FS), once per boot)
 //   invlpg:                         10 (once per boot, glibc-sized programs)
+//   timed wait (sleeps):            17, then 3 on wake-up
 //   interrupt:                       2
 //   fault:                           3 (then the VMM ends the VM)
 #include "guest-init/asm_constants.h"
@@ -31,6 +32,8 @@
 //   MSR_FS_BASE     wrmsr edx:eax into FS base (arch_prctl(ARCH_SET_FS))
 //   2               invlpg (rdi): after the runtime changed a page-table
 //                   entry (program segments mapped from the image)
+//   3               timed wait: arm the LAPIC TSC-deadline timer with
+//                   edx:eax, then wait as op 0 (sleeps that do not spin)
 //   1               PVH only: status eax to the isa-debug-exit port, then
 //                   a triple fault
     .globl ember_wait_gate
@@ -52,7 +55,16 @@ ember_wait_gate:
     jne 5f
     invlpg (%rdi)
     iretq
-5:  out %eax, $EMBER_PVH_EXIT_PORT
+5:  cmp $EMBER_GATE_TIMED_WAIT, %ecx
+    jne 6f
+    mov $EMBER_MSR_TSC_DEADLINE, %ecx
+    wrmsr
+    cmp %si, (%rdi)
+    jne 2b
+    sti
+    hlt
+    iretq
+6:  out %eax, $EMBER_PVH_EXIT_PORT
     lidt ember_null_idtr(%rip)
     ud2
 3:  jmp *(ember_fault_table + 3 * 8)(%rip)

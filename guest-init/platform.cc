@@ -1,6 +1,7 @@
 #include "guest-init/platform.h"
 
 #include "api/control.h"
+#include "api/guest_layout.h"
 
 namespace ember::guest {
 
@@ -68,6 +69,25 @@ void Platform::signal_ready() {
   if (ready_sent_) return;
   ready_sent_ = true;
   if (control_) control_write32(abi::kControlReady, 1);
+}
+
+void Platform::wait_word_until(const volatile uint16_t* word, uint16_t seen, uint64_t deadline) {
+  if (timer_ == 0) {
+    // LVT timer in TSC-deadline mode, unmasked. The VMM leaves the LVTs
+    // masked; the LAPIC page is mapped for ring 3 and KVM's in-kernel APIC
+    // takes the write, so this needs no ring-0 instruction. Every vector
+    // >= 32 goes to the irq handler (EOI) anyway.
+    constexpr uint32_t kLvtTimer = 0x320, kModeTscDeadline = 2u << 17, kTimerVector = 0xef;
+    const bool has = !poll_only() && !pvh() && (cpuid(1).ecx & (1u << 24));
+    if (has) *reinterpret_cast<volatile uint32_t*>(abi::kLapicGpa + kLvtTimer) = kModeTscDeadline | kTimerVector;
+    timer_ = has ? 1 : -1;
+  }
+  if (timer_ < 0) {
+    cpu_relax();
+    return;
+  }
+  g_stats.gate_waits++;
+  ember_gate_timed_wait(word, seen, deadline);
 }
 
 void Platform::wait_word(const volatile uint16_t* word, uint16_t seen) {

@@ -13,6 +13,7 @@ extern "C" {
 void ember_gate_wait(const volatile uint16_t* word, uint32_t seen);
 void ember_gate_set_fs(uint64_t base);
 void ember_gate_invlpg(uint64_t address);
+void ember_gate_timed_wait(const volatile uint16_t* word, uint32_t seen, uint64_t tsc_deadline);
 [[noreturn]] void ember_gate_pvh_exit(uint32_t status);
 [[noreturn]] void ember_enter_program(uint64_t entry, uint64_t sp);
 uint64_t ember_call_on_stack(uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t stack_top);
@@ -55,6 +56,10 @@ class Platform {
   // Sleeps until the u16 at `word` differs from `seen` (or an interrupt
   // arrives: callers re-check). Spins under kBootPollOnly.
   void wait_word(const volatile uint16_t* word, uint16_t seen);
+  // The same, but also wakes at TSC value `deadline` (LAPIC TSC-deadline
+  // timer) where the machine has one; otherwise returns at once (callers
+  // loop, so they spin).
+  void wait_word_until(const volatile uint16_t* word, uint16_t seen, uint64_t deadline);
 
  private:
   void control_write32(uint32_t reg, uint32_t value);
@@ -63,6 +68,7 @@ class Platform {
   uint64_t control_ = 0;
   bool ready_sent_ = false;
   bool trace_ = false;
+  int8_t timer_ = 0;  // 0 not yet set up, 1 LAPIC TSC-deadline timer, -1 none
   void log_trace(const char* how, uint32_t value);
 };
 

@@ -634,7 +634,7 @@ SysResult do_poll(uint64_t user_fds, uint64_t n, uint64_t timeout_ns /* ~0: fore
       static volatile uint16_t never = 0;
       g_platform.wait_word(&never, 0);
     } else {
-      g_rt.clock.spin_until(deadline);
+      g_rt.clock.sleep_until(deadline);
     }
   }
 }

@@ -55,11 +55,11 @@ bool clock_now(int64_t id, uint64_t* ns) {
   }
 }
 
-// Sleeping spins on the TSC for now (no timer interrupt is armed).
+// Sleeps halt on the LAPIC TSC-deadline timer (short ones spin).
 void sleep_ns(uint64_t ns) {
   g_consoles.flush_all();  // nobody should wait for our output while we sleep
   const uint64_t now = g_rt.clock.monotonic_ns();
-  g_rt.clock.spin_until(ns > ~0ull - now ? ~0ull : now + ns);
+  g_rt.clock.sleep_until(ns > ~0ull - now ? ~0ull : now + ns);
 }
 
 [[noreturn]] void sleep_forever() {

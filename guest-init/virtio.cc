@@ -83,6 +83,14 @@ void Virtqueue::wait_used() {
   }
 }
 
+void Virtqueue::wait_used_until(uint64_t tsc_deadline) {
+  if (has_used()) return;
+  *avail_flags() = 0;
+  full_barrier();
+  if (!has_used()) g_platform.wait_word_until(used_idx_ptr(), last_used_, tsc_deadline);
+  *avail_flags() = kAvailFlagNoInterrupt;
+}
+
 uint32_t virtio_mmio_probe(uint64_t regs) {
   if (rd(regs, kMagic) != kMagicValue || rd(regs, kVersion) != 2) return 0;
   return rd(regs, kDeviceId);

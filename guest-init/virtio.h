@@ -42,6 +42,9 @@ class Virtqueue {
   // Waits until the device has returned a buffer. Interrupts are enabled on
   // this queue only while waiting.
   void wait_used();
+  // One wait: returns when a buffer came back, at TSC `deadline`, or on
+  // any other wake-up (callers re-check).
+  void wait_used_until(uint64_t tsc_deadline);
 
  private:
   uint16_t used_idx() const { return *used_idx_ptr(); }
