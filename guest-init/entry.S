@@ -22,11 +22,20 @@ ember_runtime_entry:
 // side is integer-only, so no vector state needs saving.
 //
 // Nesting: a signal handler the runtime calls synchronously may make
-// syscalls itself; ember_kstack always points below the frames in use.
+// syscalls itself. Outside handlers (ember_signal_depth == 0) every syscall
+// starts at the top of the runtime stack; inside one, below everything the
+// interrupted syscall still uses (ember_kstack, set by ember_call_on_stack).
+// A handler that never returns (siglongjmp) is noticed by the dispatcher,
+// which lowers the depth again (signals.cc).
     .globl ember_syscall_entry
 ember_syscall_entry:
     mov %rsp, ember_user_rsp(%rip)
-    mov ember_kstack(%rip), %rsp
+    cmpl $0, ember_signal_depth(%rip)
+    jne 1f
+    lea ember_runtime_stack_top(%rip), %rsp
+    jmp 2f
+1:  mov ember_kstack(%rip), %rsp
+2:
     pushq ember_user_rsp(%rip)      // frame: user_rsp
     push %r11                       //        rflags
     push %rcx                       //        rip
@@ -37,12 +46,9 @@ ember_syscall_entry:
     push %r8
     push %r9                        // <- SyscallFrame*
     sub $8, %rsp                    // 16-byte alignment for the call
-    mov %rsp, ember_kstack(%rip)
     mov %rax, %rdi
     lea 8(%rsp), %rsi
     call ember_syscall
-    lea 80(%rsp), %rcx
-    mov %rcx, ember_kstack(%rip)
     add $8, %rsp
     pop %r9
     pop %r8
@@ -54,14 +60,14 @@ ember_syscall_entry:
     test $3, %cl                    // pops below keep the flags
     pop %rcx
     pop %r11
-    jz 1f
+    jz 3f
     // Ring 3 (PVM): sysretq would #GP. Restore flags from the runtime
     // stack, then the program's rsp, then jump.
     push %r11
     popfq
     pop %rsp
     jmp *%rcx
-1:  // Ring 0 (hardware): the usual way back.
+3:  // Ring 0 (hardware): the usual way back.
     pop %rsp
     sysretq
 
@@ -128,17 +134,23 @@ ember_enter_program:
 
 // uint64_t ember_call_on_stack(fn, a0, a1, a2, stack_top): calls fn(a0, a1,
 // a2) with rsp = stack_top (16-byte aligned): signal handlers run on the
-// program's stack, not on the runtime's.
+// program's stack, not on the runtime's. Syscalls the handler makes start
+// below this frame (ember_kstack); the old value comes back afterwards.
     .globl ember_call_on_stack
 ember_call_on_stack:
     push %rbp
     mov %rsp, %rbp
+    pushq ember_kstack(%rip)
+    sub $8, %rsp                    // keeps ember_kstack 16-byte aligned
+    mov %rsp, ember_kstack(%rip)
     mov %r8, %rsp
     mov %rdi, %rax
     mov %rsi, %rdi
     mov %rdx, %rsi
     mov %rcx, %rdx
     call *%rax
+    mov -8(%rbp), %rcx
+    mov %rcx, ember_kstack(%rip)
     mov %rbp, %rsp
     pop %rbp
     ret
@@ -150,6 +162,9 @@ ember_user_rsp:
     .globl ember_kstack
 ember_kstack:
     .quad ember_runtime_stack_top
+    .globl ember_signal_depth
+ember_signal_depth:
+    .long 0
 
     .bss
     .balign 16

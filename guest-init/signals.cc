@@ -105,12 +105,32 @@ void Signals::act(uint32_t sig, SyscallFrame* frame) {
   si[0] = static_cast<int32_t>(sig);  // si_signo
   si[2] = SI_TKILL;                   // si_code
   si[4] = 1;                          // si_pid
-  const bool was_alt = on_altstack_;
+  const uint64_t sp = uc & ~uint64_t{15};
+  const uint32_t depth = ember_signal_depth;
+  if (depth == kMaxDepth) g_platform.die_by_signal(sig);  // handlers raising forever: a stack overflow on Linux
+  // The handler's stack: everything below `top` down to the alternate
+  // stack's base, or (on the program's stack) down to wherever it grows.
+  running_[depth] = Running{use_alt ? altstack_.sp : 0, top, saved_mask, on_altstack_};
   on_altstack_ = on_altstack_ || use_alt;
-  ember_call_on_stack(sa.handler, sig, info, uc, uc & ~uint64_t{15});
-  on_altstack_ = was_alt;
+  ember_signal_depth = depth + 1;
+  ember_call_on_stack(sa.handler, sig, info, uc, sp);
+  ember_signal_depth = depth;
+  on_altstack_ = running_[depth].saved_on_altstack;
   blocked_ = saved_mask;
   deliver_pending(frame);
+}
+
+void Signals::check_abandoned_slow(uint64_t user_rsp) {
+  // A syscall from outside the innermost handler's stack means the program
+  // jumped out of it: forget it (and restore what it changed).
+  while (ember_signal_depth) {
+    const Running& r = running_[ember_signal_depth - 1];
+    if (user_rsp >= r.stack_lo && user_rsp < r.stack_hi) return;
+    ember_signal_depth--;
+    on_altstack_ = r.saved_on_altstack;
+    // The mask stays as the program has it now: siglongjmp restores its own
+    // (via rt_sigprocmask) and longjmp keeps the handler's, as on Linux.
+  }
 }
 
 }  // namespace ember::guest

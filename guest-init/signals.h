@@ -10,6 +10,8 @@
 #include "guest-init/linux_abi.h"
 #include "guest-init/syscalls.h"
 
+extern "C" uint32_t ember_signal_depth;  // entry.S: handlers running (see there)
+
 namespace ember::guest {
 
 class Signals {
@@ -19,9 +21,22 @@ class Signals {
   SysResult altstack(const lx::StackT* ss, lx::StackT* old, SyscallFrame* frame);
   // Sends `sig` to this process (0 < sig <= 64).
   void send(uint32_t sig, SyscallFrame* frame);
+  // At every syscall while a handler runs: notices handlers the program
+  // left without returning (siglongjmp) from where its stack is now.
+  void check_abandoned(uint64_t user_rsp) {
+    if (ember_signal_depth) check_abandoned_slow(user_rsp);
+  }
 
  private:
   void deliver_pending(SyscallFrame* frame);
+  void check_abandoned_slow(uint64_t user_rsp);
+  static constexpr uint32_t kMaxDepth = 16;
+  struct Running {  // a handler being run: its stack range and what to restore
+    uint64_t stack_lo, stack_hi;
+    uint64_t saved_mask;
+    bool saved_on_altstack;
+  };
+  Running running_[kMaxDepth] = {};
   void act(uint32_t sig, SyscallFrame* frame);
   static uint64_t bit(uint32_t sig) { return 1ull << (sig - 1); }
 

@@ -4,6 +4,7 @@
 #include "guest-init/console.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
+#include "guest-init/runtime.h"
 
 namespace ember::guest {
 
@@ -162,6 +163,7 @@ extern "C" int64_t ember_syscall(uint64_t nr, ember::guest::SyscallFrame* frame)
   using namespace ember::guest;
   g_stats.syscalls++;
   g_consoles.flush_due();  // output whose notification was deferred too long
+  g_rt.signals.check_abandoned(frame->user_rsp);
   SyscallHandler h = nr < lx::kSyscallMax ? kTable.handler[nr] : nullptr;
   if (!h) {
     log_unknown(nr);
