@@ -36,17 +36,28 @@ void chacha20_block(const uint32_t key[8], uint32_t counter, const uint32_t nonc
   }
 }
 
-void Rng::seed(const uint8_t key[32]) {
+void Rng::seed(const uint8_t key[32], bool use_rdrand) {
   for (int i = 0; i < 8; i++) key_[i] = load_le32(key + 4 * i);
   nonce_[0] = nonce_[1] = nonce_[2] = 0;
   counter_ = 0;
   left_ = 0;
+  rdrand_ = use_rdrand;
 }
 
 void Rng::refill() {
+  if (rdrand_) {
+    uint64_t r = 0;
+    unsigned char ok = 0;
+    asm volatile("rdrand %0; setc %1" : "=r"(r), "=qm"(ok) : : "cc");
+    if (ok) key_[0] ^= static_cast<uint32_t>(r), key_[1] ^= static_cast<uint32_t>(r >> 32);
+  }
   chacha20_block(key_, counter_, nonce_, block_);
   if (++counter_ == 0) ++nonce_[0];  // 2^32 blocks: move to a new nonce, never repeat
-  left_ = 64;
+  for (int i = 0; i < 8; i++) {
+    key_[i] = load_le32(block_ + 4 * i);
+    block_[4 * i] = block_[4 * i + 1] = block_[4 * i + 2] = block_[4 * i + 3] = 0;
+  }
+  left_ = 32;  // the second half is output
 }
 
 void Rng::fill(void* out, size_t n) {

@@ -1,5 +1,9 @@
-// ChaCha20 (RFC 8439) as the guest's CSPRNG: keyed from the host's
-// BootInfo.random_seed, one block per 64 bytes, counter never reused.
+// ChaCha20 (RFC 8439) as the guest's CSPRNG, keyed from the host's
+// BootInfo.random_seed. Fast key erasure: each block's first half becomes
+// the next key, the second half is output, so no earlier output can be
+// recomputed from the state. Where the CPU has RDRAND (native in ring 3,
+// ~20 ns here), every block also mixes 64 fresh bits into the key: VMs
+// restored from one snapshot share this state, and must not share output.
 #pragma once
 
 #include <stddef.h>
@@ -12,7 +16,9 @@ void chacha20_block(const uint32_t key[8], uint32_t counter, const uint32_t nonc
 
 class Rng {
  public:
-  void seed(const uint8_t key[32]);
+  // use_rdrand: mix the CPU's RDRAND into every block (host tests turn it
+  // off to compare streams).
+  void seed(const uint8_t key[32], bool use_rdrand);
   void fill(void* out, size_t n);
 
  private:
@@ -22,6 +28,7 @@ class Rng {
   uint32_t counter_ = 0;
   uint8_t block_[64] = {};
   uint32_t left_ = 0;  // unread bytes at the end of block_
+  bool rdrand_ = false;
 };
 
 }  // namespace ember::guest

@@ -73,7 +73,7 @@ void init_rlimits() {
   g_stats.tsc_runtime_start = rdtsc();
   const abi::BootInfo& bi = g_platform.boot();
   g_rt.clock.init(bi.tsc_khz, bi.boot_tsc, bi.realtime_ns);
-  g_rt.rng.seed(bi.random_seed);
+  g_rt.rng.seed(bi.random_seed, cpuid(1).ecx & (1u << 30));
   g_consoles.init();
   g_rt.files.init();
   init_rlimits();
