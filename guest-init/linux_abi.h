@@ -30,8 +30,8 @@ enum Sys : uint32_t {
   SYS_getdents = 78, SYS_getcwd = 79, SYS_chdir = 80, SYS_fchdir = 81, SYS_readlink = 89, SYS_umask = 95,
   SYS_gettimeofday = 96, SYS_getrlimit = 97, SYS_getrusage = 98, SYS_sysinfo = 99, SYS_times = 100,
   SYS_getuid = 102, SYS_getgid = 104, SYS_geteuid = 107, SYS_getegid = 108, SYS_setpgid = 109,
-  SYS_getppid = 110, SYS_getpgrp = 111, SYS_setsid = 112, SYS_getgroups = 115, SYS_getpgid = 121,
-  SYS_getsid = 124, SYS_sigaltstack = 131, SYS_statfs = 137, SYS_fstatfs = 138,
+  SYS_getppid = 110, SYS_setuid = 105, SYS_setgid = 106, SYS_setresuid = 117, SYS_getresuid = 118, SYS_setresgid = 119, SYS_getresgid = 120, SYS_getpgrp = 111, SYS_setsid = 112, SYS_getgroups = 115, SYS_getpgid = 121,
+  SYS_getsid = 124, SYS_getpriority = 140, SYS_setpriority = 141, SYS_sigaltstack = 131, SYS_statfs = 137, SYS_fstatfs = 138,
   SYS_sched_getparam = 143, SYS_sched_getscheduler = 145, SYS_mlock = 149, SYS_munlock = 150,
   SYS_prctl = 157, SYS_arch_prctl = 158, SYS_setrlimit = 160, SYS_gettid = 186, SYS_tkill = 200,
   SYS_time = 201, SYS_futex = 202, SYS_sched_setaffinity = 203, SYS_sched_getaffinity = 204,
@@ -39,7 +39,7 @@ enum Sys : uint32_t {
   SYS_clock_getres = 229, SYS_clock_nanosleep = 230, SYS_exit_group = 231, SYS_tgkill = 234,
   SYS_openat = 257, SYS_newfstatat = 262, SYS_readlinkat = 267, SYS_faccessat = 269, SYS_pselect6 = 270,
   SYS_ppoll = 271, SYS_set_robust_list = 273, SYS_get_robust_list = 274, SYS_dup3 = 292, SYS_pipe2 = 293,
-  SYS_prlimit64 = 302, SYS_getrandom = 318, SYS_memfd_create = 319, SYS_membarrier = 324,
+  SYS_prlimit64 = 302, SYS_getcpu = 309, SYS_getrandom = 318, SYS_memfd_create = 319, SYS_membarrier = 324,
   SYS_statx = 332, SYS_rseq = 334, SYS_clone3 = 435, SYS_faccessat2 = 439,
 };
 inline constexpr uint32_t kSyscallMax = 512;

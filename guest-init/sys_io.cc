@@ -616,10 +616,8 @@ uint64_t poll_once(Pollfd* fds, uint64_t n, bool* wants_stdin) {
   return ready;
 }
 
-SysResult do_poll(uint64_t user_fds, uint64_t n, uint64_t timeout_ns /* ~0: forever */) {
-  if (n > static_cast<uint64_t>(Files::kMaxFds)) return EINVAL;
-  if (n && !user_ok(user_fds, n * sizeof(Pollfd))) return EFAULT;
-  Pollfd* fds = user_ptr<Pollfd>(user_fds);
+// poll(2) on fds[0, n) (already checked), waiting up to timeout_ns.
+SysResult poll_fds(Pollfd* fds, uint64_t n, uint64_t timeout_ns /* ~0: forever */) {
   const uint64_t deadline = timeout_ns == ~0ull ? ~0ull : g_rt.clock.monotonic_ns() + timeout_ns;
   while (true) {
     bool wants_stdin;
@@ -639,7 +637,69 @@ SysResult do_poll(uint64_t user_fds, uint64_t n, uint64_t timeout_ns /* ~0: fore
   }
 }
 
+SysResult do_poll(uint64_t user_fds, uint64_t n, uint64_t timeout_ns) {
+  if (n > static_cast<uint64_t>(Files::kMaxFds)) return EINVAL;
+  if (n && !user_ok(user_fds, n * sizeof(Pollfd))) return EFAULT;
+  return poll_fds(user_ptr<Pollfd>(user_fds), n, timeout_ns);
+}
+
+// select(2) in terms of poll: fd_sets (bit arrays of 64-bit words) in,
+// ready bits out.
+SysResult do_select(uint64_t nfds, uint64_t rset, uint64_t wset, uint64_t eset, uint64_t timeout_ns) {
+  if (static_cast<int64_t>(nfds) < 0 || nfds > static_cast<uint64_t>(Files::kMaxFds)) return EINVAL;
+  const uint64_t words = (nfds + 63) / 64;
+  uint64_t* sets[3] = {rset ? user_ptr<uint64_t>(rset) : nullptr, wset ? user_ptr<uint64_t>(wset) : nullptr,
+                       eset ? user_ptr<uint64_t>(eset) : nullptr};
+  for (uint64_t* set : sets)
+    if (set && words && !user_ok(reinterpret_cast<uint64_t>(set), words * 8)) return EFAULT;
+  Pollfd fds[Files::kMaxFds];
+  uint64_t n = 0;
+  for (uint64_t fd = 0; fd < nfds; fd++) {
+    int16_t ev = 0;
+    if (sets[0] && (sets[0][fd / 64] >> (fd % 64) & 1)) ev |= POLLIN;
+    if (sets[1] && (sets[1][fd / 64] >> (fd % 64) & 1)) ev |= POLLOUT;
+    if (sets[2] && (sets[2][fd / 64] >> (fd % 64) & 1)) ev |= POLLPRI;
+    if (ev) fds[n++] = Pollfd{static_cast<int32_t>(fd), ev, 0};
+  }
+  SysResult r = poll_fds(fds, n, timeout_ns);
+  if (r.failed()) return r;
+  for (uint64_t* set : sets)
+    if (set) memset(set, 0, words * 8);
+  uint64_t count = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    const uint64_t fd = static_cast<uint64_t>(fds[i].fd);
+    if (fds[i].revents & POLLNVAL) return EBADF;
+    const int16_t re = fds[i].revents;
+    if (sets[0] && (re & (POLLIN | POLLHUP | POLLERR)) && (fds[i].events & POLLIN)) sets[0][fd / 64] |= 1ull << (fd % 64), count++;
+    if (sets[1] && (re & (POLLOUT | POLLERR)) && (fds[i].events & POLLOUT)) sets[1][fd / 64] |= 1ull << (fd % 64), count++;
+    if (sets[2] && (re & POLLPRI)) sets[2][fd / 64] |= 1ull << (fd % 64), count++;
+  }
+  return SysResult::ok(count);
+}
+
 }  // namespace
+
+EMBER_SYSCALL(select) {
+  uint64_t timeout = ~0ull;
+  if (a.a[4]) {
+    if (!user_ok(a.a[4], sizeof(Timeval))) return EFAULT;
+    const Timeval* tv = user_ptr<const Timeval>(a.a[4]);
+    if (tv->tv_sec < 0 || tv->tv_usec < 0) return EINVAL;
+    timeout = static_cast<uint64_t>(tv->tv_sec) * 1000000000ull + static_cast<uint64_t>(tv->tv_usec) * 1000;
+  }
+  return do_select(a.a[0], a.a[1], a.a[2], a.a[3], timeout);
+}
+
+EMBER_SYSCALL(pselect6) {
+  uint64_t timeout = ~0ull;
+  if (a.a[4]) {
+    if (!user_ok(a.a[4], sizeof(Timespec))) return EFAULT;
+    const Timespec* ts = user_ptr<const Timespec>(a.a[4]);
+    if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000) return EINVAL;
+    timeout = static_cast<uint64_t>(ts->tv_sec) * 1000000000ull + static_cast<uint64_t>(ts->tv_nsec);
+  }
+  return do_select(a.a[0], a.a[1], a.a[2], a.a[3], timeout);
+}
 
 EMBER_SYSCALL(poll) {
   const int64_t ms = static_cast<int32_t>(a.a[2]);

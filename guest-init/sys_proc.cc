@@ -410,6 +410,21 @@ EMBER_SYSCALL(getitimer) {
   memset(user_ptr<void>(a.a[1]), 0, 32);
   return SysResult::ok(0);
 }
+EMBER_SYSCALL(wait4) { return ECHILD; }  // no children: fork is not supported
+EMBER_SYSCALL(getresuid) {
+  for (int i = 0; i < 3; i++) {
+    if (!user_ok(a.a[i], 4)) return EFAULT;
+    *user_ptr<uint32_t>(a.a[i]) = 0;
+  }
+  return SysResult::ok(0);
+}
+EMBER_SYSCALL(getcpu) {
+  if (a.a[0] && user_ok(a.a[0], 4)) *user_ptr<uint32_t>(a.a[0]) = 0;
+  if (a.a[1] && user_ok(a.a[1], 4)) *user_ptr<uint32_t>(a.a[1]) = 0;
+  return SysResult::ok(0);
+}
+EMBER_SYSCALL(getpriority) { return SysResult::ok(20); }  // the kernel's 20 - nice: nice 0
+
 EMBER_SYSCALL(rt_sigreturn) { return ENOSYS; }  // handlers are called, not entered through a frame
 
 }  // namespace ember::guest

@@ -58,7 +58,7 @@ EMBER_SYSCALL(faccessat2); EMBER_SYSCALL(ioctl); EMBER_SYSCALL(fcntl); EMBER_SYS
 EMBER_SYSCALL(dup3); EMBER_SYSCALL(getdents64); EMBER_SYSCALL(getcwd); EMBER_SYSCALL(chdir);
 EMBER_SYSCALL(fchdir); EMBER_SYSCALL(readlink); EMBER_SYSCALL(readlinkat); EMBER_SYSCALL(poll);
 EMBER_SYSCALL(ppoll); EMBER_SYSCALL(fsync); EMBER_SYSCALL(fadvise64); EMBER_SYSCALL(flock);
-EMBER_SYSCALL(statfs); EMBER_SYSCALL(fstatfs); EMBER_SYSCALL(ftruncate); EMBER_SYSCALL(sendfile);
+EMBER_SYSCALL(statfs); EMBER_SYSCALL(fstatfs); EMBER_SYSCALL(ftruncate); EMBER_SYSCALL(sendfile); EMBER_SYSCALL(select); EMBER_SYSCALL(pselect6);
 // sys_mem.cc
 EMBER_SYSCALL(brk); EMBER_SYSCALL(mmap); EMBER_SYSCALL(munmap); EMBER_SYSCALL(mprotect);
 EMBER_SYSCALL(madvise); EMBER_SYSCALL(mremap); EMBER_SYSCALL(msync); EMBER_SYSCALL(mlock);
@@ -76,6 +76,7 @@ EMBER_SYSCALL(tgkill); EMBER_SYSCALL(getgroups); EMBER_SYSCALL(prctl); EMBER_SYS
 EMBER_SYSCALL(setpgid); EMBER_SYSCALL(setsid); EMBER_SYSCALL(pause); EMBER_SYSCALL(membarrier);
 EMBER_SYSCALL(sched_getparam); EMBER_SYSCALL(sched_getscheduler); EMBER_SYSCALL(alarm);
 EMBER_SYSCALL(setitimer); EMBER_SYSCALL(getitimer); EMBER_SYSCALL(rt_sigreturn);
+EMBER_SYSCALL(wait4); EMBER_SYSCALL(getresuid); EMBER_SYSCALL(getcpu); EMBER_SYSCALL(getpriority);
 
 
 // Checks that [p, p + n) is a plausible program buffer (not NULL, no
