@@ -75,7 +75,7 @@ void AddressSpace::add_hole(uint64_t start, uint64_t end, bool dirty) {
   }
 }
 
-void AddressSpace::carve(uint64_t start, uint64_t end) {
+void AddressSpace::carve(uint64_t start, uint64_t end, bool zero_dirty) {
   for (uint32_t i = 0; i < hole_count_;) {
     Hole h = holes_[i];
     if (h.end <= start || h.start >= end) {
@@ -83,7 +83,7 @@ void AddressSpace::carve(uint64_t start, uint64_t end) {
       continue;
     }
     uint64_t cs = h.start > start ? h.start : start, ce = h.end < end ? h.end : end;
-    if (h.dirty) zero(cs, ce);
+    if (h.dirty && zero_dirty) zero(cs, ce);
     // Remove h, put back what is left on either side.
     for (uint32_t j = i; j + 1 < hole_count_; j++) holes_[j] = holes_[j + 1];
     hole_count_--;
@@ -160,7 +160,9 @@ void AddressSpace::unmap(uint64_t addr, uint64_t len) {
   if (addr < mmap_low_) addr = mmap_low_;
   if (end > stack_bottom_) end = stack_bottom_;
   if (end <= addr) return;
-  carve(addr, end);  // already-free parts: no double entries
+  // Parts that are holes already (clean ones included) leave first, so no
+  // address is listed twice; the whole range comes back as one dirty hole.
+  carve(addr, end, false);
   add_hole(addr, end, true);
 }
 

@@ -60,7 +60,9 @@ class AddressSpace {
     bool dirty;  // may hold old data: zero before handing out
   };
   void add_hole(uint64_t start, uint64_t end, bool dirty);
-  void carve(uint64_t start, uint64_t end);  // removes [start, end) from the holes, zeroing dirty parts
+  // Removes [start, end) from the holes, zeroing the dirty parts it hands
+  // out (unless zero_dirty is false: the range is being freed again).
+  void carve(uint64_t start, uint64_t end, bool zero_dirty = true);
   void zero(uint64_t start, uint64_t end) {
     if (end > start) zero_(start, end - start);
   }

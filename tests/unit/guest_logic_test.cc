@@ -128,6 +128,17 @@ TEST_F(GuestAddressSpace, BrkCannotEnterMmapArea) {
   EXPECT_EQ(as.map(4096), 0u) << "no room left between brk and mmap";
 }
 
+TEST_F(GuestAddressSpace, UnmappingTwiceTouchesNothing) {
+  uint64_t a = as.map(4 * 4096);
+  as.unmap(a, 4 * 4096);
+  as.unmap(a, 4 * 4096);
+  as.unmap(a + 4096, 4096);
+  EXPECT_TRUE(t.zeroed.empty());
+  EXPECT_EQ(as.holes(), 1u);
+  EXPECT_EQ(as.map(4 * 4096), a);
+  EXPECT_EQ(t.zeroed_bytes(), 4u * 4096);
+}
+
 TEST_F(GuestAddressSpace, HolesMerge) {
   uint64_t a = as.map(4096), b = as.map(4096), c = as.map(4096);
   as.unmap(a, 4096);
