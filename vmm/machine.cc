@@ -412,7 +412,7 @@ void Machine::vcpu_loop() {
       vcpu_message_ = vcpu_result_.error;
       break;
     }
-    ExitDecision d = handle_exit(*run, bus_, *control_, counts_);
+    ExitDecision d = handle_exit(*run, bus_, *control_, counts_, &log_);
     if (d.kind == ExitDecision::kContinue) continue;
     vcpu_result_ = d;
     if (d.kind == ExitDecision::kFatal) {

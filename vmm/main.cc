@@ -1,4 +1,5 @@
 // ember-vmm: boots one microVM that runs one program (see `ember-vmm run --help`).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -41,6 +42,10 @@ std::string basename_of(const std::string& path) {
 
 int main(int argc, char** argv) {
   const uint64_t t0 = ember::monotonic_ns();
+  // A closed stdin/stdout/stderr would be reused by the next open() (the VM
+  // fd!) and program output written into it: park /dev/null there instead.
+  for (int fd = 0; fd <= 2; fd++)
+    if (::fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", O_RDWR) < 0) return kExitVmm;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::fputs(ember::usage_text().c_str(), stderr);

@@ -61,7 +61,8 @@ std::string ExitCounts::summary() const {
   return s.empty() ? "none" : s;
 }
 
-ExitDecision handle_exit(kvm_run& run, Bus& bus, const ControlDevice& control, ExitCounts& counts) {
+ExitDecision handle_exit(kvm_run& run, Bus& bus, const ControlDevice& control, ExitCounts& counts,
+                         const Log* log) {
   const uint32_t reason = run.exit_reason;
   if (reason < counts.by_reason.size()) counts.by_reason[reason]++;
   switch (reason) {
@@ -69,11 +70,15 @@ ExitDecision handle_exit(kvm_run& run, Bus& bus, const ControlDevice& control, E
       const uint32_t len = run.mmio.len <= sizeof run.mmio.data ? run.mmio.len : sizeof run.mmio.data;
       if (run.mmio.is_write) {
         counts.mmio_writes++;
-        bus.write(run.mmio.phys_addr, std::span<const uint8_t>(run.mmio.data, len));
+        if (!bus.write(run.mmio.phys_addr, std::span<const uint8_t>(run.mmio.data, len)) && log)
+          log->debug("MMIO write of %u bytes to unmapped 0x%" PRIx64 " ignored", len,
+                     static_cast<uint64_t>(run.mmio.phys_addr));
         if (control.outcome()) return ExitDecision{ExitDecision::kGuestDone, {}};
       } else {
         counts.mmio_reads++;
-        bus.read(run.mmio.phys_addr, std::span<uint8_t>(run.mmio.data, len));
+        if (!bus.read(run.mmio.phys_addr, std::span<uint8_t>(run.mmio.data, len)) && log)
+          log->debug("MMIO read of %u bytes from unmapped 0x%" PRIx64 " returns 0", len,
+                     static_cast<uint64_t>(run.mmio.phys_addr));
       }
       return ExitDecision{};
     }

@@ -14,6 +14,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/control_device.h"
+#include "vmm/log.h"
 
 namespace ember {
 
@@ -36,7 +37,10 @@ struct ExitDecision {
 };
 
 // Handles one exit (run.exit_reason). For MMIO reads, fills run.mmio.data.
-ExitDecision handle_exit(kvm_run& run, Bus& bus, const ControlDevice& control, ExitCounts& counts);
+// Accesses to unmapped addresses (reads 0, writes dropped) are counted by
+// the bus and, with a verbose `log`, printed.
+ExitDecision handle_exit(kvm_run& run, Bus& bus, const ControlDevice& control, ExitCounts& counts,
+                         const Log* log = nullptr);
 
 const char* exit_reason_name(uint32_t reason);
 const char* vector_name(uint32_t vector);  // "#PF"
