@@ -30,7 +30,7 @@ inline constexpr uint32_t kVirtioIdVsock = 19;
 // every later read of that stream returns 0 as well.
 inline constexpr uint32_t kRoleStdio = 1;   // console: receiveq = stdin, transmitq = stdout
 inline constexpr uint32_t kRoleStderr = 2;  // console: transmitq = stderr
-inline constexpr uint32_t kRoleControl = 3; // vsock: the controller's channel (later)
+inline constexpr uint32_t kRoleControl = 3; // vsock: stdio and exit status for the controller (api/stdio_protocol.h)
 
 struct VirtioDevice {
   uint64_t gpa;        // base of the virtio-mmio register window
@@ -60,6 +60,14 @@ struct BootInfo {
   uint8_t random_seed[32]; // from the host's getrandom(); the guest's CSPRNG key
   uint32_t device_count;   // <= kMaxDevices
   uint32_t reserved;
+  // Restore awareness: the VMM increments `generation` and rewrites
+  // boot_tsc/realtime_ns and random_seed each time it restores this VM from
+  // a snapshot or resets it in place (always while the vCPU is stopped). The
+  // guest reads the clock pair at every clock_gettime, and mixes random_seed
+  // into its CSPRNG whenever it sees a new generation, so that two restores
+  // of one snapshot neither share the snapshot's time nor its random bytes.
+  uint64_t generation;     // 0 at first boot
+  uint64_t guest_cid;      // vsock CID of this VM (0: no vsock device)
   VirtioDevice devices[8];
   char cmdline[kCmdlineMax];  // NUL-terminated
 };
