@@ -12,13 +12,7 @@
 #   t        spin forever (timeout tests)
 #   p        port I/O (outb): the VMM must fail cleanly (125)
 #   k        write "x" to a bad descriptor address: the device breaks, exit 7
-        .set CONTROL, 0xd0000000
-        .set NOTIFY0, 0xd0001050          # console 0 QueueNotify
-        .set NOTIFY1, 0xd0002050          # console 1 QueueNotify
-        .set RXQ, 0x10000                 # queue_gpa(0, 0): console 0 receiveq
-        .set TXQ, 0x13000                 # queue_gpa(0, 1): console 0 transmitq
-        .set ERRTXQ, 0x1f000              # queue_gpa(1, 1): console 1 transmitq
-        .set CMDLINE, 376                 # offsetof(BootInfo, cmdline)
+#include "testkernel_offsets.inc"   // generated from api/ by offsets.cc
 
         .text
         .globl runtime_entry
@@ -71,13 +65,13 @@ fault_test:
 
 signal_test:
         mov $CONTROL, %rax
-        movl $6, 8(%rax)
+        movl $6, CONTROL_EXIT_SIGNAL(%rax)
         jmp spin
 
 log_test:
         mov $CONTROL, %rax
         lea logrec(%rip), %rcx
-        movq %rcx, 0x10(%rax)
+        movq %rcx, CONTROL_LOG(%rax)
         xor %eax, %eax
         jmp exit_code
 
@@ -90,23 +84,23 @@ spin:   pause
 
 exit_code:                             # eax = status
         mov $CONTROL, %rcx
-        movl %eax, 4(%rcx)
+        movl %eax, CONTROL_EXIT_CODE(%rcx)
         jmp spin
 
 # tx_post: rsi = buffer, edx = length, rbx = queue base, r8 = notify address,
 # r9d = queue index. Uses descriptor (avail idx % 256), publishes it, notifies.
 tx_post:
-        movzwl 0x1002(%rbx), %eax          # avail idx
+        movzwl AVAIL+2(%rbx), %eax         # avail idx
         movzbl %al, %ecx                   # slot = idx % 256
         mov %rcx, %r10
         shl $4, %r10
         mov %rsi, (%rbx,%r10)              # desc.addr
         mov %edx, 8(%rbx,%r10)             # desc.len
         movl $0, 12(%rbx,%r10)             # flags = 0, next = 0
-        movw %cx, 0x1004(%rbx,%rcx,2)      # avail.ring[slot] = slot
-        movw $1, 0x1000(%rbx)              # VRING_AVAIL_F_NO_INTERRUPT
+        movw %cx, AVAIL+4(%rbx,%rcx,2)     # avail.ring[slot] = slot
+        movw $1, AVAIL(%rbx)               # VRING_AVAIL_F_NO_INTERRUPT
         inc %eax
-        movw %ax, 0x1002(%rbx)             # publish (x86 stores are ordered)
+        movw %ax, AVAIL+2(%rbx)            # publish (x86 stores are ordered)
         movl %r9d, (%r8)                   # QueueNotify (ioeventfd)
         ret
 
@@ -114,7 +108,7 @@ tx_post:
 tx_send:
         call tx_post
         mov %eax, %r11d                    # the avail idx we published
-1:      movzwl 0x2002(%rbx), %ecx          # used idx
+1:      movzwl USED+2(%rbx), %ecx          # used idx
         cmp %r11w, %cx
         je 2f
         pause
@@ -123,7 +117,7 @@ tx_send:
 
 # echo: post one 4 KiB receive buffer at a time, wait for it, send what came.
 echo:
-        movw $1, RXQ+0x1000                # no interrupts: we poll
+        movw $1, RXQ+AVAIL                 # no interrupts: we poll
         xor %r12d, %r12d                   # receive buffers posted
 1:      movzbl %r12b, %ecx                 # slot
         mov %rcx, %r10
@@ -132,19 +126,19 @@ echo:
         mov %rax, RXQ(%r10)
         movl $4096, RXQ+8(%r10)
         movl $2, RXQ+12(%r10)              # VIRTQ_DESC_F_WRITE
-        movw %cx, RXQ+0x1004(,%rcx,2)
+        movw %cx, RXQ+AVAIL+4(,%rcx,2)
         inc %r12d
-        movw %r12w, RXQ+0x1002
+        movw %r12w, RXQ+AVAIL+2
         mov $NOTIFY0, %rax
         movl $0, (%rax)                    # notify receiveq
-2:      movzwl RXQ+0x2002, %eax            # used idx
+2:      movzwl RXQ+USED+2, %eax            # used idx
         cmp %r12w, %ax
         je 3f
         pause
         jmp 2b
 3:      lea -1(%r12), %ecx
         movzbl %cl, %ecx
-        mov RXQ+0x2004+4(,%rcx,8), %edx    # used.ring[slot].len
+        mov RXQ+USED+4+4(,%rcx,8), %edx    # used.ring[slot].len
         test %edx, %edx
         jz 4f                              # len 0: EOF
         lea rxbuf(%rip), %rsi
@@ -163,7 +157,7 @@ fault_stubs:
         .rept 32
         .align 32
         push %rax
-        movabs $CONTROL+0x0c, %rax
+        movabs $CONTROL+CONTROL_FAULT, %rax
         movl $vec, (%rax)
         hlt
         .set vec, vec+1
@@ -172,7 +166,7 @@ fault_stubs:
 wait_gate:
 irq_handler:
         push %rax
-        mov $0xfee000b0, %eax              # xAPIC EOI (zero-extended: 0xfee000b0)
+        mov $LAPIC_EOI, %eax               # xAPIC EOI (zero-extended)
         movl $0, (%rax)
         pop %rax
         iretq
@@ -195,10 +189,10 @@ logrec: .long 26, 1
         .align 4
         .long 6                            # namesz ("Ember\0")
         .long 48                           # descsz (GuestNote)
-        .long 0x454d4231                   # kGuestNoteType
+        .long NOTE_TYPE
         .asciz "Ember"
         .align 4
-        .long 1                            # abi_version
+        .long ABI_VERSION
         .long 0
         .quad runtime_entry
         .quad spin                         # syscall_entry (unused)
