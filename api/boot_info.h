@@ -12,7 +12,7 @@
 namespace ember::abi {
 
 inline constexpr uint64_t kBootInfoMagic = 0x544f4f4252424d45ull;  // "EMBRBOOT"
-inline constexpr uint32_t kBootInfoVersion = 1;
+inline constexpr uint32_t kBootInfoVersion = 2;  // bump on every layout change
 
 // BootInfo.flags
 inline constexpr uint64_t kBootPreconfigured = 1u << 0;  // devices are DRIVER_OK, queues at queue_gpa(), skip MMIO init
