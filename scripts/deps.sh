@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev                 # libFuzzer targets
   qemu-system-x86                          # boots the guest with real hardware semantics (PVH)
   nlohmann-json3-dev                       # JSON (benchmarks, APIs)
+  libseccomp-dev                           # ember-vmm's seccomp filters (compiled to BPF at build time)
 )
 
 missing=()

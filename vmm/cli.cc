@@ -61,6 +61,11 @@ std::string run_usage_text() {
          "  --image IMG        run the function image IMG instead of a PROGRAM\n"
          "                       e.g. --image fn.img\n"
          "  --cmdline TEXT     guest kernel command line (boot info), for debugging\n"
+         "  --no-seccomp       do NOT confine ember-vmm's threads with their seccomp\n"
+         "                     allow-lists (on by default; for debugging only, never\n"
+         "                     with untrusted guests; a warning is printed)\n"
+         "  --id ID            the id of the jail this VMM runs in ([A-Za-z0-9-],\n"
+         "                     1-64 chars; ember-jailer passes it)\n"
          "  -v, --verbose      diagnostics on stderr: guest log lines, faults\n"
          "                     (\"program killed by SIGSEGV: #PF at rip=...\"), boot\n"
          "                     timing and exit counts (EMBER_TRACE=1 prints the timing\n"
@@ -151,6 +156,15 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
       if (o.image.empty()) return Error{"--image needs a path"};
     } else if (name == "--cmdline") {
       EMBER_TRY(o.cmdline, value());
+    } else if (name == "--no-seccomp") {
+      EMBER_TRY_VOID(flag());
+      o.seccomp = false;
+    } else if (name == "--id") {
+      EMBER_TRY(o.id, value());
+      bool valid = !o.id.empty() && o.id.size() <= 64;
+      for (char c : o.id)
+        valid &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+      if (!valid) return Error{"--id " + o.id + ": expected 1-64 characters from [A-Za-z0-9-]"};
     } else {
       return Error{"unknown option '" + a + "' (see `ember-vmm run --help`)"};
     }

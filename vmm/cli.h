@@ -18,6 +18,8 @@ struct CliOptions {
   std::vector<std::string> env;
   bool verbose = false;
   std::string cmdline;
+  bool seccomp = true;  // --no-seccomp: off (debugging only; logged loudly)
+  std::string id;       // --id ID: the jail's id (ember-jailer passes it); informational
   std::string image;    // --image IMG
   std::string program;  // PROGRAM (when no --image)
   std::vector<std::string> args;  // after PROGRAM (a leading "--" dropped)

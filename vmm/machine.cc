@@ -24,6 +24,7 @@
 
 #include "api/boot_info.h"
 #include "api/guest_layout.h"
+#include "jailer/seccomp.h"
 #include "vmm/boot.h"
 #include "vmm/bus.h"
 #include "vmm/console.h"
@@ -269,6 +270,10 @@ Result<void> Machine::setup() {
   EMBER_TRY(boot_info_, make_boot_info(p));
 
   EMBER_TRY_VOID(setup_event_loop());
+  if (config_.seccomp) {  // before the guest's first instruction (kPhaseGo)
+    EMBER_TRY_VOID(seccomp::install(seccomp::Thread::kMain));
+    if (config_.after_seccomp) config_.after_seccomp("main");
+  }
   set_phase(kPhaseGo);
   mark("event_loop");
   return Ok();
@@ -377,6 +382,10 @@ Result<void> Machine::vcpu_setup() {
 
 void Machine::vcpu_main() {
   auto r = vcpu_setup();
+  if (r && config_.seccomp) {  // right before the first KVM_RUN
+    r = seccomp::install(seccomp::Thread::kVcpu);
+    if (r && config_.after_seccomp) config_.after_seccomp("vcpu");
+  }
   if (!r) {
     if (!stop_.load() && phase_.load() != kPhaseAbort) {
       vcpu_result_ = ExitDecision{ExitDecision::kFatal, r.message()};

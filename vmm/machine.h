@@ -32,6 +32,14 @@ struct MachineConfig {
   // (vmm/teardown.h). For ember-vmm, which exits right after; not for
   // in-process users.
   bool detach_teardown = false;
+  // Install the per-thread seccomp allow-lists (jailer/seccomp_filters.h):
+  // the main thread's once the VM is built, each vCPU thread's right before
+  // its first KVM_RUN. ember-vmm turns this on (unless --no-seccomp); not
+  // for in-process users (the filter would confine the caller's thread).
+  bool seccomp = false;
+  // Tests only (ember-vmm-testing): called on each thread right after its
+  // filter is installed, with "main" or "vcpu".
+  void (*after_seccomp)(const char* thread) = nullptr;
 };
 
 struct RunOutcome {

@@ -1,5 +1,8 @@
 // ember-vmm: boots one microVM that runs one program (see `ember-vmm run --help`).
 #include <fcntl.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,6 +35,23 @@ std::string default_kernel_path() {
   const auto slash = self.rfind('/');
   return (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) + "/ember-guest.elf";
 }
+
+#ifdef EMBER_TESTING
+// ember-vmm-testing only (never in ember-vmm): EMBER_TEST_FORBIDDEN_SYSCALL=
+// main|vcpu makes that thread call something its seccomp filter forbids right
+// after installing it; the process must die of SIGSYS (tests/integration).
+const char* g_forbidden_thread = nullptr;
+
+void forbidden_syscall_hook(const char* thread) {
+  if (!g_forbidden_thread || std::strcmp(thread, g_forbidden_thread) != 0) return;
+  if (std::strcmp(thread, "main") == 0)
+    ::syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);  // no sockets at all
+  else
+    ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);  // no file opens
+  print_error(std::string("TEST: the forbidden syscall on the ") + thread + " thread was allowed");
+  ::_exit(3);
+}
+#endif
 
 std::string basename_of(const std::string& path) {
   const auto slash = path.rfind('/');
@@ -96,6 +116,16 @@ int main(int argc, char** argv) {
   config.cmdline = o.cmdline;
   config.t0_ns = t0;
   config.detach_teardown = true;
+  config.seccomp = o.seccomp;
+  if (!o.seccomp)
+    print_error("WARNING: --no-seccomp: running WITHOUT the seccomp allow-lists; a guest that exploits a VMM bug "
+                "gets every syscall. For debugging only, never with untrusted code.");
+#ifdef EMBER_TESTING
+  if (const char* t = std::getenv("EMBER_TEST_FORBIDDEN_SYSCALL"); t && *t) {
+    g_forbidden_thread = t;
+    config.after_seccomp = forbidden_syscall_hook;
+  }
+#endif
 
   auto outcome = ember::run_machine(config);
   if (!outcome) {
