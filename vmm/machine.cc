@@ -97,6 +97,8 @@ struct ConsoleSlot {
   ConsoleDevice* console;
 };
 
+}  // namespace
+
 class Machine {
  public:
   explicit Machine(const MachineConfig& config) : config_(config), log_(config.verbose) {}
@@ -107,6 +109,16 @@ class Machine {
 
   Result<void> setup();
   Result<RunOutcome> run();
+  // The event loop one round at a time (MachineRunner): waits up to
+  // timeout_ms (-1: forever) and handles what is ready; true once the VM ended.
+  bool step(int timeout_ms);
+  RunOutcome finish();  // stops the vCPU, drains the guest's output, the outcome
+  int event_fd() const { return epoll_.get(); }
+  // Parks the vCPU thread outside KVM_RUN (returns once it is parked or has
+  // ended); resume() lets it run on.
+  void pause();
+  void resume();
+  bool paused() const { return pause_.load(); }
 
  private:
   struct Mark {
@@ -125,6 +137,7 @@ class Machine {
   void vcpu_main();
   Result<void> vcpu_setup();
   void vcpu_loop();
+  void vcpu_park();
   void stop_vcpu();
   void update_fd_interest();
   void dispatch_fd(int fd, uint32_t events);
@@ -168,6 +181,12 @@ class Machine {
   ExitDecision vcpu_result_;
   std::string vcpu_message_;
   std::optional<RunOutcome> stop_outcome_;  // why the main thread stopped the VM
+  bool vcpu_ended_ = false;                 // the vCPU thread has ended (main thread's view)
+  // Pause: the main thread sets pause_ and kicks; the vCPU thread parks
+  // outside KVM_RUN and reports it in vcpu_state_ until pause_ is cleared.
+  enum VcpuState : int { kVcpuRunning = 0, kVcpuParked = 1, kVcpuEnded = 2 };
+  std::atomic<bool> pause_{false};
+  std::atomic<int> vcpu_state_{kVcpuRunning};
   uint64_t cpuid_ns_ = 0, vcpu_ready_ns_ = 0, first_run_ns_ = 0, vcpu_end_ns_ = 0;
 };
 
@@ -196,8 +215,10 @@ Result<void> Machine::setup_signals() {
   if (::pthread_sigmask(SIG_BLOCK, &set, &old_mask_) != 0) return Error{"pthread_sigmask failed"};
   mask_saved_ = true;
   sigdelset(&set, kKickSignal);
-  signal_fd_ = Fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signal_fd_.valid()) return errno_error("signalfd");
+  if (config_.handle_signals) {
+    signal_fd_ = Fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signal_fd_.valid()) return errno_error("signalfd");
+  }
   struct sigaction sa{};
   sa.sa_handler = no_op_handler;  // no SA_RESTART: KVM_RUN must return EINTR
   sigemptyset(&sa.sa_mask);
@@ -346,7 +367,7 @@ Result<void> Machine::setup_event_loop() {
     return Ok();
   };
 
-  EMBER_TRY_VOID(add(signal_fd_.get(), tag(kEvSignal)));
+  if (signal_fd_.valid()) EMBER_TRY_VOID(add(signal_fd_.get(), tag(kEvSignal)));
   EMBER_TRY_VOID(add(vcpu_done_.get(), tag(kEvVcpu)));
   for (uint32_t i = 0; i < notify_fds_.size(); i++) EMBER_TRY_VOID(add(notify_fds_[i].get(), tag(kEvNotify, i)));
 
@@ -395,7 +416,29 @@ void Machine::vcpu_main() {
     vcpu_loop();
   }
   vcpu_end_ns_ = monotonic_ns();
+  vcpu_state_.store(kVcpuEnded);
+  vcpu_state_.notify_all();
   signal_eventfd(vcpu_done_.get());
+}
+
+void Machine::vcpu_park() {
+  vcpu_state_.store(kVcpuParked);
+  vcpu_state_.notify_all();
+  while (pause_.load() && !stop_.load()) pause_.wait(true);
+  vcpu_state_.store(kVcpuRunning);
+}
+
+void Machine::pause() {
+  if (pause_.exchange(true)) return;
+  if (vcpu_state_.load() == kVcpuEnded || !vcpu_thread_.joinable()) return;
+  if (kvm_run* run = run_ptr_.load(std::memory_order_seq_cst)) run->immediate_exit = 1;
+  ::pthread_kill(vcpu_thread_.native_handle(), kKickSignal);
+  for (int s; (s = vcpu_state_.load()) == kVcpuRunning;) vcpu_state_.wait(s);
+}
+
+void Machine::resume() {
+  pause_.store(false);
+  pause_.notify_all();
 }
 
 void Machine::vcpu_loop() {
@@ -410,6 +453,10 @@ void Machine::vcpu_loop() {
     if (stop_.load(std::memory_order_seq_cst)) {
       vcpu_result_ = ExitDecision{ExitDecision::kContinue, {}};  // stopped from outside
       break;
+    }
+    if (pause_.load()) {
+      vcpu_park();
+      continue;
     }
     if (::ioctl(vcpu_.fd(), KVM_RUN, 0) < 0) {
       if (errno == EINTR || errno == EAGAIN) {
@@ -449,6 +496,7 @@ void Machine::vcpu_loop() {
 void Machine::stop_vcpu() {
   if (!vcpu_thread_.joinable()) return;
   stop_.store(true, std::memory_order_seq_cst);
+  pause_.notify_all();  // a parked vCPU sees stop_
   if (phase_.load() < kPhaseGo) set_phase(kPhaseAbort);
   // immediate_exit covers a kick that lands before KVM_RUN is entered; the
   // signal covers a vCPU already inside (halted, or running guest code).
@@ -517,15 +565,21 @@ void Machine::dispatch_fd(int fd, uint32_t events) {
 }
 
 Result<RunOutcome> Machine::run() {
-  bool vcpu_done = false;
-  while (!vcpu_done && !stop_outcome_) {
+  while (!step(-1)) {
+  }
+  return finish();
+}
+
+bool Machine::step(int timeout_ms) {
+  if (vcpu_ended_ || stop_outcome_) return true;
+  {
     update_fd_interest();
     epoll_event events[16];
-    const int n = ::epoll_wait(epoll_.get(), events, 16, -1);
+    const int n = ::epoll_wait(epoll_.get(), events, 16, timeout_ms);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) return false;
       stop_outcome_ = RunOutcome{125, errno_error("epoll_wait").message};
-      break;
+      return true;
     }
     for (int i = 0; i < n; i++) {
       const uint64_t t = events[i].data.u64;
@@ -533,7 +587,7 @@ Result<RunOutcome> Machine::run() {
       switch (static_cast<EventKind>(t >> 56)) {
         case kEvVcpu:
           drain_eventfd(vcpu_done_.get());
-          vcpu_done = true;
+          vcpu_ended_ = true;
           break;
         case kEvNotify: {
           drain_eventfd(notify_fds_[v].get());
@@ -565,10 +619,15 @@ Result<RunOutcome> Machine::run() {
         stop_outcome_ = RunOutcome{abi::exit_status_for_signal(13), {}};  // as SIGPIPE would
       }
   }
+  update_fd_interest();  // for a caller that polls event_fd() next
+  return vcpu_ended_ || stop_outcome_;
+}
+
+RunOutcome Machine::finish() {
   stop_vcpu();
 
   RunOutcome out;
-  if (stop_outcome_ && !vcpu_done) {
+  if (stop_outcome_ && !vcpu_ended_) {
     out = *stop_outcome_;
   } else if (vcpu_result_.kind == ExitDecision::kGuestDone) {
     // The guest does not wait for its output to be written: flush every
@@ -627,12 +686,27 @@ void Machine::print_trace(const RunOutcome& out) {
   (void)r;
 }
 
-}  // namespace
-
 Result<RunOutcome> run_machine(const MachineConfig& config) {
   Machine m(config);
   EMBER_TRY_VOID(m.setup());
   return m.run();
 }
+
+MachineRunner::MachineRunner(const MachineConfig& config) : config_(config) {}
+MachineRunner::~MachineRunner() = default;
+
+Result<std::unique_ptr<MachineRunner>> MachineRunner::boot(const MachineConfig& config) {
+  std::unique_ptr<MachineRunner> r(new MachineRunner(config));
+  r->machine_ = std::make_unique<Machine>(r->config_);
+  EMBER_TRY_VOID(r->machine_->setup());
+  return r;
+}
+
+int MachineRunner::event_fd() const { return machine_->event_fd(); }
+bool MachineRunner::step() { return machine_->step(0); }
+RunOutcome MachineRunner::finish() { return machine_->finish(); }
+void MachineRunner::pause() { machine_->pause(); }
+void MachineRunner::resume() { machine_->resume(); }
+bool MachineRunner::paused() const { return machine_->paused(); }
 
 }  // namespace ember

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "vmm/result.h"
@@ -40,6 +41,9 @@ struct MachineConfig {
   // Tests only (ember-vmm-testing): called on each thread right after its
   // filter is installed, with "main" or "vcpu".
   void (*after_seccomp)(const char* thread) = nullptr;
+  // false: the caller owns SIGINT/SIGTERM/SIGHUP/SIGQUIT (API mode); the
+  // machine still blocks them but neither reads nor acts on them.
+  bool handle_signals = true;
 };
 
 struct RunOutcome {
@@ -51,6 +55,38 @@ struct RunOutcome {
 // caller prints it and exits 125); everything after the first guest
 // instruction ends in a RunOutcome (guest errors included).
 Result<RunOutcome> run_machine(const MachineConfig& config);
+
+class Machine;  // machine.cc
+
+// One VM driven from the caller's event loop (API mode, vmm/api_vmm.h): the
+// caller polls event_fd() (EPOLLIN) next to its own fds and calls step()
+// when it is readable. Everything runs on the caller's thread except the
+// vCPU thread.
+class MachineRunner {
+ public:
+  // Sets the VM up and lets the guest run. `config` is copied.
+  static Result<std::unique_ptr<MachineRunner>> boot(const MachineConfig& config);
+  ~MachineRunner();
+  MachineRunner(const MachineRunner&) = delete;
+  MachineRunner& operator=(const MachineRunner&) = delete;
+
+  int event_fd() const;
+  // Handles what is ready without blocking; true once the VM has ended.
+  bool step();
+  // Stops the vCPU if it still runs, writes out the guest's queued output,
+  // and says how the VM ended. Call once.
+  RunOutcome finish();
+  // Parks the vCPU outside KVM_RUN and returns once it is (devices keep
+  // serving the host side); resume() lets it run on. Both idempotent.
+  void pause();
+  void resume();
+  bool paused() const;
+
+ private:
+  explicit MachineRunner(const MachineConfig& config);
+  MachineConfig config_;  // the machine refers to it
+  std::unique_ptr<Machine> machine_;
+};
 
 // CLOCK_MONOTONIC in nanoseconds.
 uint64_t monotonic_ns();
