@@ -44,6 +44,12 @@ void Rng::seed(const uint8_t key[32], bool use_rdrand) {
   rdrand_ = use_rdrand;
 }
 
+void Rng::mix(const uint8_t seed[32]) {
+  for (int i = 0; i < 8; i++) key_[i] ^= load_le32(seed + 4 * i);
+  for (uint32_t i = 64 - left_; i < 64; i++) block_[i] = 0;
+  left_ = 0;
+}
+
 void Rng::refill() {
   if (rdrand_) {
     uint64_t r = 0;

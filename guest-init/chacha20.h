@@ -20,6 +20,10 @@ class Rng {
   // off to compare streams).
   void seed(const uint8_t key[32], bool use_rdrand);
   void fill(void* out, size_t n);
+  // Mixes 32 fresh bytes into the key (a VM restored from a snapshot gets
+  // a new seed from its VMM) and drops any output already computed, so
+  // that nothing handed out afterwards depends on the old state alone.
+  void mix(const uint8_t seed[32]);
 
  private:
   void refill();

@@ -25,6 +25,19 @@ void Clock::init(uint64_t tsc_khz, uint64_t boot_tsc, uint64_t realtime_ns) {
   ns_per_tick_q32_ = (uint64_t{1000000} << 32) / tsc_khz;
 }
 
+uint64_t Clock::realtime_ns() const {
+  if (!pair_tsc_) return realtime_at_boot_ns_ + monotonic_ns();
+  uint64_t base_tsc = *pair_tsc_;
+  const uint64_t base_ns = *pair_realtime_;
+  if (base_tsc == 0) base_tsc = boot_tsc_;
+  // Signed: the pair may have been taken a little after "now" (a VMM
+  // reading the host clock and the guest TSC not quite together).
+  const uint64_t d = tsc_now() - base_tsc;
+  if (static_cast<int64_t>(d) >= 0) return base_ns + ticks_to_ns(d);
+  const uint64_t back = ticks_to_ns(0 - d);
+  return base_ns > back ? base_ns - back : 0;
+}
+
 uint64_t Clock::ns_to_ticks(uint64_t ns) const {
   // ticks = ns * khz / 1e6, without overflow for any ns below ~584 years.
   unsigned __int128 t = static_cast<unsigned __int128>(ns) * tsc_khz_;

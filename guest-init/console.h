@@ -84,6 +84,10 @@ class ConsoleIn {
   // deadline).
   void wait_readable(uint64_t deadline_ns);
   uint64_t buffered() const { return has_cur_ ? cur_len_ - cur_off_ : 0; }
+  // For waits on several sources (stdio.cc): receive interrupts on/off.
+  void interrupts(bool on) {
+    if (attached()) q_.interrupts(on);
+  }
 
  private:
   void start();

@@ -10,12 +10,12 @@
 //
 // Instruction counts (ring 0, per entry):
 //   wait, data already there:        7 (cmpq, jne, test, jnz, cmp, jne, iretq)
-//   wait, halts:                     8, then on wake-up the irq handler's 2
-//                                    and the iretq after hlt: 11 in all
+//   wait, halts:                     8, then on wake-up the irq handler's 3
+//                                    and the iretq after hlt: 12 in all
 //   set FS base:                     8 (arch_prctl(ARCH_SET_FS), once per boot)
 //   invlpg:                         10 (once per boot, glibc-sized programs)
-//   timed wait (sleeps):            17, then 3 on wake-up
-//   interrupt:                       2
+//   timed wait (sleeps):            17, then 4 on wake-up
+//   interrupt:                       3
 //   fault:                           3 (then the VMM ends the VM)
 #include "guest-init/asm_constants.h"
 
@@ -69,13 +69,17 @@ ember_wait_gate:
     ud2
 3:  jmp *(ember_fault_table + 3 * 8)(%rip)
 
-// Device interrupts: nothing to do but acknowledge; whoever waited re-reads
-// its ring. The 0x67 prefix makes the absolute address 32-bit and
-// zero-extended (a plain disp32 of 0xfee000b0 would be sign-extended to
-// 0xfffffffffee000b0), so the EOI is one instruction and no register is
-// touched (verified under PVM's emulator and in QEMU).
+// Device interrupts: count the wake-up, acknowledge; whoever waited re-reads
+// its rings. The counter (ember_wake_count) lets the runtime wait on several
+// sources at once without losing a wake-up: it reads the counter, checks
+// every source, and passes the value it read to the wait gate, which halts
+// only if no interrupt came in between. The 0x67 prefix makes the absolute
+// address 32-bit and zero-extended (a plain disp32 of 0xfee000b0 would be
+// sign-extended to 0xfffffffffee000b0), so the EOI is one instruction and
+// no register is touched (verified under PVM's emulator and in QEMU).
     .globl ember_irq_handler
 ember_irq_handler:
+    incw ember_wake_count(%rip)
     addr32 movl $0, EMBER_LAPIC_EOI
     iretq
 
@@ -117,6 +121,11 @@ ember_fault_table:
     FAULT_ENTRY %vec
     .set vec, vec + 1
 .endr
+
+    .balign 2
+    .globl ember_wake_count
+ember_wake_count:
+    .word 0
 
     .section .rodata.nucleus, "a"
     .balign 16

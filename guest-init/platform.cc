@@ -2,6 +2,8 @@
 
 #include "api/control.h"
 #include "api/guest_layout.h"
+#include "api/stdio_protocol.h"
+#include "guest-init/stdio.h"
 
 namespace ember::guest {
 
@@ -53,6 +55,9 @@ void Platform::log_trace(const char* how, uint32_t value) {
 void Platform::exit_program(uint32_t status) {
   status &= 0xff;
   log_trace("exit", status);
+  // Over vsock, the exit frame must reach the host before the write below
+  // ends the VM.
+  g_stdio.before_exit(abi::kExitCode, status);
   if (control_) control_write32(abi::kControlExitCode, status);
   if (pvh()) ember_gate_pvh_exit(status);
   for (;;) cpu_relax();  // the VMM ends the VM at the write above
@@ -60,14 +65,26 @@ void Platform::exit_program(uint32_t status) {
 
 void Platform::die_by_signal(uint32_t signal) {
   log_trace("signal", signal);
+  g_stdio.before_exit(abi::kExitSignal, signal);
   if (control_) control_write32(abi::kControlExitSignal, signal);
   if (pvh()) ember_gate_pvh_exit(static_cast<uint32_t>(abi::exit_status_for_signal(signal)));
   for (;;) cpu_relax();
 }
 
+void Platform::take_seed(uint8_t out[32]) {
+  auto* seed = const_cast<volatile uint8_t*>(info_->random_seed);
+  for (int i = 0; i < 32; i++) {
+    out[i] = seed[i];
+    seed[i] = 0;
+  }
+}
+
 void Platform::signal_ready() {
   if (ready_sent_) return;
+  // The flag is in guest memory before the write: a VM restored from a
+  // snapshot taken at that write never sends it again.
   ready_sent_ = true;
+  compiler_barrier();
   if (control_) control_write32(abi::kControlReady, 1);
 }
 

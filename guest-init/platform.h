@@ -17,6 +17,8 @@ void ember_gate_timed_wait(const volatile uint16_t* word, uint32_t seen, uint64_
 [[noreturn]] void ember_gate_pvh_exit(uint32_t status);
 [[noreturn]] void ember_enter_program(uint64_t entry, uint64_t sp);
 uint64_t ember_call_on_stack(uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t stack_top);
+// nucleus.S: incremented by every interrupt (wait on several sources).
+extern volatile uint16_t ember_wake_count;
 }
 
 namespace ember::guest {
@@ -60,6 +62,24 @@ class Platform {
   // timer) where the machine has one; otherwise returns at once (callers
   // loop, so they spin).
   void wait_word_until(const volatile uint16_t* word, uint16_t seen, uint64_t deadline);
+
+  // Waiting on several sources: read wake_count(), enable the interrupts
+  // of every source, look at each one, then wait_wake(value read): it
+  // returns at once if any interrupt arrived since the read, else after
+  // the next one. Callers re-check everything.
+  uint16_t wake_count() const { return ember_wake_count; }
+  void wait_wake(uint16_t seen) { wait_word(&ember_wake_count, seen); }
+  void wait_wake_until(uint16_t seen, uint64_t tsc_deadline) {
+    wait_word_until(&ember_wake_count, seen, tsc_deadline);
+  }
+
+  // Restore awareness: the VMM rewrites these boot-info fields when it
+  // restores or resets the VM (vCPU stopped), so they are read afresh at
+  // every use, never cached.
+  uint64_t generation() const { return *reinterpret_cast<const volatile uint64_t*>(&info_->generation); }
+  // Copies the boot info's random seed out and wipes it there (nothing
+  // later, a snapshot included, holds it).
+  void take_seed(uint8_t out[32]);
 
  private:
   void control_write32(uint32_t reg, uint32_t value);

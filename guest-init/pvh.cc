@@ -204,6 +204,7 @@ extern "C" void ember_pvh_main(uint32_t start_info_pa) {
     d.queue_count = 2;
     d.vector = 0;
     if (id == abi::kVirtioIdConsole) d.role = consoles++ == 0 ? abi::kRoleStdio : abi::kRoleStderr;
+    if (id == abi::kVirtioIdVsock) d.role = abi::kRoleControl, d.queue_count = 3;  // CID: config space
   }
 }
 

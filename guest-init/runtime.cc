@@ -3,7 +3,7 @@
 // its stack and jumps.
 #include "api/boot_info.h"
 #include "api/guest_layout.h"
-#include "guest-init/console.h"
+#include "guest-init/stdio.h"
 #include "guest-init/direct_map.h"
 #include "guest-init/elf_loader.h"
 #include "guest-init/initial_stack.h"
@@ -29,8 +29,9 @@ constexpr uint32_t kStatusCannotRun = 127;  // as a shell reports "cannot execut
   char line[512];
   TextBuf t(line, sizeof line);
   t.str("ember-guest: ").str(what).str(": ").str(why).ch('\n');
-  g_consoles.append(2, reinterpret_cast<const uint8_t*>(t.data()), t.size());
-  g_consoles.flush_all();
+  g_stdio.append(2, reinterpret_cast<const uint8_t*>(t.data()), t.size());
+  g_stdio.commit(2);
+  g_stdio.flush_all();
   TextBuf l(line, t.size() - 1);  // the same text, without the newline
   l.bytes(line, t.size() - 1);
   g_platform.log(LogLevel::kError, l);
@@ -66,6 +67,20 @@ void init_rlimits() {
 
 }  // namespace
 
+void random_bytes(void* out, uint64_t n) {
+  const uint64_t gen = g_platform.generation();
+  if (gen != g_rt.rng_generation) {
+    // Restored or reset: the snapshot's RNG state is shared by every VM
+    // restored from it; the VMM's fresh seed makes this one's its own.
+    uint8_t seed[32];
+    g_platform.take_seed(seed);
+    g_rt.rng.mix(seed);
+    memset(seed, 0, sizeof seed);
+    g_rt.rng_generation = gen;
+  }
+  g_rt.rng.fill(out, n);
+}
+
 [[noreturn]] void runtime_main(const abi::BootInfo* info) {
   if (!g_platform.init(info)) {
     for (;;) cpu_relax();  // not a boot info: nobody to tell; the VMM's deadline ends this
@@ -73,8 +88,13 @@ void init_rlimits() {
   g_stats.tsc_runtime_start = rdtsc();
   const abi::BootInfo& bi = g_platform.boot();
   g_rt.clock.init(bi.tsc_khz, bi.boot_tsc, bi.realtime_ns);
-  g_rt.rng.seed(bi.random_seed, cpuid(1).ecx & (1u << 30));
-  g_consoles.init();
+  g_rt.clock.follow(&bi.boot_tsc, &bi.realtime_ns);
+  uint8_t seed[32];
+  g_platform.take_seed(seed);
+  g_rt.rng.seed(seed, cpuid(1).ecx & (1u << 30));
+  memset(seed, 0, sizeof seed);
+  g_rt.rng_generation = g_platform.generation();
+  g_stdio.init();
   g_rt.files.init();
   init_rlimits();
   g_rt.umask = 022;
@@ -119,7 +139,7 @@ void init_rlimits() {
   spec.envp = StringSource{g_rt.image.env_count(), &g_rt.image, env_at};
   spec.execfn = g_rt.exec_path;
   spec.execfn_len = g_rt.exec_path_len;
-  g_rt.rng.fill(spec.random, sizeof spec.random);
+  random_bytes(spec.random, sizeof spec.random);
   spec.phdr = plan.phdr;
   spec.phent = plan.phentsize;
   spec.phnum = plan.phnum;

@@ -29,7 +29,13 @@ struct Runtime {
   uint32_t umask = 0;        // set at start (022)
   Lookup cwd;                // "/" from the start until chdir
   lx::Rlimit rlimits[lx::RLIMIT_NLIMITS] = {};
+  uint64_t rng_generation = 0;  // BootInfo.generation the CSPRNG last took a seed for
 };
+
+// Random bytes for the program (getrandom, /dev/urandom, AT_RANDOM): first
+// mixes in the boot info's fresh seed if the VM was restored or reset since
+// the last call (a new BootInfo.generation).
+void random_bytes(void* out, uint64_t n);
 
 extern constinit Runtime g_rt;
 

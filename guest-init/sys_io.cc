@@ -1,7 +1,7 @@
 // File and stream syscalls: consoles, image files (read-only), directories,
 // /dev/null & co.
 #include "api/image_format.h"
-#include "guest-init/console.h"
+#include "guest-init/stdio.h"
 #include "guest-init/files.h"
 #include "guest-init/klib.h"
 #include "guest-init/path.h"
@@ -145,7 +145,7 @@ SysResult read_file(OpenFile* f, uint8_t* buf, uint64_t n, uint64_t* offset) {
   switch (f->kind) {
     case FileKind::kStdin: {
       if (offset != &f->offset) return ESPIPE;
-      int64_t got = g_consoles.in().read(buf, n, !(f->flags & O_NONBLOCK));
+      int64_t got = g_stdio.read(buf, n, !(f->flags & O_NONBLOCK));
       if (got < 0) return EAGAIN;
       return SysResult::ok(static_cast<uint64_t>(got));
     }
@@ -160,7 +160,7 @@ SysResult read_file(OpenFile* f, uint8_t* buf, uint64_t n, uint64_t* offset) {
     case FileKind::kDir: return EISDIR;
     case FileKind::kNull: return SysResult::ok(0);
     case FileKind::kZero: memset(buf, 0, n); return SysResult::ok(n);
-    case FileKind::kRandom: g_rt.rng.fill(buf, n); return SysResult::ok(n);
+    case FileKind::kRandom: random_bytes(buf, n); return SysResult::ok(n);
     default: return EBADF;
   }
 }
@@ -182,10 +182,10 @@ SysResult check_writable(OpenFile* f) {
 
 // Writes go to the consoles (buffered until flush) or nowhere.
 void write_to(OpenFile* f, const uint8_t* data, uint64_t n) {
-  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_consoles.append(stream_of(f->kind), data, n);
+  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_stdio.append(stream_of(f->kind), data, n);
 }
 void flush(OpenFile* f) {
-  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_consoles.commit(stream_of(f->kind));
+  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_stdio.commit(stream_of(f->kind));
 }
 
 bool wants_write_bits(uint32_t mode) { return mode & W_OK; }
@@ -235,7 +235,7 @@ EMBER_SYSCALL(readv) {
     total += r.value();
     if (r.value() < iov[i].len) break;  // short read: do not block for the rest
     // A stream that has nothing more must not block a readv that got data.
-    if (f->kind == FileKind::kStdin && !g_consoles.in().buffered()) break;
+    if (f->kind == FileKind::kStdin && !g_stdio.buffered()) break;
   }
   return SysResult::ok(total);
 }
@@ -415,8 +415,8 @@ EMBER_SYSCALL(ioctl) {
       if (!user_ok(a.a[2], 4)) return EFAULT;
       uint64_t n = 0;
       if (f->kind == FileKind::kStdin) {
-        g_consoles.in().readable();
-        n = g_consoles.in().buffered();
+        g_stdio.readable();
+        n = g_stdio.buffered();
       } else if (f->kind == FileKind::kFile) {
         uint64_t size = file_size(f->index);
         n = f->offset < size ? size - f->offset : 0;
@@ -603,7 +603,7 @@ uint64_t poll_once(Pollfd* fds, uint64_t n, bool* wants_stdin) {
       p.revents = POLLNVAL;
     } else if (f->kind == FileKind::kStdin) {
       if (p.events & POLLIN) {
-        if (g_consoles.in().readable()) p.revents = g_consoles.in().at_eof() ? (POLLIN | POLLHUP) : POLLIN;
+        if (g_stdio.readable()) p.revents = g_stdio.at_eof() ? (POLLIN | POLLHUP) : POLLIN;
         else *wants_stdin = true;
       }
     } else if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) {
@@ -624,9 +624,9 @@ SysResult poll_fds(Pollfd* fds, uint64_t n, uint64_t timeout_ns /* ~0: forever *
     uint64_t ready = poll_once(fds, n, &wants_stdin);
     if (ready || timeout_ns == 0) return SysResult::ok(ready);
     if (deadline != ~0ull && g_rt.clock.monotonic_ns() >= deadline) return SysResult::ok(0);
-    g_consoles.flush_all();
+    g_stdio.flush_all();
     if (wants_stdin) {
-      g_consoles.in().wait_readable(deadline);
+      g_stdio.wait_readable(deadline);
     } else if (deadline == ~0ull) {
       // Nothing can ever become ready: sleep until the VMM gives up on us.
       static volatile uint16_t never = 0;

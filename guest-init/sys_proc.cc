@@ -1,6 +1,6 @@
 // Process, identity, time, randomness and signal syscalls for the one
 // single-threaded process the guest runs.
-#include "guest-init/console.h"
+#include "guest-init/stdio.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
 #include "guest-init/runtime.h"
@@ -57,13 +57,13 @@ bool clock_now(int64_t id, uint64_t* ns) {
 
 // Sleeps halt on the LAPIC TSC-deadline timer (short ones spin).
 void sleep_ns(uint64_t ns) {
-  g_consoles.flush_all();  // nobody should wait for our output while we sleep
+  g_stdio.flush_all();  // nobody should wait for our output while we sleep
   const uint64_t now = g_rt.clock.monotonic_ns();
   g_rt.clock.sleep_until(ns > ~0ull - now ? ~0ull : now + ns);
 }
 
 [[noreturn]] void sleep_forever() {
-  g_consoles.flush_all();
+  g_stdio.flush_all();
   static volatile uint16_t never = 0;
   for (;;) g_platform.wait_word(&never, 0);
 }
@@ -228,7 +228,7 @@ EMBER_SYSCALL(getrandom) {
   if (a.a[2] & ~uint64_t{GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE}) return EINVAL;
   if (n == 0) return SysResult::ok(0);
   if (!user_ok(a.a[0], n)) return EFAULT;
-  g_rt.rng.fill(user_ptr<void>(a.a[0]), n);
+  random_bytes(user_ptr<void>(a.a[0]), n);
   return SysResult::ok(n);
 }
 

@@ -1,7 +1,7 @@
 // The syscall table (data: number, name, handler) and the dispatcher.
 #include "guest-init/syscalls.h"
 
-#include "guest-init/console.h"
+#include "guest-init/stdio.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
 #include "guest-init/runtime.h"
@@ -174,7 +174,7 @@ const char* syscall_name(uint64_t nr) { return nr < kSyscallMax ? kTable.name[nr
 extern "C" int64_t ember_syscall(uint64_t nr, ember::guest::SyscallFrame* frame) {
   using namespace ember::guest;
   g_stats.syscalls++;
-  g_consoles.flush_due();  // output whose notification was deferred too long
+  g_stdio.flush_due();  // output whose notification was deferred too long
   g_rt.signals.check_abandoned(frame->user_rsp);
   SyscallHandler h = nr < lx::kSyscallMax ? kTable.handler[nr] : nullptr;
   if (!h) {

@@ -39,6 +39,9 @@ class Virtqueue {
   // The next used element, if any.
   bool pop_used(uint32_t* id, uint32_t* len);
   bool has_used() const { return used_idx() != last_used_; }
+  // Interrupts for this queue's used buffers on or off (VRING_AVAIL_F_NO_INTERRUPT);
+  // for waits on several queues at once (Platform::wait_wake).
+  void interrupts(bool on) { *avail_flags() = on ? 0 : kAvailFlagNoInterrupt; }
   // Waits until the device has returned a buffer. Interrupts are enabled on
   // this queue only while waiting.
   void wait_used();
