@@ -18,11 +18,11 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 files=(--file "$data/hello.txt:/data/hello.txt" --file "$data/sub/a.txt:/data/sub/a.txt" --file "$data/sub/b.txt:/data/sub/b.txt")
 
-run() {  # run NAME EXPECTED_STATUS IMAGE_ARGS... ; leaves out/err in $work
+run() {  # run NAME EXPECTED_STATUS IMAGE_ARGS... ; stdin from $stdin_file (default /dev/null); leaves out/err in $work
   local name=$1 want=$2
   shift 2
   "$bin/ember-image" pack -o "$work/t.img" "$@" >/dev/null || { fail "$name: ember-image pack"; return 1; }
-  timeout 60 "$bin/ember-vmm" run --timeout-ms 30000 --image "$work/t.img" </dev/null >"$work/out" 2>"$work/err"
+  timeout 60 "$bin/ember-vmm" run --timeout-ms 30000 --image "$work/t.img" <"${stdin_file:-/dev/null}" >"$work/out" 2>"$work/err"
   local got=$?
   if [[ $got != "$want" ]]; then
     fail "$name: status $got, expected $want; stderr: $(head -c 300 "$work/err")"
@@ -48,6 +48,24 @@ for v in musl glibc glibc-pie; do
     [[ $(grep -c '^out line$' "$work/out") == 5 ]] || fail "crash_output-$v: stdout $(cat "$work/out")"
     [[ $(grep -c '^err line$' "$work/err") == 5 ]] || fail "crash_output-$v: stderr $(cat "$work/err")"
   fi
+done
+
+# stdio_echo over the console (the same program runs over vsock below).
+head -c 3000000 /dev/urandom >"$work/in.bin"
+printf 'one\ntwo\nthree\n' >"$work/lines.txt"
+for v in musl glibc glibc-pie; do
+  e=$progs/stdio_echo-$v
+  if stdin_file=$work/in.bin run "console echo-$v" 5 --exec "$e" --arg stdio_echo --arg echo --arg 5; then
+    cmp -s "$work/in.bin" "$work/out" || fail "console echo-$v: stdout differs from stdin ($(stat -c %s "$work/out") bytes)"
+    grep -q '^bytes=3000000$' "$work/err" || fail "console echo-$v: stderr $(head -c 200 "$work/err")"
+  fi
+  if stdin_file=$work/lines.txt run "console lines-$v" 0 --exec "$e" --arg stdio_echo --arg lines; then
+    cmp -s "$work/lines.txt" "$work/out" || fail "console lines-$v: $(cat "$work/out")"
+  fi
+  stdin_file=$work/lines.txt run "console abort-$v" 134 --exec "$e" --arg stdio_echo --arg abort &&
+    { cmp -s "$work/lines.txt" "$work/out" || fail "console abort-$v: output before abort lost"; }
+  stdin_file=$work/lines.txt run "console segv-$v" 139 --exec "$e" --arg stdio_echo --arg segv &&
+    { cmp -s "$work/lines.txt" "$work/out" || fail "console segv-$v: output before the fault lost"; }
 done
 
 # PVH under QEMU TCG: the same kernel booted by another VMM, ring-0 syscalls.
