@@ -12,6 +12,9 @@ packages=(
   qemu-system-x86                          # boots the guest with real hardware semantics (PVH)
   nlohmann-json3-dev                       # JSON (benchmarks, APIs)
   libseccomp-dev                           # ember-vmm's seccomp filters (compiled to BPF at build time)
+  libmicrohttpd-dev                        # the VMM API server (HTTP on a Unix socket, in the event loop)
+  libcurl4-openssl-dev curl                # clients of the VMM API (tests, ember-bench, emberd); curl in tests
+  libyaml-cpp-dev                          # YAML (api/openapi-vmm.yaml checks, emberd config)
 )
 
 missing=()

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/api_vmm.h"
 #include "vmm/cli.h"
 #include "vmm/machine.h"
 #include "vmm/program_image.h"
@@ -70,6 +71,14 @@ int main(int argc, char** argv) {
   if (args.empty()) {
     std::fputs(ember::usage_text().c_str(), stderr);
     return kExitUsage;
+  }
+  if (ember::is_api_invocation(args)) {  // --api-sock / --config-file: vmm/api_vmm.h
+    auto api = ember::parse_api_cli(args);
+    if (!api) {
+      print_error(api.message());
+      return kExitUsage;
+    }
+    return ember::api_main(*api, t0);
   }
   auto parsed = ember::parse_cli(args);
   if (!parsed) {
