@@ -269,7 +269,7 @@ int64_t Vsock::read(uint8_t* out, uint64_t n, bool block) {
     if (dec_.eof() || dec_.error() || (conn_.input_ended() && stream_.used() == 0)) return 0;
     if (!block) return -1;
     flush();  // whoever feeds stdin may be waiting for our output
-    wait(false);
+    wait(owed_ != 0);  // an owed control packet waits for a free slot: tx completions too
   }
 }
 
@@ -356,7 +356,7 @@ void Vsock::send_stream(const uint8_t* a, uint32_t na, const uint8_t* b, uint64_
       if (!credit_requested_) owed_ |= kOweCreditRequest, credit_requested_ = true;
       pump_control();
       flush();
-      wait(false);
+      wait(owed_ != 0);
       continue;
     }
     credit_requested_ = false;
