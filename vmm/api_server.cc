@@ -126,6 +126,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const ApiServerOptions& opti
     ev.data.fd = fd;
     if (::epoll_ctl(s->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return errno_error("epoll_ctl");
   }
+  s->schedule();
   return s;
 }
 
@@ -157,7 +158,21 @@ void ApiServer::run() {
 // Arms the timerfd for MHD's next deadline: a connection timeout, or "now"
 // when MHD has more ready work than one MHD_run() took (edge-triggered
 // connections it has not finished).
+//
+// And watches the listen socket itself while below the connection limit:
+// at the limit MHD takes the listen socket out of its epoll set and puts it
+// back only in a later MHD_run(), which nothing would trigger once the
+// connections have gone (waiting clients would hang in the backlog). At the
+// limit it is not watched, so pending connections do not spin the loop.
 void ApiServer::schedule() {
+  const bool below_limit = connections() < options_.connection_limit;
+  if (below_limit != listen_watched_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_.get();
+    if (::epoll_ctl(epoll_.get(), below_limit ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listen_.get(), &ev) == 0)
+      listen_watched_ = below_limit;
+  }
   MHD_UNSIGNED_LONG_LONG ms = 0;
   itimerspec its{};
   if (MHD_get_timeout(daemon_, &ms) == MHD_YES) {

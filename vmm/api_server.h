@@ -72,6 +72,7 @@ class ApiServer {
   Fd timer_;
   MHD_Daemon* daemon_ = nullptr;
   bool unlink_on_exit_ = false;
+  bool listen_watched_ = false;  // the listen socket is in epoll_ too (see schedule())
 };
 
 // Binds and listens on a Unix stream socket at `path` (non-blocking,
