@@ -15,6 +15,8 @@ packages=(
   libmicrohttpd-dev                        # the VMM API server (HTTP on a Unix socket, in the event loop)
   libcurl4-openssl-dev curl                # clients of the VMM API (tests, ember-bench, emberd); curl in tests
   libyaml-cpp-dev                          # YAML (api/openapi-vmm.yaml checks, emberd config)
+  libcpp-httplib-dev                       # emberd's REST API and the ember CLI (HTTP over TCP)
+  prometheus-cpp-dev                       # emberd's /metrics (Prometheus text format)
 )
 
 missing=()

@@ -1,0 +1,1218 @@
+#include "controller/controller.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "api/stdio_protocol.h"
+#include "controller/fsutil.h"
+#include "controller/image_build.h"
+#include "controller/system_limits.h"
+
+namespace ember::controller {
+
+using nlohmann::json;
+
+namespace {
+
+const std::vector<std::string> kChildEnv = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+
+uint64_t us_since(Clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// FNV-1a, for the id prefix that marks this state dir's VMs.
+uint32_t fnv1a(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+std::string hex(uint64_t v, int width) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%0*llx", width, static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The last line of `text` that starts with `prefix` (or the last line).
+std::string last_line(const std::string& text, const std::string& prefix = "") {
+  std::string best;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    if (!line.empty() && (prefix.empty() || line.compare(0, prefix.size(), prefix) == 0)) best = line;
+    start = end + 1;
+  }
+  return best;
+}
+
+std::string tail_of_file(const std::string& path, size_t max = 4096) {
+  auto r = read_file(path, 64 << 20);
+  if (!r) return "";
+  const std::string& s = *r;
+  return s.size() > max ? s.substr(s.size() - max) : s;
+}
+
+std::vector<std::string> read_cmdline(const std::string& pid) {
+  std::ifstream f("/proc/" + pid + "/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find('\0', start);
+    if (end == std::string::npos) end = all.size();
+    args.push_back(all.substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+uint32_t percentile(std::vector<uint32_t> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t idx = static_cast<size_t>(p * static_cast<double>(v.size()) + 0.999999);
+  if (idx == 0) idx = 1;
+  if (idx > v.size()) idx = v.size();
+  return v[idx - 1];
+}
+
+}  // namespace
+
+void FunctionStats::add_latency(uint32_t us) {
+  if (latency_us.size() < kLatencyRing) {
+    latency_us.push_back(us);
+  } else {
+    latency_us[latency_next] = us;
+  }
+  latency_next = (latency_next + 1) % kLatencyRing;
+}
+
+FunctionVersion::~FunctionVersion() {
+  if (!remove_files.load()) return;
+  remove_tree(dir);
+  // The name's directory goes too once no version and no record is left.
+  const auto slash = dir.rfind('/');
+  if (slash != std::string::npos) ::rmdir(dir.substr(0, slash).c_str());
+}
+
+Controller::Controller(Config cfg, Logger& log) : cfg_(std::move(cfg)), log_(log) {
+  functions_dir_ = cfg_.state_dir + "/functions";
+  run_dir_ = cfg_.state_dir + "/run";
+  id_prefix_ = "e" + hex(fnv1a(cfg_.state_dir) & 0xffffff, 6);
+  instance_ = hex(static_cast<uint64_t>(::time(nullptr)) & 0xffffff, 6);
+}
+
+Controller::~Controller() { shutdown(); }
+
+// ---------------------------------------------------------------------------
+// Start-up
+
+Result<void> Controller::lock_state_dir() {
+  EMBER_TRY_VOID(make_dirs(cfg_.state_dir, 0700));
+  const std::string path = cfg_.state_dir + "/emberd.lock";
+  state_lock_ = Fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!state_lock_.valid()) return errno_error("open " + path);
+  if (::flock(state_lock_.get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EWOULDBLOCK) return Error{"another emberd is using the state directory " + cfg_.state_dir};
+    return errno_error("flock " + path);
+  }
+  return Ok();
+}
+
+Result<void> Controller::detect_vmm() {
+  vmm_path_ = cfg_.vmm_binary.empty() ? self_dir() + "/ember-vmm" : cfg_.vmm_binary;
+  if (::access(vmm_path_.c_str(), X_OK) != 0)
+    return errno_error("the VMM " + vmm_path_ + " is not executable (set vmm_binary)");
+  // What this ember-vmm can do: `restore` and `run --snapshot-at-ready`
+  // (issue 3) make the snapshot mechanism possible.
+  bool snapshots = false;
+  auto help = run_command({vmm_path_, "--help"}, 5000, kChildEnv);
+  auto run_help = run_command({vmm_path_, "run", "--help"}, 5000, kChildEnv);
+  if (help && run_help)
+    snapshots = help->output.find("restore") != std::string::npos &&
+                run_help->output.find("--snapshot-at-ready") != std::string::npos;
+  if (cfg_.mechanism == "snapshot" && !snapshots)
+    return Error{"mechanism: snapshot, but " + vmm_path_ + " has no `restore` / `run --snapshot-at-ready`"};
+  mechanism_ = (cfg_.mechanism == "boot" || !snapshots) ? Mechanism::kBoot : Mechanism::kSnapshot;
+
+  jailer_path_ = cfg_.jailer.binary.empty() ? self_dir() + "/ember-jailer" : cfg_.jailer.binary;
+  const bool root = ::geteuid() == 0;
+  const bool have_jailer = ::access(jailer_path_.c_str(), X_OK) == 0;
+  switch (cfg_.jailer.mode) {
+    case JailerMode::kOff:
+      jail_ = false;
+      log_.warn("jailer.enabled is false: VMMs run unjailed, as emberd's own user");
+      break;
+    case JailerMode::kOn:
+      if (!root) return Error{"jailer.enabled is true but emberd is not root (the jailer needs root)"};
+      if (!have_jailer) return Error{"jailer.enabled is true but " + jailer_path_ + " is not executable"};
+      jail_ = true;
+      break;
+    case JailerMode::kAuto:
+      jail_ = root && have_jailer;
+      if (!jail_)
+        log_.warn("VMMs run unjailed: %s", !root ? "emberd is not root" : (jailer_path_ + " does not exist").c_str());
+      break;
+  }
+  return Ok();
+}
+
+void Controller::kill_orphans() {
+  // VMMs (and jailers) of a previous emberd on this state dir carry our id
+  // prefix in `--id`; nothing else does.
+  const std::string mark = id_prefix_ + "-";
+  int killed = 0;
+  DIR* d = ::opendir("/proc");
+  if (d) {
+    while (struct dirent* e = ::readdir(d)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+      if (pid == ::getpid()) continue;
+      const auto args = read_cmdline(e->d_name);
+      for (size_t i = 0; i + 1 < args.size(); i++) {
+        if (args[i] == "--id" && args[i + 1].compare(0, mark.size(), mark) == 0) {
+          if (::kill(pid, SIGKILL) == 0) killed++;
+          break;
+        }
+      }
+    }
+    ::closedir(d);
+  }
+  if (killed) log_.warn("killed %d orphaned VMM process(es) of a previous emberd on %s", killed, cfg_.state_dir.c_str());
+  // Their run directories (and jails) go too.
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(run_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string id = it->path().filename().string();
+    if (jail_ && path_exists(it->path().string() + "/jailed")) {
+      auto r = run_command({jailer_path_, "--cleanup", "--id", id}, 10000, kChildEnv);
+      if (!r || r->status.shell_code() != 0)
+        log_.warn("ember-jailer --cleanup --id %s: %s", id.c_str(), r ? r->output.c_str() : r.message().c_str());
+    }
+    remove_tree(it->path().string());
+  }
+}
+
+Result<std::shared_ptr<FunctionVersion>> Controller::open_version(const FunctionRecord& rec) {
+  auto fn = std::make_shared<FunctionVersion>();
+  fn->rec = rec;
+  fn->dir = functions_dir_ + "/" + rec.name + "/v" + std::to_string(rec.version);
+  fn->image_path = fn->dir + "/image.img";
+  fn->snapshot_dir = fn->dir + "/snapshot";
+  fn->stats = stats_for(rec.name);
+  if (!path_exists(fn->image_path)) return Error{fn->image_path + " is missing"};
+  if (rec.mechanism == Mechanism::kSnapshot && !path_exists(fn->snapshot_dir))
+    return Error{fn->snapshot_dir + " is missing"};
+  return fn;
+}
+
+void Controller::load_functions() {
+  std::error_code ec;
+  int loaded = 0;
+  for (std::filesystem::directory_iterator it(functions_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::string dir = it->path().string();
+    if (!valid_function_name(name)) {
+      log_.warn("ignoring %s: not a function name", dir.c_str());
+      continue;
+    }
+    const std::string record_path = dir + "/function.json";
+    auto text = read_file(record_path, 1 << 20);
+    if (!text) {
+      // A deploy that never finished (or a delete): nothing to keep.
+      log_.warn("removing %s: no function record (%s)", dir.c_str(), text.message().c_str());
+      remove_tree(dir);
+      continue;
+    }
+    json j = json::parse(*text, nullptr, false);
+    auto rec = j.is_discarded() ? Result<FunctionRecord>(Error{"not JSON"}) : record_from_json(j, cfg_);
+    if (!rec) {
+      log_.error("cannot load function %s from %s: %s (left on disk)", name.c_str(), record_path.c_str(), rec.message().c_str());
+      continue;
+    }
+    if (rec->mechanism == Mechanism::kSnapshot && mechanism_ != Mechanism::kSnapshot) {
+      // The VMM lost snapshot support (or mechanism: boot): boot from the image instead.
+      rec->mechanism = Mechanism::kBoot;
+    }
+    auto fn = open_version(*rec);
+    if (!fn) {
+      log_.error("cannot load function %s: %s (left on disk)", name.c_str(), fn.message().c_str());
+      continue;
+    }
+    // Leftovers: other versions and temporary files of interrupted writes.
+    const std::string keep = "v" + std::to_string(rec->version);
+    for (std::filesystem::directory_iterator v(dir, ec), vend; !ec && v != vend; v.increment(ec)) {
+      const std::string f = v->path().filename().string();
+      if (f != keep && f != "function.json") remove_tree(v->path().string());
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      functions_[name] = *fn;
+    }
+    loaded++;
+  }
+  if (loaded) log_.info("loaded %d function(s) from %s", loaded, functions_dir_.c_str());
+}
+
+Result<void> Controller::start() {
+  EMBER_TRY_VOID(lock_state_dir());
+  EMBER_TRY_VOID(make_dirs(functions_dir_, 0700));
+  EMBER_TRY_VOID(make_dirs(run_dir_, 0711));
+  EMBER_TRY_VOID(detect_vmm());
+  const LimitReport lim = raise_and_check_limits(cfg_.limits.max_vms);
+  for (const auto& w : lim.warnings) log_.warn("%s", w.c_str());
+  budget_bytes_ = cfg_.limits.memory_budget_mib ? cfg_.limits.memory_budget_mib << 20 : lim.mem_total_bytes / 10 * 8;
+  metrics_.memory_budget_bytes->Set(static_cast<double>(budget_bytes_));
+  log_.info("VMs: %s mechanism, %s; RLIMIT_NOFILE %llu; memory budget %llu MiB", mechanism_name(mechanism_),
+            jail_ ? "jailed" : "unjailed", static_cast<unsigned long long>(lim.nofile),
+            static_cast<unsigned long long>(budget_bytes_ >> 20));
+  kill_orphans();
+  load_functions();
+  EMBER_TRY_VOID(reaper_.start());
+  for (uint32_t i = 0; i < cfg_.refill_workers; i++) threads_.emplace_back([this] { refill_worker(); });
+  threads_.emplace_back([this] { housekeeping(); });
+  threads_.emplace_back([this] { janitor_run(); });
+  started_ = true;
+  std::vector<std::shared_ptr<FunctionVersion>> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [name, fn] : functions_) all.push_back(fn);
+  }
+  for (auto& fn : all) request_refill(fn);
+  update_gauges();
+  return Ok();
+}
+
+void Controller::shutdown() {
+  if (!started_) return;
+  started_ = false;
+  {
+    std::lock_guard<std::mutex> l(refill_mu_);
+    stopping_ = true;
+  }
+  stop_flag_ = true;
+  refill_cv_.notify_all();
+  stop_cv_.notify_all();
+  // Kill everything; the reaper sees each exit.
+  std::vector<std::shared_ptr<Vm>> vms;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, vm] : vms_) vms.push_back(vm);
+  }
+  for (auto& vm : vms) vm->kill("emberd is shutting down");
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (auto& vm : vms) vm->wait_exit(deadline);
+  {
+    std::lock_guard<std::mutex> l(janitor_mu_);
+  }
+  janitor_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  // Whatever the janitor did not get to.
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(run_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    if (jail_ && path_exists(it->path().string() + "/jailed"))
+      (void)run_command({jailer_path_, "--cleanup", "--id", it->path().filename().string()}, 10000, kChildEnv);
+    remove_tree(it->path().string());
+  }
+  log_.info("stopped %zu VM(s)", vms.size());
+}
+
+// ---------------------------------------------------------------------------
+// Registry helpers
+
+std::shared_ptr<FunctionVersion> Controller::current(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = functions_.find(name);
+  return it == functions_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<FunctionStats> Controller::stats_for(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& s = stats_[name];
+  if (!s) s = std::make_shared<FunctionStats>();
+  return s;
+}
+
+std::shared_ptr<std::mutex> Controller::deploy_lock(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& m = deploy_locks_[name];
+  if (!m) m = std::make_shared<std::mutex>();
+  return m;
+}
+
+std::string Controller::new_vm_id() {
+  return id_prefix_ + "-" + instance_ + "-" + std::to_string(next_id_.fetch_add(1));
+}
+
+size_t Controller::vm_count() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return vms_.size();
+}
+
+// ---------------------------------------------------------------------------
+// VMs
+
+Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv,
+                                  const std::vector<std::string>& jail_files, int in_fd, int out_fd, int err_fd) {
+  SpawnOptions o;
+  o.env = kChildEnv;
+  o.stdin_fd = in_fd;
+  o.stdout_fd = out_fd;
+  o.stderr_fd = err_fd;
+  if (jail_) {
+    JailSpec j;
+    j.jailer = jailer_path_;
+    j.id = vm->id;
+    j.uid = cfg_.jailer.uid + next_uid_.fetch_add(1) % cfg_.jailer.uid_count;
+    j.gid = cfg_.jailer.gid;
+    j.chroot_base = cfg_.jailer.chroot_base;
+    j.cgroup_version = cfg_.jailer.cgroup_version;
+    j.memory_limit_bytes = (static_cast<uint64_t>(vm->fn->rec.spec.memory_mib) + cfg_.jailer.memory_overhead_mib) << 20;
+    j.cpu_quota_pct = cfg_.jailer.cpu_quota_pct;
+    j.pids_max = cfg_.jailer.pids_max;
+    j.no_file = cfg_.jailer.no_file;
+    j.files = jail_files;
+    o.argv = jailed_command(j, vmm_argv);
+    vm->jailed = true;
+    EMBER_TRY_VOID(write_file_atomic(vm->run_dir + "/jailed", vm->id));
+  } else {
+    o.argv = vmm_argv;
+  }
+  EMBER_TRY(Child c, spawn_process(o));
+  vm->pid = c.pid;
+  vm->pidfd = std::move(c.pidfd);
+  register_vm(vm);
+  std::weak_ptr<Vm> weak = vm;
+  // The callback owns the VM until it has exited (it keeps the pidfd open).
+  auto keep = vm;
+  if (auto w = reaper_.watch(vm->pidfd.get(), [this, keep](ExitStatus st) { on_vm_exit(keep, st); }); !w) {
+    signal_process(vm->pidfd.get(), SIGKILL);
+    (void)wait_process(vm->pidfd.get());
+    unregister_vm(vm);
+    return w.error();
+  }
+  return Ok();
+}
+
+Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionVersion>& fn) {
+  const auto t0 = Clock::now();
+  auto vm = std::make_shared<Vm>();
+  vm->id = new_vm_id();
+  vm->fn = fn;
+  vm->run_dir = run_dir_ + "/" + vm->id;
+  auto fail = [&](const std::string& what) -> Error {
+    metrics_.vm_start_failures->Increment();
+    janitor_add(vm->run_dir, vm->jailed ? vm->id : "");
+    return Error{what};
+  };
+  if (auto r = make_dirs(vm->run_dir, 0711); !r) return fail(r.message());
+  VmPaths paths;
+  paths.vmm = vmm_path_;
+  paths.kernel = cfg_.guest_kernel;
+  paths.image = fn->image_path;
+  paths.snapshot_dir = fn->snapshot_dir;
+  if (fn->rec.mechanism == Mechanism::kBoot) {
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) < 0) return fail(errno_error("pipe").message);
+    Fd in_r(in[0]), in_w(in[1]);
+    if (::pipe2(out, O_CLOEXEC) < 0) return fail(errno_error("pipe").message);
+    Fd out_r(out[0]), out_w(out[1]);
+    if (::pipe2(err, O_CLOEXEC) < 0) return fail(errno_error("pipe").message);
+    Fd err_r(err[0]), err_w(err[1]);
+    auto s = spawn_vm(vm, boot_command(vm->id, fn->rec.spec, paths), {fn->image_path}, in_r.get(), out_w.get(), err_w.get());
+    if (!s) return fail("cannot start ember-vmm: " + s.message());
+    vm->in = std::move(in_w);
+    vm->out = std::move(out_r);
+    vm->err = std::move(err_r);
+    metrics_.lifecycle("boot").Observe(seconds_since(t0));
+  } else {
+    vm->log_path = vm->run_dir + "/vmm.log";
+    vm->vsock_path = vm->run_dir + "/v.sock";
+    paths.vsock_uds = vm->vsock_path;
+    Fd log(::open(vm->log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    if (!log.valid()) return fail(errno_error("create " + vm->log_path).message);
+    auto s = spawn_vm(vm, restore_command(vm->id, paths), {fn->snapshot_dir}, -1, log.get(), log.get());
+    if (!s) return fail("cannot start ember-vmm: " + s.message());
+    // Parked at ready once its vsock socket accepts and the guest answers.
+    const auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.deploy_timeout_ms);
+    std::string last;
+    for (;;) {
+      if (vm->exited()) {
+        unregister_vm(vm);
+        return fail("the VM exited before it was ready (" + vm->exit_status().describe() + "): " +
+                    last_line(tail_of_file(vm->log_path)));
+      }
+      if (path_exists(vm->vsock_path)) {
+        auto c = vsock_connect(vm->vsock_path, abi::kStdioPort, deadline, &vm->leftover);
+        if (c) {
+          vm->sock = std::move(*c);
+          break;
+        }
+        last = c.message();
+      }
+      if (Clock::now() > deadline) {
+        retire_vm(vm, "not ready in time");
+        return fail("the VM was not ready after " + std::to_string(cfg_.deploy_timeout_ms) + " ms" +
+                    (last.empty() ? "" : ": " + last));
+      }
+      ::usleep(200);
+    }
+    metrics_.lifecycle("restore").Observe(seconds_since(t0));
+  }
+  metrics_.vm_starts->Increment();
+  vm->state = VmState::kReady;
+  return vm;
+}
+
+void Controller::register_vm(const std::shared_ptr<Vm>& vm) {
+  vm->mem_bytes = vm->fn->mem_estimate.load();
+  vm_mem_total_ += static_cast<int64_t>(vm->mem_bytes.load());
+  std::lock_guard<std::mutex> l(mu_);
+  vms_[vm->id] = vm;
+}
+
+void Controller::unregister_vm(const std::shared_ptr<Vm>& vm) {
+  bool erased = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = vms_.find(vm->id);
+    if (it != vms_.end() && it->second == vm) {
+      vms_.erase(it);
+      erased = true;
+    }
+  }
+  if (erased) vm_mem_total_ -= static_cast<int64_t>(vm->mem_bytes.load());
+}
+
+void Controller::retire_vm(const std::shared_ptr<Vm>& vm, const std::string& reason) {
+  vm->kill(reason);
+  unregister_vm(vm);
+}
+
+void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
+  const VmState was = vm->state.load();
+  vm->set_exited(st);
+  bool was_parked = false;
+  {
+    std::lock_guard<std::mutex> l(vm->fn->mu);
+    auto& q = vm->fn->ready;
+    auto it = std::find(q.begin(), q.end(), vm);
+    if (it != q.end()) {
+      q.erase(it);
+      was_parked = true;
+    }
+  }
+  if (!vm->stop_requested.load() && (was == VmState::kReady || was == VmState::kStarting)) {
+    metrics_.vm_deaths->Increment();
+    log_.warn("VM %s (%s v%llu, pid %d) %s while %s: %s", vm->id.c_str(), vm->fn->rec.name.c_str(),
+              static_cast<unsigned long long>(vm->fn->rec.version), vm->pid, st.describe().c_str(), vm_state_name(was),
+              vm->log_path.empty() ? "" : last_line(tail_of_file(vm->log_path)).c_str());
+  } else if (!vm->stop_requested.load() && was == VmState::kBusy && st.signaled) {
+    metrics_.vm_deaths->Increment();
+  }
+  unregister_vm(vm);
+  // Close our ends now: a dead VM's pipes and socket have nothing more to say.
+  if (was != VmState::kBusy) {
+    vm->in.reset();
+    vm->out.reset();
+    vm->err.reset();
+    vm->sock.reset();
+  }
+  janitor_add(vm->run_dir, vm->jailed ? vm->id : "");
+  if (was_parked) request_refill(vm->fn);
+}
+
+std::shared_ptr<Vm> Controller::take_ready(const std::shared_ptr<FunctionVersion>& fn) {
+  std::lock_guard<std::mutex> l(fn->mu);
+  while (!fn->ready.empty()) {
+    auto vm = std::move(fn->ready.front());
+    fn->ready.pop_front();
+    if (vm->exited()) continue;
+    vm->state = VmState::kBusy;
+    return vm;
+  }
+  return nullptr;
+}
+
+void Controller::drain(const std::shared_ptr<FunctionVersion>& fn, const std::string& reason) {
+  std::deque<std::shared_ptr<Vm>> vms;
+  {
+    std::lock_guard<std::mutex> l(fn->mu);
+    fn->retired = true;
+    vms.swap(fn->ready);
+  }
+  for (auto& vm : vms) retire_vm(vm, reason);
+}
+
+std::string Controller::vmm_failure_text(const std::shared_ptr<Vm>& vm, const std::string& captured_err) {
+  std::string line = last_line(captured_err, "ember-vmm: ");
+  if (line.empty() && !vm->log_path.empty()) line = last_line(tail_of_file(vm->log_path));
+  return line;
+}
+
+bool Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation, std::string* why) {
+  if (vm_count() >= cfg_.limits.max_vms) {
+    if (!for_invocation) {
+      *why = "limits.max_vms (" + std::to_string(cfg_.limits.max_vms) + ") VMs are running";
+      return false;
+    }
+  }
+  const int64_t need = static_cast<int64_t>(fn->mem_estimate.load());
+  auto fits = [&] {
+    return vm_count() < cfg_.limits.max_vms && vm_mem_total_.load() + need <= static_cast<int64_t>(budget_bytes_);
+  };
+  if (fits()) return true;
+  if (!for_invocation) {
+    *why = "the memory budget (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms is reached";
+    return false;
+  }
+  // Shrink pools, largest first, before refusing work.
+  for (;;) {
+    std::shared_ptr<FunctionVersion> victim;
+    size_t most = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [name, f] : functions_) {
+        std::lock_guard<std::mutex> fl(f->mu);
+        if (f->ready.size() > most) most = f->ready.size(), victim = f;
+      }
+    }
+    if (!victim) break;
+    std::shared_ptr<Vm> vm;
+    {
+      std::lock_guard<std::mutex> fl(victim->mu);
+      if (victim->ready.empty()) continue;
+      vm = std::move(victim->ready.back());
+      victim->ready.pop_back();
+      victim->memory_limited = true;
+    }
+    retire_vm(vm, "pool shrunk for memory");
+    if (fits()) return true;
+  }
+  if (fits()) return true;
+  *why = "the host's memory budget for VMs (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms (" +
+         std::to_string(cfg_.limits.max_vms) + ") is used up";
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// Pools
+
+void Controller::request_refill(const std::shared_ptr<FunctionVersion>& fn) {
+  {
+    std::lock_guard<std::mutex> l(fn->mu);
+    if (fn->retired || fn->refill_queued) return;
+    if (fn->ready.size() + fn->starting >= fn->rec.spec.pool) return;
+    if (fn->failures && Clock::now() < fn->retry_at) return;
+    fn->refill_queued = true;
+  }
+  {
+    std::lock_guard<std::mutex> l(refill_mu_);
+    refill_queue_.push_back(fn);
+  }
+  refill_cv_.notify_one();
+}
+
+void Controller::refill_worker() {
+  for (;;) {
+    std::shared_ptr<FunctionVersion> fn;
+    {
+      std::unique_lock<std::mutex> l(refill_mu_);
+      refill_cv_.wait(l, [&] { return stopping_ || !refill_queue_.empty(); });
+      if (stopping_) return;
+      fn = std::move(refill_queue_.front());
+      refill_queue_.pop_front();
+    }
+    refill(fn);
+  }
+}
+
+void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
+  for (;;) {
+    if (stop_flag_.load()) break;
+    {
+      std::lock_guard<std::mutex> l(fn->mu);
+      if (fn->retired || fn->ready.size() + fn->starting >= fn->rec.spec.pool) {
+        fn->memory_limited = false;
+        break;
+      }
+    }
+    std::string why;
+    if (!admit_vm(fn, false, &why)) {
+      std::lock_guard<std::mutex> l(fn->mu);
+      if (!fn->memory_limited) log_.info("pool of %s stays short: %s", fn->rec.name.c_str(), why.c_str());
+      fn->memory_limited = true;
+      break;
+    }
+    {
+      std::lock_guard<std::mutex> l(fn->mu);
+      fn->starting++;
+    }
+    auto vm = start_vm(fn);
+    std::lock_guard<std::mutex> l(fn->mu);
+    fn->starting--;
+    if (!vm) {
+      fn->failures++;
+      fn->last_error = vm.message();
+      // 0.25 s, 0.5 s, ... up to 30 s between attempts.
+      const auto backoff = std::chrono::milliseconds(std::min<uint64_t>(30000, 250ull << std::min<uint32_t>(fn->failures - 1, 7)));
+      fn->retry_at = Clock::now() + backoff;
+      log_.error("cannot start a VM for %s (attempt %u): %s", fn->rec.name.c_str(), fn->failures, vm.message().c_str());
+      break;
+    }
+    fn->failures = 0;
+    fn->last_error.clear();
+    if (fn->retired) {
+      retire_vm(*vm, "function replaced");
+      break;
+    }
+    (*vm)->state = VmState::kReady;
+    fn->ready.push_back(std::move(*vm));
+  }
+  std::lock_guard<std::mutex> l(fn->mu);
+  fn->refill_queued = false;
+}
+
+void Controller::housekeeping() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(refill_mu_);
+      stop_cv_.wait_for(l, std::chrono::seconds(1), [&] { return stopping_; });
+      if (stopping_) return;
+    }
+    // Memory of every VMM (private resident pages: what each VM costs).
+    std::vector<std::shared_ptr<Vm>> vms;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      vms.reserve(vms_.size());
+      for (auto& [id, vm] : vms_) vms.push_back(vm);
+    }
+    std::map<FunctionVersion*, std::pair<uint64_t, uint64_t>> parked;  // sum, count
+    for (auto& vm : vms) {
+      uint64_t rss = 0, priv = 0;
+      if (!read_process_memory(vm->pid, &rss, &priv)) continue;
+      vm->rss_bytes = rss;
+      const uint64_t old = vm->mem_bytes.exchange(priv);
+      {
+        // Only a VM still registered counts in the total.
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = vms_.find(vm->id);
+        if (it != vms_.end() && it->second == vm)
+          vm_mem_total_ += static_cast<int64_t>(priv) - static_cast<int64_t>(old);
+        else
+          vm->mem_bytes = old;
+      }
+      if (vm->state.load() == VmState::kReady) {
+        auto& p = parked[vm->fn.get()];
+        p.first += priv;
+        p.second++;
+      }
+    }
+    std::vector<std::shared_ptr<FunctionVersion>> fns;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [name, fn] : functions_) fns.push_back(fn);
+    }
+    for (auto& fn : fns) {
+      auto it = parked.find(fn.get());
+      if (it != parked.end() && it->second.second) fn->mem_estimate = std::max<uint64_t>(it->second.first / it->second.second, 64 << 10);
+      request_refill(fn);  // pools that are short (failures past their back-off, memory freed)
+    }
+    update_gauges();
+  }
+}
+
+void Controller::janitor_add(std::string run_dir, std::string jail_id) {
+  {
+    std::lock_guard<std::mutex> l(janitor_mu_);
+    janitor_queue_.emplace_back(std::move(run_dir), std::move(jail_id));
+  }
+  janitor_cv_.notify_one();
+}
+
+void Controller::janitor_run() {
+  for (;;) {
+    std::pair<std::string, std::string> job;
+    {
+      std::unique_lock<std::mutex> l(janitor_mu_);
+      janitor_cv_.wait(l, [&] { return stop_flag_.load() || !janitor_queue_.empty(); });
+      if (janitor_queue_.empty()) return;
+      job = std::move(janitor_queue_.front());
+      janitor_queue_.pop_front();
+    }
+    if (!job.second.empty()) {
+      auto r = run_command({jailer_path_, "--cleanup", "--id", job.second}, 10000, kChildEnv);
+      if (!r || r->status.shell_code() != 0)
+        log_.warn("ember-jailer --cleanup --id %s: %s", job.second.c_str(), r ? r->output.c_str() : r.message().c_str());
+    }
+    remove_tree(job.first);
+  }
+}
+
+void Controller::update_gauges() {
+  size_t starting = 0, ready = 0, busy = 0;
+  std::vector<std::shared_ptr<FunctionVersion>> fns;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, vm] : vms_) {
+      switch (vm->state.load()) {
+        case VmState::kStarting: starting++; break;
+        case VmState::kReady: ready++; break;
+        case VmState::kBusy:
+        case VmState::kStopping: busy++; break;
+      }
+    }
+    for (auto& [name, fn] : functions_) fns.push_back(fn);
+    metrics_.functions->Set(static_cast<double>(functions_.size()));
+  }
+  metrics_.vms("starting").Set(static_cast<double>(starting));
+  metrics_.vms("ready").Set(static_cast<double>(ready));
+  metrics_.vms("busy").Set(static_cast<double>(busy));
+  metrics_.vm_memory_bytes->Set(static_cast<double>(vm_memory_bytes()));
+  metrics_.inflight->Set(inflight_.load());
+  for (auto& fn : fns) {
+    std::lock_guard<std::mutex> l(fn->mu);
+    metrics_.set_pool(fn->rec.name, static_cast<double>(fn->ready.size()), fn->rec.spec.pool);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Deploy
+
+Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& fn, std::string* user_error) {
+  // Boot the image, let the program run its start-up until it first reads
+  // stdin, snapshot there (ember-vmm run --snapshot-at-ready).
+  const auto t0 = Clock::now();
+  const std::string id = new_vm_id();
+  VmPaths p;
+  p.vmm = vmm_path_;
+  p.kernel = cfg_.guest_kernel;
+  p.image = fn->image_path;
+  p.snapshot_dir = fn->snapshot_dir;
+  std::vector<std::string> argv = template_command(id, fn->rec.spec, p);
+  EMBER_TRY(RunResult r, run_command(argv, cfg_.deploy_timeout_ms, kChildEnv));
+  if (r.timed_out) {
+    *user_error = "the program did not read stdin within " + std::to_string(cfg_.deploy_timeout_ms) +
+                  " ms of booting (deploy_timeout_ms), so no template snapshot could be taken";
+    return Error{*user_error};
+  }
+  if (r.status.shell_code() != 0 || !path_exists(fn->snapshot_dir)) {
+    const std::string line = last_line(r.output, "ember-vmm: ");
+    *user_error = "the template boot " + r.status.describe() + " instead of pausing at the program's first read of stdin" +
+                  (line.empty() ? "" : ": " + line) + " (a function must read its request from stdin)";
+    return Error{*user_error};
+  }
+  fn->rec.template_us = us_since(t0);
+  fn->rec.snapshot_bytes = disk_usage(fn->snapshot_dir);
+  metrics_.lifecycle("template").Observe(seconds_since(t0));
+  return Ok();
+}
+
+ApiResult Controller::deploy(const std::string& name, const std::string& body, const FunctionSpec& spec) {
+  auto lock = deploy_lock(name);
+  std::lock_guard<std::mutex> dl(*lock);
+  auto fail = [&](int status, const std::string& msg) {
+    metrics_.deploy_failures->Increment();
+    log_.info("deploy %s failed: %s", name.c_str(), msg.c_str());
+    ApiResult r;
+    r.status = status;
+    r.error = msg;
+    return r;
+  };
+  auto old = current(name);
+  if (!old) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (functions_.size() >= cfg_.limits.max_functions)
+      return fail(429, "limits.max_functions (" + std::to_string(cfg_.limits.max_functions) + ") functions are deployed");
+  }
+  // The next version number: above the current one and anything on disk.
+  uint64_t version = old ? old->rec.version + 1 : 1;
+  const std::string name_dir = functions_dir_ + "/" + name;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(name_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string f = it->path().filename().string();
+    if (f.size() > 1 && f[0] == 'v') version = std::max<uint64_t>(version, std::strtoull(f.c_str() + 1, nullptr, 10) + 1);
+  }
+  auto fn = std::make_shared<FunctionVersion>();
+  fn->rec.name = name;
+  fn->rec.version = version;
+  fn->rec.spec = spec;
+  fn->rec.mechanism = mechanism_;
+  fn->rec.created_at = rfc3339_now();
+  fn->dir = name_dir + "/v" + std::to_string(version);
+  fn->image_path = fn->dir + "/image.img";
+  fn->snapshot_dir = fn->dir + "/snapshot";
+  fn->stats = stats_for(name);
+  if (auto r = make_dirs(fn->dir, 0711); !r) return fail(500, r.message());
+  fn->remove_files = true;  // until the deploy has succeeded
+  auto built = build_function_image(name, body, spec, fn->dir + "/build", fn->image_path);
+  if (!built) return fail(400, built.message());
+  fn->rec.source = built->source;
+  fn->rec.image_bytes = built->bytes;
+  if (fn->rec.mechanism == Mechanism::kSnapshot) {
+    std::string user_error;
+    if (auto t = take_template(fn, &user_error); !t) return fail(user_error.empty() ? 500 : 422, t.message());
+  }
+  // One VM before the switch: a function whose VMs cannot start is refused
+  // here, not at its first invocation.
+  std::shared_ptr<Vm> first;
+  if (spec.pool > 0) {
+    std::string why;
+    if (admit_vm(fn, true, &why)) {
+      auto vm = start_vm(fn);
+      if (!vm) return fail(422, "the function's first VM did not start: " + vm.message());
+      first = *vm;
+    }
+  }
+  // Persist, then switch: a crash before the rename keeps the old version.
+  if (auto w = write_file_atomic(name_dir + "/function.json", record_to_json(fn->rec).dump(2) + "\n"); !w) {
+    if (first) retire_vm(first, "deploy failed");
+    return fail(500, w.message());
+  }
+  fn->remove_files = false;
+  if (first) {
+    std::lock_guard<std::mutex> l(fn->mu);
+    fn->ready.push_back(first);
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    functions_[name] = fn;
+  }
+  if (old) {
+    // In-flight invocations finish on the old version; its files go with its last reference.
+    drain(old, "function redeployed");
+    old->remove_files = true;
+  }
+  metrics_.deploys->Increment();
+  log_.info("deployed %s v%llu (%s, %s mechanism, image %llu bytes%s)", name.c_str(),
+            static_cast<unsigned long long>(version), fn->rec.source.c_str(), mechanism_name(fn->rec.mechanism),
+            static_cast<unsigned long long>(fn->rec.image_bytes),
+            fn->rec.mechanism == Mechanism::kSnapshot
+                ? (", snapshot " + std::to_string(fn->rec.snapshot_bytes) + " bytes in " + std::to_string(fn->rec.template_us / 1000) + " ms").c_str()
+                : "");
+  // Fill the pool, then answer (bounded by deploy_timeout_ms).
+  request_refill(fn);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.deploy_timeout_ms);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> l(fn->mu);
+      if (fn->ready.size() >= spec.pool || fn->failures > 0 || fn->memory_limited) break;
+    }
+    if (Clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  update_gauges();
+  ApiResult r;
+  r.status = 201;
+  r.body = describe_json(fn);
+  return r;
+}
+
+ApiResult Controller::remove(const std::string& name) {
+  auto lock = deploy_lock(name);
+  std::lock_guard<std::mutex> dl(*lock);
+  std::shared_ptr<FunctionVersion> fn;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = functions_.find(name);
+    if (it == functions_.end()) return ApiResult{404, "no function named '" + name + "'", {}, 0};
+    fn = it->second;
+    functions_.erase(it);
+  }
+  // The record first: after a crash from here on, the function stays deleted.
+  ::unlink((functions_dir_ + "/" + name + "/function.json").c_str());
+  (void)fsync_path(functions_dir_ + "/" + name);
+  drain(fn, "function deleted");
+  fn->remove_files = true;
+  metrics_.remove_function(name);
+  log_.info("deleted %s", name.c_str());
+  update_gauges();
+  return ApiResult{204, "", {}, 0};
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+json Controller::describe_json(const std::shared_ptr<FunctionVersion>& fn) {
+  json j = record_to_json(fn->rec);
+  {
+    std::lock_guard<std::mutex> l(fn->mu);
+    j["pool"] = {{"target", fn->rec.spec.pool},
+                 {"ready", fn->ready.size()},
+                 {"starting", fn->starting},
+                 {"memory_limited", fn->memory_limited},
+                 {"last_error", fn->last_error}};
+  }
+  auto& s = *fn->stats;
+  std::vector<uint32_t> lat;
+  {
+    std::lock_guard<std::mutex> l(s.mu);
+    j["invocations"] = {{"total", s.ok + s.error + s.timeout + s.vm_error + s.rejected},
+                        {"ok", s.ok},
+                        {"error", s.error},
+                        {"timeout", s.timeout},
+                        {"vm_error", s.vm_error},
+                        {"rejected", s.rejected},
+                        {"pool_hits", s.pool_hits},
+                        {"pool_misses", s.pool_misses},
+                        {"inflight", s.inflight.load()}};
+    lat = s.latency_us;
+  }
+  j["latency_us"] = {{"samples", lat.size()},
+                     {"p50", percentile(lat, 0.50)},
+                     {"p90", percentile(lat, 0.90)},
+                     {"p99", percentile(lat, 0.99)},
+                     {"max", lat.empty() ? 0u : *std::max_element(lat.begin(), lat.end())}};
+  return j;
+}
+
+ApiResult Controller::describe(const std::string& name) {
+  auto fn = current(name);
+  if (!fn) return ApiResult{404, "no function named '" + name + "'", {}, 0};
+  return ApiResult{200, "", describe_json(fn), 0};
+}
+
+ApiResult Controller::list_functions() {
+  std::vector<std::shared_ptr<FunctionVersion>> fns;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [name, fn] : functions_) fns.push_back(fn);
+  }
+  json arr = json::array();
+  for (auto& fn : fns) arr.push_back(describe_json(fn));
+  return ApiResult{200, "", arr, 0};
+}
+
+ApiResult Controller::list_vms() {
+  std::vector<std::shared_ptr<Vm>> vms;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, vm] : vms_) vms.push_back(vm);
+  }
+  json arr = json::array();
+  const auto now = Clock::now();
+  for (auto& vm : vms) {
+    arr.push_back({{"id", vm->id},
+                   {"function", vm->fn->rec.name},
+                   {"version", vm->fn->rec.version},
+                   {"state", vm_state_name(vm->state.load())},
+                   {"pid", vm->pid},
+                   {"rss_bytes", vm->rss_bytes.load()},
+                   {"private_bytes", vm->mem_bytes.load()},
+                   {"age_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - vm->created).count()},
+                   {"jailed", vm->jailed}});
+  }
+  return ApiResult{200, "", arr, 0};
+}
+
+ApiResult Controller::delete_vm(const std::string& id) {
+  std::shared_ptr<Vm> vm;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return ApiResult{404, "no VM with id '" + id + "'", {}, 0};
+    vm = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> l(vm->fn->mu);
+    auto& q = vm->fn->ready;
+    q.erase(std::remove(q.begin(), q.end(), vm), q.end());
+  }
+  retire_vm(vm, "deleted by DELETE /v1/vms/" + id);
+  vm->wait_exit(Clock::now() + std::chrono::seconds(5));
+  request_refill(vm->fn);
+  return ApiResult{204, "", {}, 0};
+}
+
+std::string Controller::metrics_text() {
+  update_gauges();
+  return metrics_.serialize();
+}
+
+ApiResult Controller::health() {
+  json j = {{"status", "ok"},
+            {"mechanism", mechanism_name(mechanism_)},
+            {"jailed", jail_},
+            {"vms", vm_count()},
+            {"vm_memory_bytes", vm_memory_bytes()},
+            {"memory_budget_bytes", budget_bytes_},
+            {"inflight", inflight_.load()}};
+  return ApiResult{200, "", j, 0};
+}
+
+// ---------------------------------------------------------------------------
+// Invoke
+
+InvokeResult Controller::invoke(const std::string& name, std::string_view input) {
+  const auto t0 = Clock::now();
+  InvokeResult res;
+  auto fn = current(name);
+  if (!fn) {
+    res.status = 404;
+    res.error = "no function named '" + name + "'";
+    return res;
+  }
+  auto& stats = *fn->stats;
+  auto finish = [&](const char* outcome) {
+    res.duration_us = us_since(t0);
+    metrics_.record_invocation(name, outcome, static_cast<double>(res.duration_us) / 1e6);
+    std::lock_guard<std::mutex> l(stats.mu);
+    const std::string o = outcome;
+    if (o == "ok") stats.ok++;
+    else if (o == "error") stats.error++;
+    else if (o == "timeout") stats.timeout++;
+    else if (o == "vm_error") stats.vm_error++;
+    else stats.rejected++;
+    if (o != "rejected") stats.add_latency(static_cast<uint32_t>(std::min<uint64_t>(res.duration_us, 0xffffffffu)));
+    return res;
+  };
+  auto reject = [&](const std::string& why) {
+    res.status = 429;
+    res.error = why;
+    res.retry_after_s = 1;
+    return finish("rejected");
+  };
+  // Admission: bounded concurrency, never an unbounded queue.
+  if (stats.inflight.fetch_add(1) >= fn->rec.spec.max_concurrency) {
+    stats.inflight--;
+    return reject("function '" + name + "' already has max_concurrency (" + std::to_string(fn->rec.spec.max_concurrency) +
+                  ") invocations in progress");
+  }
+  if (inflight_.fetch_add(1) >= cfg_.limits.max_inflight) {
+    inflight_--;
+    stats.inflight--;
+    return reject("emberd already has limits.max_inflight (" + std::to_string(cfg_.limits.max_inflight) +
+                  ") invocations in progress");
+  }
+  struct Release {
+    std::atomic<uint32_t>& a;
+    std::atomic<uint32_t>& b;
+    ~Release() {
+      a--;
+      b--;
+    }
+  } release{stats.inflight, inflight_};
+
+  std::shared_ptr<Vm> vm = take_ready(fn);
+  res.pool_hit = vm != nullptr;
+  if (vm) {
+    metrics_.pool_hit(name);
+  } else {
+    metrics_.pool_miss(name);
+    std::string why;
+    if (!admit_vm(fn, true, &why)) return reject(why);
+    auto started = start_vm(fn);
+    if (!started) {
+      res.status = 502;
+      res.error = "could not start a VM for '" + name + "': " + started.message();
+      return finish("vm_error");
+    }
+    vm = *started;
+  }
+  {
+    std::lock_guard<std::mutex> l(stats.mu);
+    (res.pool_hit ? stats.pool_hits : stats.pool_misses)++;
+  }
+  vm->state = VmState::kBusy;
+  request_refill(fn);
+  res.vm_id = vm->id;
+
+  const auto deadline = Clock::now() + std::chrono::milliseconds(fn->rec.spec.timeout_ms);
+  Exchange x;
+  if (fn->rec.mechanism == Mechanism::kSnapshot) {
+    x = vsock_exchange(vm->sock.get(), input, std::move(vm->leftover), deadline, cfg_.limits.max_output_bytes);
+  } else {
+    x = pipes_exchange(std::move(vm->in), vm->out.get(), vm->err.get(), input, deadline, cfg_.limits.max_output_bytes);
+  }
+  const char* outcome = "ok";
+  switch (x.end) {
+    case Exchange::End::kExited: {
+      if (fn->rec.mechanism == Mechanism::kSnapshot) {
+        res.exit_code = x.exit_code();
+      } else {
+        // The VMM's status is the program's (ember-vmm run); 125 with an
+        // "ember-vmm:" line is the VMM's own failure.
+        if (!vm->wait_exit(std::max(deadline, Clock::now()) + std::chrono::seconds(2))) {
+          retire_vm(vm, "no exit after closing stdio");
+          res.status = 502;
+          res.error = "the VMM closed the program's output but did not exit";
+          outcome = "vm_error";
+          break;
+        }
+        const ExitStatus st = vm->exit_status();
+        const std::string vmm_line = last_line(x.err, "ember-vmm: ");
+        if (vm->stop_requested.load()) {
+          res.status = 502;
+          res.error = "the VM was stopped: " + vm->stop_reason();
+          outcome = "vm_error";
+        } else if (st.signaled) {
+          res.status = 502;
+          res.error = "the VMM was " + st.describe();
+          outcome = "vm_error";
+        } else if (st.value == 125 && !vmm_line.empty()) {
+          res.status = 502;
+          res.error = "the VM failed: " + vmm_line;
+          outcome = "vm_error";
+        } else {
+          res.exit_code = st.value;
+        }
+      }
+      if (res.status == 200) {
+        res.out = std::move(x.out);
+        res.err = std::move(x.err);
+        outcome = res.exit_code == 0 ? "ok" : "error";
+      }
+      break;
+    }
+    case Exchange::End::kTimeout:
+      retire_vm(vm, "invocation timed out");
+      vm->wait_exit(Clock::now() + std::chrono::seconds(5));
+      res.status = 504;
+      res.error = "function '" + name + "' timed out after " + std::to_string(fn->rec.spec.timeout_ms) + " ms; its VM was killed";
+      outcome = "timeout";
+      break;
+    case Exchange::End::kTooMuchOutput:
+      retire_vm(vm, "output limit");
+      res.status = 502;
+      res.error = x.error + " (limits.max_output_bytes); its VM was killed";
+      outcome = "vm_error";
+      break;
+    case Exchange::End::kBroken: {
+      const bool stopped = vm->stop_requested.load();
+      if (!stopped) vm->wait_exit(Clock::now() + std::chrono::seconds(1));
+      res.status = 502;
+      if (vm->stop_requested.load() && !vm->stop_reason().empty()) {
+        res.error = "the VM was stopped: " + vm->stop_reason();
+      } else {
+        std::string detail = x.error;
+        if (vm->exited()) detail += "; the VMM " + vm->exit_status().describe();
+        const std::string line = vmm_failure_text(vm, x.err);
+        if (!line.empty()) detail += ": " + line;
+        res.error = "the VM failed: " + detail;
+      }
+      outcome = "vm_error";
+      break;
+    }
+  }
+  // One VM, one invocation: never reused.
+  retire_vm(vm, "invocation done");
+  if (res.status != 200) log_.info("invoke %s on %s: %d %s", name.c_str(), vm->id.c_str(), res.status, res.error.c_str());
+  return finish(outcome);
+}
+
+}  // namespace ember::controller

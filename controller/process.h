@@ -1,0 +1,91 @@
+// Child processes of emberd (VMMs, jailers): spawned with a clean fd table, a
+// clean environment and their own session, each owned through a pidfd; one
+// reaper thread waits for all of them with epoll, so a VMM that dies is
+// noticed at once, whoever was talking to it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vmm/fd.h"
+#include "vmm/result.h"
+
+namespace ember::controller {
+
+struct ExitStatus {
+  bool signaled = false;  // killed by a signal (value = the signal), else exited (value = status)
+  int value = 0;
+  int shell_code() const { return signaled ? 128 + value : value; }  // as sh reports it
+  std::string describe() const;  // "exited with status 3", "killed by signal 9 (SIGKILL)"
+};
+
+struct SpawnOptions {
+  std::vector<std::string> argv;   // argv[0] is the path executed
+  std::vector<std::string> env;    // the whole environment ("K=V")
+  int stdin_fd = -1;               // -1: /dev/null
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+};
+
+struct Child {
+  pid_t pid = -1;
+  Fd pidfd;
+};
+
+// posix_spawn (vfork-like, cheap for a large parent) with fds 0-2 as given,
+// every other fd closed, default signal dispositions, an empty signal mask,
+// a new session; then pidfd_open. The child is never reaped by anyone but
+// the caller (or a Reaper it hands the pidfd to).
+Result<Child> spawn_process(const SpawnOptions& o);
+
+// Sends `sig` through the pidfd (no pid-reuse race).
+bool signal_process(int pidfd, int sig);
+
+// Blocks until the child exits (waitid P_PIDFD); reaps it.
+Result<ExitStatus> wait_process(int pidfd);
+// Returns true and reaps it if it has exited, else false.
+bool try_wait_process(int pidfd, ExitStatus* out);
+
+// Runs a command to completion with a deadline (kills it at the deadline);
+// returns its status and its combined stdout+stderr (at most 64 KiB kept).
+struct RunResult {
+  ExitStatus status;
+  bool timed_out = false;
+  std::string output;
+};
+Result<RunResult> run_command(const std::vector<std::string>& argv, uint64_t timeout_ms,
+                              const std::vector<std::string>& env = {});
+
+class Reaper {
+ public:
+  using Callback = std::function<void(ExitStatus)>;
+  Reaper();
+  ~Reaper();  // stops the thread; callbacks of children still alive are dropped
+  Reaper(const Reaper&) = delete;
+  Reaper& operator=(const Reaper&) = delete;
+
+  Result<void> start();
+  // Calls `cb` on the reaper thread once the child behind `pidfd` has exited
+  // and has been reaped. `pidfd` must stay open until then (the callback may
+  // own it).
+  Result<void> watch(int pidfd, Callback cb);
+  size_t watched() const;
+
+ private:
+  void loop();
+  Fd epoll_;
+  Fd wake_;
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::map<int, Callback> callbacks_;
+  bool stop_ = false;
+};
+
+}  // namespace ember::controller

@@ -1,0 +1,86 @@
+// Child processes: spawn with a clean fd table and environment, pidfd
+// signalling, the reaper, and run_command's deadline.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "controller/process.h"
+
+namespace ember::controller {
+namespace {
+
+TEST(ControllerProcess, RunCommand) {
+  auto r = run_command({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, 10000);
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_FALSE(r->status.signaled);
+  EXPECT_EQ(r->status.value, 3);
+  EXPECT_NE(r->output.find("out"), std::string::npos);
+  EXPECT_NE(r->output.find("err"), std::string::npos);
+  EXPECT_EQ(r->status.describe(), "exited with status 3");
+}
+
+TEST(ControllerProcess, RunCommandDeadline) {
+  auto r = run_command({"/bin/sleep", "30"}, 200);
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_TRUE(r->status.signaled);
+  EXPECT_EQ(r->status.value, SIGKILL);
+  EXPECT_EQ(r->status.shell_code(), 137);
+  EXPECT_NE(r->status.describe().find("SIGKILL"), std::string::npos);
+}
+
+TEST(ControllerProcess, CleanFdsAndEnvironment) {
+  const int leak = ::open("/dev/null", O_RDONLY);  // not CLOEXEC: must still not reach the child
+  ASSERT_GE(leak, 0);
+  auto r = run_command({"/bin/sh", "-c", "ls /proc/self/fd | wc -l"}, 10000, {"PATH=/usr/bin:/bin"});
+  ::close(leak);
+  ASSERT_TRUE(r) << r.message();
+  // fds: 0, 1, 2 and the one `ls` opens for /proc/self/fd.
+  EXPECT_EQ(r->output.substr(0, 2), "4\n") << r->output;
+  auto e = run_command({"/usr/bin/env"}, 10000, {"ONLY=1"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->output, "ONLY=1\n");
+}
+
+TEST(ControllerProcess, SpawnFailureIsAnError) {
+  SpawnOptions o;
+  o.argv = {"/nonexistent/ember-vmm"};
+  auto c = spawn_process(o);
+  EXPECT_FALSE(c);
+}
+
+TEST(ControllerProcess, ReaperSeesEveryExit) {
+  Reaper reaper;
+  ASSERT_TRUE(reaper.start());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<ExitStatus> seen;
+  std::vector<Child> kids;
+  for (int i = 0; i < 20; i++) {
+    SpawnOptions o;
+    o.argv = {"/bin/sh", "-c", i % 2 ? "exit 5" : "sleep 30"};
+    auto c = spawn_process(o);
+    ASSERT_TRUE(c) << c.message();
+    ASSERT_TRUE(reaper.watch(c->pidfd.get(), [&](ExitStatus s) {
+      std::lock_guard<std::mutex> l(mu);
+      seen.push_back(s);
+      cv.notify_all();
+    }));
+    kids.push_back(std::move(*c));
+  }
+  for (auto& k : kids) signal_process(k.pidfd.get(), SIGKILL);  // the sleepers; the others may be gone already
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(20), [&] { return seen.size() == kids.size(); }));
+  int killed = 0;
+  for (const auto& s : seen) killed += s.signaled && s.value == SIGKILL;
+  EXPECT_GE(killed, 10);
+  EXPECT_EQ(reaper.watched(), 0u);
+}
+
+}  // namespace
+}  // namespace ember::controller
