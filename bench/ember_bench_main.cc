@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/api_bench.h"
 #include "bench/boot_bench.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
         "\n"
         "benchmarks:\n"
         "  boot      whole-process `ember-vmm run` vs fork+exec (and runsc)\n"
+        "  api       VMM API: start to socket ready, request latency, idle memory\n"
         "\n"
         "`ember-bench BENCHMARK --help` lists a benchmark's options.\n"
         "example: ember-bench boot -n 200 --json boot.json\n");
@@ -22,6 +24,7 @@ int main(int argc, char** argv) {
   const std::string name = args[0];
   args.erase(args.begin());
   if (name == "boot") return ember::bench::boot_bench(args);
+  if (name == "api") return ember::bench::api_bench(args);
   fprintf(stderr, "ember-bench: unknown benchmark '%s' (see --help)\n", name.c_str());
   return 2;
 }
