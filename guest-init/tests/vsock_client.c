@@ -233,7 +233,8 @@ int main(int argc, char** argv) {
         if (r) queue_frame(kStdin, data, (uint32_t)r);
         if (r < want) done = 1;
       }
-      if (!step(fd, out_have > 0) && !exit_seen) { errno = 0; die("guest closed the connection"); }
+      if (!out_have) continue;  /* nothing to send yet: read more input first (or stop) */
+      if (!step(fd, 1) && !exit_seen) { errno = 0; die("guest closed the connection"); }
       if (exit_seen) break;  /* the program ended before reading everything */
     }
     if (in) fclose(in);
