@@ -4,8 +4,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+
+#include "vmm/kvm_abi.h"
 
 namespace ember::seccomp {
 
@@ -60,6 +63,24 @@ std::vector<Rule> main_rules() {
       {"exit", {}, "the teardown helper exits"},
       {"exit_group", {}, "ember-vmm exits with the program's status"},
       {"restart_syscall", {}, "the kernel restarts an interrupted wait (e.g. after SIGSTOP/SIGCONT)"},
+      // Snapshots (run --snapshot-at-ready): the directory and its files are
+      // created and opened before the guest runs; at the ready point only
+      // these remain to be done.
+      {"pwrite64", {}, "snapshot: guest RAM into the pre-opened vm.mem (sparse: non-zero pages at their offsets)"},
+      {"fsync", {}, "snapshot: vm.mem and vm.vmstate made durable before the directory is renamed into place"},
+      {"renameat2", {}, "snapshot: the prepared directory replaces DIR (RENAME_NOREPLACE or RENAME_EXCHANGE)"},
+      {"unlinkat", {}, "snapshot: the older snapshot it replaced is removed (three files and their directory)"},
+      // virtio-vsock's host side (--vsock-uds): the listening socket is made
+      // before the guest runs.
+      {"accept4", {}, "vsock: host clients connecting to the --vsock-uds socket"},
+      {"socket", {ArgCheck{0, ~uint64_t{0}, AF_UNIX}},
+       "vsock: a guest connection to host port P connects to the Unix socket <uds>_P (AF_UNIX only: no network)"},
+      {"connect", {}, "vsock: a guest connection to host port P connects to the Unix socket <uds>_P"},
+      {"sendmsg", {}, "vsock: guest data straight from its buffers to the host socket (MSG_NOSIGNAL)"},
+      {"sendto", {}, "vsock: \"OK <port>\" answers and buffered guest data to host sockets (send)"},
+      {"recvfrom", {}, "vsock: the host client's \"CONNECT <port>\" line (recv, MSG_PEEK first)"},
+      {"shutdown", {}, "vsock: the guest's SHUTDOWN passed on to the host socket"},
+      {"timerfd_settime", {}, "re-arms the run timeout for each run of restore --repeat; vsock connect timeouts"},
   };
   add_memory_rules(r);
   return r;
@@ -71,6 +92,35 @@ std::vector<Rule> vcpu_rules() {
       {"ioctl", {ioctl_request(KVM_GET_REGS)}, "RIP/RSP for a fault or fatal-exit report"},
       {"ioctl", {ioctl_request(KVM_GET_SREGS)}, "CR2 for a page-fault report"},
       {"ioctl", {ioctl_request(KVM_GET_VCPU_EVENTS)}, "the pending exception for a fatal-exit report"},
+      // Snapshot at the ready point: this thread saves its vCPU and the VM's
+      // irqchip and clock (the event loop makes no ioctl at all).
+      {"ioctl", {ioctl_request(KVM_GET_FPU)}, "snapshot: x87/SSE state"},
+      {"ioctl", {ioctl_request(kvm_abi::kGetXsave2)}, "snapshot: the XSAVE area (vector state, AVX-512 included)"},
+      {"ioctl", {ioctl_request(kvm_abi::kGetXsave)}, "snapshot: the XSAVE area where KVM has no XSAVE2"},
+      {"ioctl", {ioctl_request(KVM_GET_XCRS)}, "snapshot: XCR0"},
+      {"ioctl", {ioctl_request(kvm_abi::kGetMsrs)}, "snapshot: MSRs; the guest TSC for the clock pair at a restore or reset"},
+      {"ioctl", {ioctl_request(KVM_GET_LAPIC)}, "snapshot: the local APIC"},
+      {"ioctl", {ioctl_request(KVM_GET_DEBUGREGS)}, "snapshot: debug registers"},
+      {"ioctl", {ioctl_request(KVM_GET_MP_STATE)}, "snapshot: runnable or halted"},
+      {"ioctl", {ioctl_request(KVM_GET_IRQCHIP)}, "snapshot: the PICs and the IOAPIC"},
+      {"ioctl", {ioctl_request(KVM_GET_CLOCK)}, "snapshot: the VM's kvmclock"},
+      // Reset in place (restore --repeat): this thread loads the snapshot's
+      // state back into its own vCPU and VM. It can only change the guest,
+      // which the guest controls anyway; memory slots stay forbidden.
+      {"ioctl", {ioctl_request(KVM_SET_REGS)}, "reset: general registers"},
+      {"ioctl", {ioctl_request(KVM_SET_SREGS)}, "reset: segment and control registers"},
+      {"ioctl", {ioctl_request(kvm_abi::kSetMsrs)}, "reset: MSRs"},
+      {"ioctl", {ioctl_request(KVM_SET_FPU)}, "reset: x87/SSE state (without XSAVE)"},
+      {"ioctl", {ioctl_request(kvm_abi::kSetXsave)}, "reset: the XSAVE area"},
+      {"ioctl", {ioctl_request(KVM_SET_XCRS)}, "reset: XCR0"},
+      {"ioctl", {ioctl_request(KVM_SET_LAPIC)}, "reset: the local APIC"},
+      {"ioctl", {ioctl_request(KVM_SET_VCPU_EVENTS)}, "reset: pending events"},
+      {"ioctl", {ioctl_request(KVM_SET_DEBUGREGS)}, "reset: debug registers"},
+      {"ioctl", {ioctl_request(KVM_SET_MP_STATE)}, "reset: runnable or halted"},
+      {"ioctl", {ioctl_request(KVM_SET_IRQCHIP)}, "reset: the PICs and the IOAPIC"},
+      {"ioctl", {ioctl_request(KVM_SET_CLOCK)}, "reset: the VM's kvmclock"},
+      {"ioctl", {ioctl_request(KVM_GET_TSC_KHZ)}, "reset: the TSC rate for the boot info's clock pair"},
+      {"getrandom", {}, "reset: a fresh random seed for the guest (boot info) at every reset"},
       {"write", {}, "MMIO exits signal irqfds and the vCPU-done eventfd; guest log lines on stderr"},
       {"futex", {}, "device locks shared with the event loop"},
       {"rt_sigreturn", {}, "returns from the kick handler (SIGUSR1 interrupts KVM_RUN)"},

@@ -9,7 +9,7 @@ namespace ember::jail {
 
 const std::vector<std::string>& vmm_value_options() {
   static const std::vector<std::string> v = {"--kernel", "--mem-mib", "--timeout-ms", "--env",
-                                             "--image",  "--cmdline", "--id"};
+                                             "--image",  "--cmdline", "--id", "--vsock-uds", "--snapshot-at-ready"};
   return v;
 }
 
@@ -69,6 +69,10 @@ Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const
       v = in[++i];
     }
     if (name == "--id") return Error{"VMM argument --id: ember-jailer passes the jail's own --id"};
+    // Paths the VMM creates (a socket, a snapshot directory) would have to
+    // be placed in the jail and handed back out: not done yet.
+    if (name == "--vsock-uds" || name == "--snapshot-at-ready")
+      return Error{"VMM argument " + name + ": not supported through ember-jailer yet"};
     if (name == "--kernel") {
       EMBER_TRY(v, bring(JailFile::Role::kKernel, v));
       kernel_given = true;

@@ -22,7 +22,8 @@ bool parse_u64(const std::string& s, uint64_t* out) {
 
 std::string usage_text() {
   return "usage: ember-vmm run [OPTIONS] (--image IMG | PROGRAM) [-- ARGS...]\n"
-         "       ember-vmm run --help\n"
+         "       ember-vmm restore [OPTIONS] DIR\n"
+         "       ember-vmm run --help | ember-vmm restore --help\n"
          "\n"
          "ember-vmm boots one microVM that runs one program and exits with the\n"
          "program's exit status (128+N when it died of signal N). The program's\n"
@@ -32,9 +33,11 @@ std::string usage_text() {
          "  ember-vmm run ./hello\n"
          "  ember-vmm run --env NAME=x --timeout-ms 2000 ./prog -- arg1 arg2\n"
          "  ember-vmm run --image fn.img < request.txt\n"
+         "  ember-vmm run --snapshot-at-ready snap/ ./prog   # snapshot where it first reads stdin\n"
+         "  ember-vmm restore snap/ < request.txt             # continue from there\n"
          "\n"
          "Exit status: the program's; 124 timeout; 125 VM or VMM failure; 2 usage error.\n"
-         "See `ember-vmm run --help` for every option.\n";
+         "See `ember-vmm run --help` and `ember-vmm restore --help` for every option.\n";
 }
 
 std::string run_usage_text() {
@@ -61,6 +64,18 @@ std::string run_usage_text() {
          "  --image IMG        run the function image IMG instead of a PROGRAM\n"
          "                       e.g. --image fn.img\n"
          "  --cmdline TEXT     guest kernel command line (boot info), for debugging\n"
+         "  --snapshot-at-ready DIR\n"
+         "                     when the program first blocks reading stdin, pause the\n"
+         "                     VM, write a snapshot to DIR (vm.vmstate, vm.mem, vm.img;\n"
+         "                     DIR must be absent, empty or an older snapshot) and exit\n"
+         "                     0. The program gets no stdin in this run.\n"
+         "                       e.g. --snapshot-at-ready /var/lib/ember/fn1\n"
+         "  --vsock-uds PATH   the VM's virtio-vsock device answers host connections on\n"
+         "                     the Unix socket PATH (\"CONNECT <port>\\n\", Firecracker's\n"
+         "                     convention); guest connections to host port P go to\n"
+         "                     PATH_P. The program's stdin then comes over vsock\n"
+         "                     (api/stdio_protocol.h), never from ember-vmm's stdin.\n"
+         "                       e.g. --vsock-uds /run/ember/vm1.sock\n"
          "  --no-seccomp       do NOT confine ember-vmm's threads with their seccomp\n"
          "                     allow-lists (on by default; for debugging only, never\n"
          "                     with untrusted guests; a warning is printed)\n"
@@ -82,6 +97,118 @@ std::string run_usage_text() {
          "125 VM or VMM failure; 2 usage error.\n";
 }
 
+std::string restore_usage_text() {
+  return "usage: ember-vmm restore [OPTIONS] DIR\n"
+         "\n"
+         "Restores the microVM saved in the snapshot directory DIR (written by `ember-vmm\n"
+         "run --snapshot-at-ready DIR`) in a new process and a new VM: guest memory is\n"
+         "mapped copy-on-write from DIR/vm.mem, the program continues where it first\n"
+         "blocked reading stdin, and ember-vmm exits with its status, as `run` does.\n"
+         "The guest's clock is set to the host's time and it gets a new random seed.\n"
+         "\n"
+         "options:\n"
+         "  --vsock-uds PATH   stdin/stdout/stderr/exit over vsock: host clients connect\n"
+         "                     to the Unix socket PATH and send \"CONNECT 1024\\n\"\n"
+         "                     (api/stdio_protocol.h); ember-vmm's stdin is not read\n"
+         "                       e.g. --vsock-uds /run/ember/vm1.sock\n"
+         "  --repeat N         run the program N times: after each run the VM is reset\n"
+         "                     in place to the snapshot (same process, same KVM VM) and\n"
+         "                     runs again with the same stdin (read once; with\n"
+         "                     --vsock-uds each run serves one connection); each run's\n"
+         "                     output goes to stdout. Exit status: the last run's; a\n"
+         "                     timeout or VMM failure stops at once (default 1)\n"
+         "                       e.g. --repeat 100\n"
+         "  --timeout-ms N     kill the VM when a run takes longer than N ms (124)\n"
+         "  --no-seccomp       no seccomp allow-lists (debugging only; loud)\n"
+         "  --id ID            the id of the jail this VMM runs in\n"
+         "  -v, --verbose      diagnostics on stderr (EMBER_TRACE=1: the timing line)\n"
+         "  -h, --help         this text\n"
+         "\n"
+         "examples:\n"
+         "  ember-vmm restore snap/ < request.json\n"
+         "  ember-vmm restore --repeat 100 snap/ < request.json\n"
+         "  ember-vmm restore --vsock-uds /tmp/vm.sock snap/\n"
+         "\n"
+         "exit status: the program's (128+N if killed by signal N); 124 timeout;\n"
+         "125 VM or VMM failure, a missing or damaged snapshot included; 2 usage error.\n";
+}
+
+namespace {
+
+Result<CliOptions> parse_restore(const std::vector<std::string>& argv) {
+  CliOptions o;
+  o.command = CliOptions::Command::kRestore;
+  bool options_done = false;
+  for (size_t i = 1; i < argv.size(); i++) {
+    const std::string& a = argv[i];
+    if (!options_done && a == "--") {
+      options_done = true;
+      continue;
+    }
+    if (options_done || a.size() < 2 || a[0] != '-') {
+      if (!o.restore_dir.empty()) return Error{"restore takes one snapshot directory ('" + a + "' is a second)"};
+      if (a.empty()) return Error{"empty snapshot directory"};
+      o.restore_dir = a;
+      continue;
+    }
+    std::string name = a, inline_value;
+    bool has_inline = false;
+    if (a.rfind("--", 0) == 0) {
+      const auto eq = a.find('=');
+      if (eq != std::string::npos) {
+        name = a.substr(0, eq);
+        inline_value = a.substr(eq + 1);
+        has_inline = true;
+      }
+    }
+    auto value = [&]() -> Result<std::string> {
+      if (has_inline) return inline_value;
+      if (i + 1 >= argv.size()) return Error{name + " needs a value (see `ember-vmm restore --help`)"};
+      return argv[++i];
+    };
+    auto flag = [&]() -> Result<void> {
+      if (has_inline) return Error{name + " takes no value"};
+      return Ok();
+    };
+    uint64_t n;
+    if (name == "-h" || name == "--help") {
+      EMBER_TRY_VOID(flag());
+      o.command = CliOptions::Command::kRestoreHelp;
+      return o;
+    } else if (name == "-v" || name == "--verbose") {
+      EMBER_TRY_VOID(flag());
+      o.verbose = true;
+    } else if (name == "--vsock-uds") {
+      EMBER_TRY(o.vsock_uds, value());
+      if (o.vsock_uds.empty() || o.vsock_uds.size() > 100) return Error{"--vsock-uds needs a path of 1-100 bytes"};
+    } else if (name == "--repeat") {
+      EMBER_TRY(auto v, value());
+      if (!parse_u64(v, &n) || n < 1 || n > 1000000000) return Error{"--repeat " + v + ": must be a number from 1"};
+      o.repeat = n;
+    } else if (name == "--timeout-ms") {
+      EMBER_TRY(auto v, value());
+      if (!parse_u64(v, &n) || n > 1000ull * 3600 * 24 * 365)
+        return Error{"--timeout-ms " + v + ": must be a number of milliseconds (0: no limit)"};
+      o.timeout_ms = n;
+    } else if (name == "--no-seccomp") {
+      EMBER_TRY_VOID(flag());
+      o.seccomp = false;
+    } else if (name == "--id") {
+      EMBER_TRY(o.id, value());
+      bool valid = !o.id.empty() && o.id.size() <= 64;
+      for (char c : o.id)
+        valid &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+      if (!valid) return Error{"--id " + o.id + ": expected 1-64 characters from [A-Za-z0-9-]"};
+    } else {
+      return Error{"unknown option '" + a + "' (see `ember-vmm restore --help`)"};
+    }
+  }
+  if (o.restore_dir.empty()) return Error{"missing snapshot directory (see `ember-vmm restore --help`)"};
+  return o;
+}
+
+}  // namespace
+
 Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
   CliOptions o;
   if (argv.empty()) return Error{"missing command (try `ember-vmm --help`)"};
@@ -90,6 +217,7 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
     o.command = CliOptions::Command::kHelp;
     return o;
   }
+  if (cmd == "restore") return parse_restore(argv);
   if (cmd != "run") return Error{"unknown command '" + cmd + "' (try `ember-vmm --help`)"};
   o.command = CliOptions::Command::kRun;
 
@@ -156,6 +284,12 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
       if (o.image.empty()) return Error{"--image needs a path"};
     } else if (name == "--cmdline") {
       EMBER_TRY(o.cmdline, value());
+    } else if (name == "--snapshot-at-ready") {
+      EMBER_TRY(o.snapshot_at_ready, value());
+      if (o.snapshot_at_ready.empty()) return Error{"--snapshot-at-ready needs a directory"};
+    } else if (name == "--vsock-uds") {
+      EMBER_TRY(o.vsock_uds, value());
+      if (o.vsock_uds.empty() || o.vsock_uds.size() > 100) return Error{"--vsock-uds needs a path of 1-100 bytes"};
     } else if (name == "--no-seccomp") {
       EMBER_TRY_VOID(flag());
       o.seccomp = false;

@@ -11,7 +11,7 @@
 namespace ember {
 
 struct CliOptions {
-  enum class Command { kHelp, kRunHelp, kRun } command = Command::kHelp;
+  enum class Command { kHelp, kRunHelp, kRun, kRestoreHelp, kRestore } command = Command::kHelp;
   std::string kernel;  // empty: ember-guest.elf next to the ember-vmm binary
   uint64_t mem_mib = 128;
   uint64_t timeout_ms = 0;  // 0: none
@@ -20,6 +20,10 @@ struct CliOptions {
   std::string cmdline;
   bool seccomp = true;  // --no-seccomp: off (debugging only; logged loudly)
   std::string id;       // --id ID: the jail's id (ember-jailer passes it); informational
+  std::string vsock_uds;          // --vsock-uds PATH (run, restore)
+  std::string snapshot_at_ready;  // run --snapshot-at-ready DIR
+  std::string restore_dir;        // restore DIR
+  uint64_t repeat = 1;            // restore --repeat N
   std::string image;    // --image IMG
   std::string program;  // PROGRAM (when no --image)
   std::vector<std::string> args;  // after PROGRAM (a leading "--" dropped)
@@ -34,5 +38,6 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv);
 
 std::string usage_text();      // ember-vmm --help
 std::string run_usage_text();  // ember-vmm run --help
+std::string restore_usage_text();  // ember-vmm restore --help
 
 }  // namespace ember

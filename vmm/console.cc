@@ -76,13 +76,25 @@ bool ConsoleDevice::read_one(bool* progress) {
     ctx_.interrupt->needs_reset("receive buffer " + std::to_string(scratch_.head) + " has no writable space");
     return false;
   }
-  iovec iov[kMaxIov];
-  const size_t n = std::min(scratch_.writable.size(), kMaxIov);
-  for (size_t i = 0; i < n; i++) iov[i] = iovec{scratch_.writable[i].data(), scratch_.writable[i].size()};
   ssize_t got;
-  do {
-    got = ::readv(in_fd_, iov, static_cast<int>(n));
-  } while (got < 0 && errno == EINTR);
+  if (input_buffer_) {
+    // Straight from memory into the guest's buffer.
+    got = 0;
+    for (const auto& s : scratch_.writable) {
+      const size_t k = std::min(s.size(), input_buffer_->size() - input_off_);
+      std::memcpy(s.data(), input_buffer_->data() + input_off_, k);
+      input_off_ += k;
+      got += static_cast<ssize_t>(k);
+      if (input_off_ == input_buffer_->size()) break;
+    }
+  } else {
+    iovec iov[kMaxIov];
+    const size_t n = std::min(scratch_.writable.size(), kMaxIov);
+    for (size_t i = 0; i < n; i++) iov[i] = iovec{scratch_.writable[i].data(), scratch_.writable[i].size()};
+    do {
+      got = ::readv(in_fd_, iov, static_cast<int>(n));
+    } while (got < 0 && errno == EINTR);
+  }
   if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     q.undo_pop();  // nothing to deliver after all; keep the buffer for later
     return true;
@@ -100,9 +112,9 @@ bool ConsoleDevice::read_one(bool* progress) {
 }
 
 bool ConsoleDevice::process_rx() {
-  if (in_fd_ < 0) return true;  // no input: receive buffers wait forever
+  if (in_fd_ < 0 && !input_buffer_) return true;  // no input: receive buffers wait forever
   if (input_eof_) return return_eof_buffers();
-  if (input_pollable_) {
+  if (input_pollable_ && !input_buffer_) {
     // Wait for readiness (wants_input()); the ring's health is still checked.
     Virtqueue& q = ctx_.queues[kConsoleReceiveq];
     q.has_available();
@@ -117,7 +129,7 @@ bool ConsoleDevice::process_rx() {
 }
 
 bool ConsoleDevice::wants_input() {
-  if (!active_ || in_fd_ < 0 || input_eof_ || !input_pollable_) return false;
+  if (!active_ || in_fd_ < 0 || input_buffer_ || input_eof_ || !input_pollable_) return false;
   return ctx_.queues[kConsoleReceiveq].has_available();
 }
 

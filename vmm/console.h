@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "vmm/log.h"
 #include "vmm/virtio_device.h"
@@ -46,6 +47,13 @@ class ConsoleDevice : public VirtioDevice {
   // Whether input readiness can be waited for with epoll (false for regular
   // files and /dev/null: they are always "ready" and read eagerly instead).
   void set_input_pollable(bool pollable) { input_pollable_ = pollable; }
+  // Input from memory instead of the fd: `data` (kept alive by the caller),
+  // then EOF. For `restore --repeat`, where every run reads the same input
+  // (restore() starts it over).
+  void set_input_buffer(const std::string* data) {
+    input_buffer_ = data;
+    input_off_ = 0;
+  }
   // The loop should watch input_fd() for reading: a receive buffer is
   // waiting and the input has not ended.
   bool wants_input();
@@ -61,9 +69,13 @@ class ConsoleDevice : public VirtioDevice {
   void drain_output();
 
   ConsoleState save() const { return ConsoleState{input_eof_, output_closed_}; }
+  // Before the transport's restore (which resets and re-activates the
+  // device). An input buffer starts over.
   void restore(const ConsoleState& s) {
     input_eof_ = s.input_eof;
     output_closed_ = s.output_closed;
+    input_off_ = 0;
+    broken_pipe_ = false;
   }
 
  private:
@@ -78,6 +90,8 @@ class ConsoleDevice : public VirtioDevice {
 
   int in_fd_;
   int out_fd_;
+  const std::string* input_buffer_ = nullptr;
+  size_t input_off_ = 0;
   const Log* log_;
   bool active_ = false;
   VirtioContext ctx_{};

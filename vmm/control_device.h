@@ -34,6 +34,13 @@ class ControlDevice : public MmioDevice {
   // the VM is ending).
   std::optional<ControlOutcome> outcome() const;
   bool ready() const { return ready_.load(std::memory_order_acquire); }
+  // Back to a state of the guest's past (snapshot restore, reset in place):
+  // no outcome, `ready` as it was. Only while the vCPU is not running.
+  void restore(bool ready) {
+    std::lock_guard<std::mutex> g(mutex_);
+    outcome_.reset();
+    ready_.store(ready, std::memory_order_release);
+  }
   uint64_t log_lines() const { return log_lines_.load(std::memory_order_relaxed); }
 
  private:

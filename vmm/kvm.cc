@@ -50,6 +50,15 @@ std::span<const kvm_cpuid_entry2> Kvm::supported_cpuid_entries() const {
 
 int Kvm::check_extension(long cap) const { return ::ioctl(fd(), KVM_CHECK_EXTENSION, cap); }
 
+Result<std::vector<uint32_t>> Kvm::msr_index_list() const {
+  constexpr uint32_t kMax = 1024;
+  std::vector<uint32_t> buf(1 + kMax, 0);
+  buf[0] = kMax;
+  if (::ioctl(fd(), kvm_abi::kGetMsrIndexList, buf.data()) < 0) return errno_error("KVM_GET_MSR_INDEX_LIST");
+  const uint32_t n = buf[0] < kMax ? buf[0] : kMax;
+  return std::vector<uint32_t>(buf.begin() + 1, buf.begin() + 1 + n);
+}
+
 Result<Vm> Kvm::create_vm() const {
   int fd;
   do {
@@ -122,6 +131,31 @@ Result<Vcpu> Vm::create_vcpu(uint32_t id) {
   return Vcpu(std::move(vcpu), Mapping(run, vcpu_mmap_size_));
 }
 
+int Vm::check_extension(long cap) const { return ::ioctl(fd(), KVM_CHECK_EXTENSION, cap); }
+
+Result<kvm_irqchip> Vm::get_irqchip(uint32_t chip) const {
+  kvm_irqchip c{};
+  c.chip_id = chip;
+  if (::ioctl(fd(), KVM_GET_IRQCHIP, &c) < 0) return errno_error("KVM_GET_IRQCHIP " + std::to_string(chip));
+  return c;
+}
+
+Result<void> Vm::set_irqchip(const kvm_irqchip& chip) {
+  if (::ioctl(fd(), KVM_SET_IRQCHIP, &chip) < 0) return errno_error("KVM_SET_IRQCHIP " + std::to_string(chip.chip_id));
+  return Ok();
+}
+
+Result<kvm_clock_data> Vm::get_clock() const {
+  kvm_clock_data c{};
+  if (::ioctl(fd(), KVM_GET_CLOCK, &c) < 0) return errno_error("KVM_GET_CLOCK");
+  return c;
+}
+
+Result<void> Vm::set_clock(const kvm_clock_data& clock) {
+  if (::ioctl(fd(), KVM_SET_CLOCK, &clock) < 0) return errno_error("KVM_SET_CLOCK");
+  return Ok();
+}
+
 Result<kvm_regs> Vcpu::get_regs() const {
   kvm_regs regs{};
   if (::ioctl(fd(), KVM_GET_REGS, &regs) < 0) return errno_error("KVM_GET_REGS");
@@ -149,26 +183,72 @@ Result<void> Vcpu::set_cpuid(const void* cpuid) {
   return Ok();
 }
 
-Result<void> Vcpu::set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs) {
-  constexpr size_t kMax = 16;
-  struct {
-    kvm_abi::CountHeader header;
-    kvm_msr_entry entries[kMax];
-  } buf{};
-  if (msrs.size() > kMax) return Error{"set_msrs: too many MSRs"};
-  buf.header.count = static_cast<uint32_t>(msrs.size());
+Result<void> Vcpu::set_cpuid_entries(std::span<const kvm_cpuid_entry2> entries) {
+  std::vector<uint64_t> buf((sizeof(kvm_abi::CountHeader) + entries.size() * sizeof(kvm_cpuid_entry2) + 7) / 8, 0);
+  auto* header = reinterpret_cast<kvm_abi::CountHeader*>(buf.data());
+  header->count = static_cast<uint32_t>(entries.size());
+  if (!entries.empty()) std::memcpy(header + 1, entries.data(), entries.size_bytes());
+  return set_cpuid(buf.data());
+}
+
+namespace {
+constexpr size_t kMaxMsrBatch = 1024;
+
+// kvm_msrs in C layout: header, then the entries.
+std::vector<uint64_t> msr_buffer(std::span<const std::pair<uint32_t, uint64_t>> msrs) {
+  std::vector<uint64_t> buf((sizeof(kvm_abi::CountHeader) + msrs.size() * sizeof(kvm_msr_entry) + 7) / 8, 0);
+  auto* header = reinterpret_cast<kvm_abi::CountHeader*>(buf.data());
+  auto* entries = reinterpret_cast<kvm_msr_entry*>(header + 1);
+  header->count = static_cast<uint32_t>(msrs.size());
   for (size_t i = 0; i < msrs.size(); i++) {
-    buf.entries[i].index = msrs[i].first;
-    buf.entries[i].data = msrs[i].second;
+    entries[i].index = msrs[i].first;
+    entries[i].data = msrs[i].second;
   }
-  const int n = ::ioctl(fd(), kvm_abi::kSetMsrs, &buf);
+  return buf;
+}
+}  // namespace
+
+Result<size_t> Vcpu::set_msrs_partial(std::span<const std::pair<uint32_t, uint64_t>> msrs) {
+  if (msrs.size() > kMaxMsrBatch) return Error{"KVM_SET_MSRS: too many MSRs (" + std::to_string(msrs.size()) + ")"};
+  if (msrs.size() <= 16) {
+    // The common case without a heap allocation.
+    struct {
+      kvm_abi::CountHeader header;
+      kvm_msr_entry entries[16];
+    } buf{};
+    buf.header.count = static_cast<uint32_t>(msrs.size());
+    for (size_t i = 0; i < msrs.size(); i++) {
+      buf.entries[i].index = msrs[i].first;
+      buf.entries[i].data = msrs[i].second;
+    }
+    const int n = ::ioctl(fd(), kvm_abi::kSetMsrs, &buf);
+    if (n < 0) return errno_error("KVM_SET_MSRS");
+    return static_cast<size_t>(n);
+  }
+  auto buf = msr_buffer(msrs);
+  const int n = ::ioctl(fd(), kvm_abi::kSetMsrs, buf.data());
   if (n < 0) return errno_error("KVM_SET_MSRS");
-  if (static_cast<size_t>(n) != msrs.size()) {
+  return static_cast<size_t>(n);
+}
+
+Result<void> Vcpu::set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs) {
+  EMBER_TRY(size_t n, set_msrs_partial(msrs));
+  if (n != msrs.size()) {
     char msg[96];
     std::snprintf(msg, sizeof msg, "KVM_SET_MSRS: MSR 0x%x was refused", msrs[n].first);
     return Error{msg};
   }
   return Ok();
+}
+
+Result<size_t> Vcpu::get_msrs(std::span<std::pair<uint32_t, uint64_t>> msrs) const {
+  if (msrs.size() > kMaxMsrBatch) return Error{"KVM_GET_MSRS: too many MSRs (" + std::to_string(msrs.size()) + ")"};
+  auto buf = msr_buffer(msrs);
+  const int n = ::ioctl(fd(), kvm_abi::kGetMsrs, buf.data());
+  if (n < 0) return errno_error("KVM_GET_MSRS");
+  const auto* entries = reinterpret_cast<const kvm_msr_entry*>(reinterpret_cast<const kvm_abi::CountHeader*>(buf.data()) + 1);
+  for (int i = 0; i < n && static_cast<size_t>(i) < msrs.size(); i++) msrs[i].second = entries[i].data;
+  return static_cast<size_t>(n);
 }
 
 Result<uint64_t> Vcpu::get_msr(uint32_t index) const {
@@ -197,6 +277,71 @@ Result<kvm_vcpu_events> Vcpu::get_events() const {
   kvm_vcpu_events events{};
   if (::ioctl(fd(), KVM_GET_VCPU_EVENTS, &events) < 0) return errno_error("KVM_GET_VCPU_EVENTS");
   return events;
+}
+
+Result<void> Vcpu::set_events(const kvm_vcpu_events& events) {
+  if (::ioctl(fd(), KVM_SET_VCPU_EVENTS, &events) < 0) return errno_error("KVM_SET_VCPU_EVENTS");
+  return Ok();
+}
+
+Result<kvm_fpu> Vcpu::get_fpu() const {
+  kvm_fpu fpu{};
+  if (::ioctl(fd(), KVM_GET_FPU, &fpu) < 0) return errno_error("KVM_GET_FPU");
+  return fpu;
+}
+
+Result<void> Vcpu::set_fpu(const kvm_fpu& fpu) {
+  if (::ioctl(fd(), KVM_SET_FPU, &fpu) < 0) return errno_error("KVM_SET_FPU");
+  return Ok();
+}
+
+Result<std::vector<uint8_t>> Vcpu::get_xsave(size_t size) const {
+  if (size < kvm_abi::kXsaveLegacySize) size = kvm_abi::kXsaveLegacySize;
+  std::vector<uint8_t> buf(size, 0);
+  if (::ioctl(fd(), kvm_abi::kGetXsave2, buf.data()) == 0) return buf;
+  if (size != kvm_abi::kXsaveLegacySize) return errno_error("KVM_GET_XSAVE2");
+  if (::ioctl(fd(), kvm_abi::kGetXsave, buf.data()) < 0) return errno_error("KVM_GET_XSAVE");
+  return buf;
+}
+
+Result<void> Vcpu::set_xsave(std::span<const uint8_t> xsave) {
+  // KVM reads KVM_CAP_XSAVE2 bytes (at least 4096): never hand it less.
+  if (xsave.size() < kvm_abi::kXsaveLegacySize) return Error{"KVM_SET_XSAVE: area shorter than 4096 bytes"};
+  if (::ioctl(fd(), kvm_abi::kSetXsave, xsave.data()) < 0) return errno_error("KVM_SET_XSAVE");
+  return Ok();
+}
+
+Result<kvm_xcrs> Vcpu::get_xcrs() const {
+  kvm_xcrs x{};
+  if (::ioctl(fd(), KVM_GET_XCRS, &x) < 0) return errno_error("KVM_GET_XCRS");
+  return x;
+}
+
+Result<void> Vcpu::set_xcrs(const kvm_xcrs& xcrs) {
+  if (::ioctl(fd(), KVM_SET_XCRS, &xcrs) < 0) return errno_error("KVM_SET_XCRS");
+  return Ok();
+}
+
+Result<kvm_debugregs> Vcpu::get_debugregs() const {
+  kvm_debugregs d{};
+  if (::ioctl(fd(), KVM_GET_DEBUGREGS, &d) < 0) return errno_error("KVM_GET_DEBUGREGS");
+  return d;
+}
+
+Result<void> Vcpu::set_debugregs(const kvm_debugregs& regs) {
+  if (::ioctl(fd(), KVM_SET_DEBUGREGS, &regs) < 0) return errno_error("KVM_SET_DEBUGREGS");
+  return Ok();
+}
+
+Result<kvm_mp_state> Vcpu::get_mp_state() const {
+  kvm_mp_state m{};
+  if (::ioctl(fd(), KVM_GET_MP_STATE, &m) < 0) return errno_error("KVM_GET_MP_STATE");
+  return m;
+}
+
+Result<void> Vcpu::set_mp_state(const kvm_mp_state& state) {
+  if (::ioctl(fd(), KVM_SET_MP_STATE, &state) < 0) return errno_error("KVM_SET_MP_STATE");
+  return Ok();
 }
 
 Result<uint32_t> Vcpu::tsc_khz() const {

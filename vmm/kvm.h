@@ -35,6 +35,8 @@ class Kvm {
   std::span<const kvm_cpuid_entry2> supported_cpuid_entries() const;
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
   int check_extension(long cap) const;
+  // KVM_GET_MSR_INDEX_LIST: every MSR KVM saves/restores or emulates.
+  Result<std::vector<uint32_t>> msr_index_list() const;
 
   Result<Vm> create_vm() const;
 
@@ -69,6 +71,13 @@ class Vm {
 
   Result<Vcpu> create_vcpu(uint32_t id);
 
+  int check_extension(long cap) const;
+  // chip: KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC.
+  Result<kvm_irqchip> get_irqchip(uint32_t chip) const;
+  Result<void> set_irqchip(const kvm_irqchip& chip);
+  Result<kvm_clock_data> get_clock() const;
+  Result<void> set_clock(const kvm_clock_data& clock);
+
  private:
   Fd fd_;
   size_t vcpu_mmap_size_ = 0;
@@ -88,12 +97,31 @@ class Vcpu {
   Result<void> set_sregs(const kvm_sregs& sregs);
   // `cpuid`: a kvm_cpuid2 in C layout (Kvm::supported_cpuid()).
   Result<void> set_cpuid(const void* cpuid);
+  Result<void> set_cpuid_entries(std::span<const kvm_cpuid_entry2> entries);
   // Sets each (index, value) pair; fails unless KVM accepted all of them.
   Result<void> set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs);
+  // As many as KVM accepts, in order: the count (stops at the first refusal).
+  Result<size_t> set_msrs_partial(std::span<const std::pair<uint32_t, uint64_t>> msrs);
   Result<uint64_t> get_msr(uint32_t index) const;
+  // Reads the values of msrs[i].first into msrs[i].second; returns how many
+  // KVM read (it stops at the first it cannot).
+  Result<size_t> get_msrs(std::span<std::pair<uint32_t, uint64_t>> msrs) const;
   Result<kvm_lapic_state> get_lapic() const;
   Result<void> set_lapic(const kvm_lapic_state& lapic);
   Result<kvm_vcpu_events> get_events() const;
+  Result<void> set_events(const kvm_vcpu_events& events);
+  Result<kvm_fpu> get_fpu() const;
+  Result<void> set_fpu(const kvm_fpu& fpu);
+  // KVM_GET_XSAVE2 with `size` bytes (KVM_CAP_XSAVE2, >= 4096), or
+  // KVM_GET_XSAVE when size == 4096 and XSAVE2 is missing.
+  Result<std::vector<uint8_t>> get_xsave(size_t size) const;
+  Result<void> set_xsave(std::span<const uint8_t> xsave);
+  Result<kvm_xcrs> get_xcrs() const;
+  Result<void> set_xcrs(const kvm_xcrs& xcrs);
+  Result<kvm_debugregs> get_debugregs() const;
+  Result<void> set_debugregs(const kvm_debugregs& regs);
+  Result<kvm_mp_state> get_mp_state() const;
+  Result<void> set_mp_state(const kvm_mp_state& state);
   Result<uint32_t> tsc_khz() const;
 
  private:

@@ -44,6 +44,24 @@ struct MachineConfig {
   // false: the caller owns SIGINT/SIGTERM/SIGHUP/SIGQUIT (API mode); the
   // machine still blocks them but neither reads nor acts on them.
   bool handle_signals = true;
+
+  // The image file the image came from (`--image`), hard-linked into a
+  // snapshot where possible; empty: the image is copied.
+  std::string image_path;
+  // virtio-vsock (device 2): host clients connect to this Unix socket
+  // (vmm/vsock.h); empty: no listener (the device exists all the same).
+  std::string vsock_uds;
+  uint64_t guest_cid = 3;  // abi::kDefaultGuestCid
+  // `run --snapshot-at-ready DIR`: at the guest's first "ready" (the program
+  // blocks reading stdin), pause, write the snapshot to DIR (vmm/snapshot.h)
+  // and end with status 0. The directory is prepared before the guest runs.
+  std::string snapshot_dir;
+  // `restore DIR`: the VM comes from this snapshot instead of kernel_path and
+  // the image (which are ignored; mem_size too).
+  std::string restore_dir;
+  // Console input from this buffer (every run starts it over) instead of
+  // stdin_fd; restore --repeat feeds each run the same stdin this way.
+  const std::string* stdin_data = nullptr;
 };
 
 struct RunOutcome {
@@ -53,11 +71,45 @@ struct RunOutcome {
 
 // Boots the VM and runs it to the end. A set-up failure is an Error (the
 // caller prints it and exits 125); everything after the first guest
-// instruction ends in a RunOutcome (guest errors included).
+// instruction ends in a RunOutcome (guest errors included). With
+// config.restore_dir, the VM is restored from that snapshot instead.
 Result<RunOutcome> run_machine(const MachineConfig& config);
+
+// `ember-vmm restore DIR --repeat N`: restores the VM and runs the program
+// `repeat` times, resetting the VM in place (vmm/README.md) between runs.
+// The outcome is the last run's; a VMM failure, timeout or signal ends the
+// series early with that outcome.
+Result<RunOutcome> restore_and_run(const MachineConfig& config, uint64_t repeat);
 
 class Machine;  // machine.cc
 
+// A VM restored from a snapshot, for in-process use (benchmarks, tests): run
+// the program, put the VM back to the snapshot in place, run it again.
+class SnapshotVm {
+ public:
+  // Restores the VM from config.restore_dir and lets the guest run on from
+  // its ready point (it waits for input). `config` is copied.
+  static Result<std::unique_ptr<SnapshotVm>> restore(const MachineConfig& config);
+  ~SnapshotVm();
+  SnapshotVm(const SnapshotVm&) = delete;
+  SnapshotVm& operator=(const SnapshotVm&) = delete;
+
+  // Serves the guest until the program ends; the outcome of this run.
+  RunOutcome run();
+  // Back to the snapshot: memory (private pages dropped), vCPU, irqchip,
+  // clock and devices; a new generation, clock pair and seed in the boot
+  // info; the guest runs on. Only after run() returned.
+  Result<void> reset();
+  // CLOCK_MONOTONIC when the vCPU last entered the guest after restore() or
+  // reset() (waits for that moment), and when that restore or reset began.
+  uint64_t resumed_ns();
+  uint64_t started_ns() const;
+
+ private:
+  explicit SnapshotVm(const MachineConfig& config);
+  MachineConfig config_;
+  std::unique_ptr<Machine> machine_;
+};
 // One VM driven from the caller's event loop (API mode, vmm/api_vmm.h): the
 // caller polls event_fd() (EPOLLIN) next to its own fds and calls step()
 // when it is readable. Everything runs on the caller's thread except the

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -54,6 +55,54 @@ void forbidden_syscall_hook(const char* thread) {
 }
 #endif
 
+// `ember-vmm restore DIR`: see restore_usage_text().
+int restore_main(const ember::CliOptions& o, uint64_t t0) {
+  ember::MachineConfig config;
+  config.restore_dir = o.restore_dir;
+  config.timeout_ms = o.timeout_ms;
+  config.verbose = o.verbose;
+  const char* trace = std::getenv("EMBER_TRACE");
+  config.trace = trace && *trace && std::strcmp(trace, "0") != 0;
+  config.t0_ns = t0;
+  config.detach_teardown = true;
+  config.vsock_uds = o.vsock_uds;
+  config.seccomp = o.seccomp;
+  if (!o.seccomp)
+    print_error("WARNING: --no-seccomp: running WITHOUT the seccomp allow-lists; a guest that exploits a VMM bug "
+                "gets every syscall. For debugging only, never with untrusted code.");
+  std::string input;
+  if (!o.vsock_uds.empty()) {
+    config.stdin_fd = -1;  // the program's stdin comes over vsock
+  } else if (o.repeat > 1) {
+    // Every run reads the same input: ember-vmm's stdin, read once.
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::read(0, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        print_error(std::string("reading stdin: ") + std::strerror(errno));
+        return kExitVmm;
+      }
+      if (n == 0) break;
+      input.append(buf, static_cast<size_t>(n));
+    }
+    config.stdin_data = &input;
+  }
+#ifdef EMBER_TESTING
+  if (const char* t = std::getenv("EMBER_TEST_FORBIDDEN_SYSCALL"); t && *t) {
+    g_forbidden_thread = t;
+    config.after_seccomp = forbidden_syscall_hook;
+  }
+#endif
+  auto outcome = ember::restore_and_run(config, o.repeat);
+  if (!outcome) {
+    print_error(outcome.message());
+    return kExitVmm;
+  }
+  if (!outcome->error.empty()) print_error(outcome->error);
+  return outcome->status;
+}
+
 std::string basename_of(const std::string& path) {
   const auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -94,6 +143,11 @@ int main(int argc, char** argv) {
     std::fputs(ember::run_usage_text().c_str(), stdout);
     return 0;
   }
+  if (o.command == ember::CliOptions::Command::kRestoreHelp) {
+    std::fputs(ember::restore_usage_text().c_str(), stdout);
+    return 0;
+  }
+  if (o.command == ember::CliOptions::Command::kRestore) return restore_main(o, t0);
 
   ember::Result<ember::MappedImage> image = ember::Error{};
   if (o.image.empty()) {
@@ -125,6 +179,13 @@ int main(int argc, char** argv) {
   config.cmdline = o.cmdline;
   config.t0_ns = t0;
   config.detach_teardown = true;
+  config.image_path = o.image;
+  config.vsock_uds = o.vsock_uds;
+  config.snapshot_dir = o.snapshot_at_ready;
+  // With vsock, stdin comes over vsock; at a snapshot, there is none: the
+  // console has no input source at all (not even EOF), so the program
+  // blocks on its first read.
+  if (!o.vsock_uds.empty() || !o.snapshot_at_ready.empty()) config.stdin_fd = -1;
   config.seccomp = o.seccomp;
   if (!o.seccomp)
     print_error("WARNING: --no-seccomp: running WITHOUT the seccomp allow-lists; a guest that exploits a VMM bug "

@@ -225,10 +225,47 @@ VirtioMmioState VirtioMmioTransport::save() const {
   s.interrupt_status = interrupt_status_;
   for (uint32_t q = 0; q < queues_.size(); q++) {
     VirtqueueState qs = queues_[q].save();
-    if (!qs.active) qs.config = queue_config_[q];
+    qs.config = queue_config_[q];
+    qs.ready = queue_ready_[q];
     s.queues.push_back(qs);
   }
   return s;
+}
+
+Result<void> VirtioMmioTransport::restore(const VirtioMmioState& s) {
+  std::lock_guard<std::mutex> g(mutex_);
+  const std::string what = "virtio device " + std::to_string(device_->device_id());
+  if (s.queues.size() != queues_.size())
+    return Error{what + ": " + std::to_string(s.queues.size()) + " queues saved, the device has " +
+                 std::to_string(queues_.size())};
+  reset_locked();
+  status_ = s.status;
+  device_features_sel_ = s.device_features_sel;
+  driver_features_sel_ = s.driver_features_sel;
+  driver_features_ = s.driver_features;
+  queue_sel_ = s.queue_sel;
+  interrupt_status_ = s.interrupt_status;
+  for (uint32_t q = 0; q < queues_.size(); q++) {
+    queue_config_[q] = s.queues[q].config;
+    queue_ready_[q] = s.queues[q].ready;
+  }
+  if (!(status_ & kVirtioStatusDriverOk) || (status_ & kVirtioStatusNeedsReset)) return Ok();
+  if (driver_features_ & ~offered_features()) return Error{what + ": saved driver features were never offered"};
+  for (uint32_t q = 0; q < queues_.size(); q++) {
+    if (!queue_ready_[q]) continue;
+    auto r = queues_[q].activate(memory_, queue_config_[q], device_->queue_max_size());
+    if (!r) {
+      reset_locked();
+      return Error{what + " queue " + std::to_string(q) + ": " + r.message()};
+    }
+    queues_[q].restore_indices(s.queues[q].next_avail, s.queues[q].next_used);
+  }
+  auto r = device_->activate(VirtioContext{&memory_, std::span<Virtqueue>(queues_), this}, driver_features_);
+  if (!r) {
+    reset_locked();
+    return Error{what + ": " + r.message()};
+  }
+  return Ok();
 }
 
 }  // namespace ember

@@ -94,6 +94,13 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   uint32_t status() const;
   bool needs_reset() const { return (status() & kVirtioStatusNeedsReset) != 0; }
   VirtioMmioState save() const;
+  // Puts the register file and the queues back as `state` says (snapshot
+  // restore, reset in place): the device is reset first (its own state is
+  // the caller's to restore, before this call), then, if the state is
+  // DRIVER_OK, every ready queue is activated at its saved place with its
+  // saved indices and the device is activated. A queue that does not fit
+  // guest memory, or a device that refuses, is an error.
+  Result<void> restore(const VirtioMmioState& state);
 
  private:
   void raise(uint32_t bits) override;  // VirtioInterrupt

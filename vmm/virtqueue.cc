@@ -154,7 +154,7 @@ bool Virtqueue::should_interrupt() const {
   return !(flags & kVirtqAvailFNoInterrupt);
 }
 
-VirtqueueState Virtqueue::save() const { return VirtqueueState{config_, next_avail_, next_used_, active_}; }
+VirtqueueState Virtqueue::save() const { return VirtqueueState{config_, next_avail_, next_used_, active_, active_}; }
 
 void Virtqueue::restore_indices(uint16_t next_avail, uint16_t next_used) {
   next_avail_ = next_avail;

@@ -46,6 +46,7 @@ struct VirtqueueState {
   uint16_t next_avail = 0;
   uint16_t next_used = 0;
   bool active = false;
+  bool ready = false;  // QueueReady as the driver set it (the transport's view)
 };
 
 class Virtqueue {

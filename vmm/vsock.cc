@@ -1,0 +1,892 @@
+#include "vmm/vsock.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace ember {
+
+namespace {
+
+constexpr size_t kMaxIov = 64;
+constexpr size_t kMaxLine = 64;  // "CONNECT 4294967295\n" is 19
+constexpr int kAcceptBatch = 16;
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Copies n bytes into the chain's writable buffers starting at byte `offset`.
+void scatter(const DescriptorChain& chain, uint64_t offset, const void* src, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(src);
+  for (const auto& s : chain.writable) {
+    if (n == 0) return;
+    if (offset >= s.size()) {
+      offset -= s.size();
+      continue;
+    }
+    const size_t k = std::min<size_t>(s.size() - offset, n);
+    std::memcpy(s.data() + offset, p, k);
+    p += k;
+    n -= k;
+    offset = 0;
+  }
+}
+
+// Copies n bytes out of the chain's readable buffers starting at `offset`.
+void gather(const DescriptorChain& chain, uint64_t offset, void* dst, size_t n) {
+  auto* p = static_cast<uint8_t*>(dst);
+  for (const auto& s : chain.readable) {
+    if (n == 0) return;
+    if (offset >= s.size()) {
+      offset -= s.size();
+      continue;
+    }
+    const size_t k = std::min<size_t>(s.size() - offset, n);
+    std::memcpy(p, s.data() + offset, k);
+    p += k;
+    n -= k;
+    offset = 0;
+  }
+}
+
+// The guest->host byte stream of a stdio connection, cut into frames
+// (api/stdio_protocol.h), so that the VMM knows whether it may append an
+// exit frame of its own.
+struct FrameTracker {
+  uint8_t hdr[sizeof(abi::FrameHeader)] = {};
+  uint32_t got = 0;
+  uint64_t left = 0;
+  bool exit_seen = false;
+  bool broken = false;
+
+  void feed(const uint8_t* p, size_t n) {
+    while (n && !broken) {
+      if (left) {
+        const size_t k = static_cast<size_t>(std::min<uint64_t>(left, n));
+        left -= k;
+        p += k;
+        n -= k;
+        continue;
+      }
+      const size_t k = std::min<size_t>(sizeof hdr - got, n);
+      std::memcpy(hdr + got, p, k);
+      got += static_cast<uint32_t>(k);
+      p += k;
+      n -= k;
+      if (got < sizeof hdr) break;
+      got = 0;
+      abi::FrameHeader h;
+      std::memcpy(&h, hdr, sizeof h);
+      if (h.length > abi::kMaxFramePayload || h.type < abi::kFrameStdout || h.type > abi::kFrameExit) {
+        broken = true;
+        break;
+      }
+      if (h.type == abi::kFrameExit) exit_seen = true;
+      left = h.length;
+    }
+  }
+  bool at_boundary() const { return got == 0 && left == 0; }
+};
+
+enum Pending : uint32_t {
+  kPendRst = 1,
+  kPendRequest = 2,
+  kPendResponse = 4,
+  kPendShutdown = 8,
+  kPendCreditUpdate = 16,
+  kPendCreditRequest = 32,
+};
+
+}  // namespace
+
+struct VsockDevice::Conn {
+  enum State { kAwaitLine, kConnecting, kEstablished, kDraining, kDead, kGone };
+  uint64_t token = 0;
+  Fd fd;
+  State state = kAwaitLine;
+  bool host_initiated = false;
+  bool stdio = false;
+  uint32_t local_port = 0;  // the host side's port
+  uint32_t peer_port = 0;   // the guest's port
+  uint32_t watched = 0;     // events registered with the watcher (0: not registered)
+  bool hup = false;         // the host end hung up: unwatched, reads never block
+  bool readable = true;     // worth trying a read (cleared on EAGAIN)
+  bool host_eof = false;    // the host will send no more
+  bool rst_after_drain = false;
+  uint32_t peer_shutdown = 0;
+  uint32_t pending = 0;     // Pending bits
+  uint32_t shutdown_flags = 0;
+  // guest -> host
+  std::vector<uint8_t> buf;
+  size_t buf_off = 0;
+  uint32_t fwd_cnt = 0;
+  uint32_t reported_fwd_cnt = 0;
+  // host -> guest
+  uint32_t rx_cnt = 0;
+  uint32_t peer_buf_alloc = 0;
+  uint32_t peer_fwd_cnt = 0;
+  bool credit_requested = false;
+  uint64_t deadline_ns = 0;  // kConnecting
+  std::string line;          // kAwaitLine
+  FrameTracker frames;
+
+  size_t buffered() const { return buf.size() - buf_off; }
+};
+
+VsockDevice::VsockDevice(uint64_t guest_cid, const Log* log, VsockLimits limits)
+    : guest_cid_(guest_cid), log_(log), limits_(limits) {}
+
+VsockDevice::~VsockDevice() {
+  close_all();
+  if (watcher_ && listen_fd_.valid()) watcher_->watch(listen_fd_.get(), 0, kListenToken);
+  if (watcher_ && timer_fd_.valid()) watcher_->watch(timer_fd_.get(), 0, kTimerToken);
+  if (!uds_path_.empty() && listen_fd_.valid()) ::unlink(uds_path_.c_str());
+}
+
+void VsockDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
+  // struct virtio_vsock_config { le64 guest_cid; }
+  for (size_t i = 0; i < data.size(); i++) {
+    const uint64_t at = offset + i;
+    data[i] = at < 8 ? static_cast<uint8_t>(guest_cid_ >> (8 * at)) : 0;
+  }
+}
+
+Result<void> VsockDevice::activate(const VirtioContext& ctx, uint64_t) {
+  ctx_ = ctx;
+  active_ = true;
+  rx_starved_ = false;
+  if (!process_tx()) return Error{"vsock transmitq: " + ctx_.queues[kVsockTxq].broken_reason()};
+  if (!pump_rx()) return Error{"vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason()};
+  return Ok();
+}
+
+void VsockDevice::reset() {
+  close_all();
+  active_ = false;
+  ctx_ = {};
+}
+
+void VsockDevice::finish_used(Virtqueue& q) {
+  q.publish_used();
+  if (q.should_interrupt()) ctx_.interrupt->raise(kVirtioIntUsedBuffer);
+}
+
+bool VsockDevice::process_queue(uint32_t q) {
+  if (!active_) return true;
+  bool ok = true;
+  if (q == kVsockRxq) {
+    rx_starved_ = false;
+  } else if (q == kVsockTxq) {
+    ok = process_tx();
+  }
+  // The event queue: its buffers stay with us; we have no events to report
+  // (connections never outlive a restore, so no TRANSPORT_RESET).
+  if (ok) ok = pump_rx();
+  for (auto& c : conns_) update_interest(*c);
+  return ok;
+}
+
+// ---------------------------------------------------------------- host side
+
+Result<void> VsockDevice::listen(const std::string& uds_path, FdWatcher* watcher) {
+  watcher_ = watcher;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (uds_path.empty() || uds_path.size() >= sizeof addr.sun_path)
+    return Error{"vsock socket path '" + uds_path + "' is empty or longer than " +
+                 std::to_string(sizeof addr.sun_path - 1) + " bytes"};
+  std::memcpy(addr.sun_path, uds_path.data(), uds_path.size());
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return errno_error("vsock socket");
+  // A socket file left behind by an earlier VMM is replaced; anything else
+  // at that path is not ours to remove.
+  struct stat st;
+  if (::lstat(uds_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Error{"vsock socket path " + uds_path + " exists and is not a socket"};
+    ::unlink(uds_path.c_str());
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return errno_error("bind " + uds_path);
+  if (::listen(fd.get(), 64) < 0) return errno_error("listen " + uds_path);
+  timer_fd_ = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!timer_fd_.valid()) return errno_error("timerfd_create");
+  listen_fd_ = std::move(fd);
+  uds_path_ = uds_path;
+  watcher_->watch(listen_fd_.get(), EPOLLIN, kListenToken);
+  watcher_->watch(timer_fd_.get(), EPOLLIN, kTimerToken);
+  return Ok();
+}
+
+VsockDevice::Conn* VsockDevice::find(uint32_t local_port, uint32_t peer_port) {
+  for (auto& c : conns_)
+    if (c->state != Conn::kAwaitLine && c->state != Conn::kGone && c->local_port == local_port &&
+        c->peer_port == peer_port)
+      return c.get();
+  return nullptr;
+}
+
+VsockDevice::Conn* VsockDevice::by_token(uint64_t token) {
+  for (auto& c : conns_)
+    if (c->token == token && c->state != Conn::kGone) return c.get();
+  return nullptr;
+}
+
+uint32_t VsockDevice::allocate_port() {
+  for (;;) {
+    const uint32_t p = next_port_++;
+    if (next_port_ == 0) next_port_ = 1u << 30;
+    bool used = false;
+    for (auto& c : conns_) used |= c->local_port == p;
+    if (!used) return p;
+  }
+}
+
+uint32_t VsockDevice::peer_credit(const Conn& c) const {
+  const uint32_t in_flight = c.rx_cnt - c.peer_fwd_cnt;
+  return in_flight > c.peer_buf_alloc ? 0 : c.peer_buf_alloc - in_flight;
+}
+
+void VsockDevice::update_interest(Conn& c) {
+  uint32_t want = 0;
+  if (c.fd.valid() && !c.hup) {
+    switch (c.state) {
+      case Conn::kAwaitLine: want = EPOLLIN; break;
+      case Conn::kEstablished:
+        if (!c.host_eof && !rx_starved_ && peer_credit(c) > 0) want |= EPOLLIN;
+        if (c.buffered()) want |= EPOLLOUT;
+        break;
+      case Conn::kDraining:
+        if (c.buffered()) want |= EPOLLOUT;
+        break;
+      default: break;
+    }
+  }
+  if (want == c.watched || !watcher_) return;
+  watcher_->watch(c.fd.get(), want, c.token);
+  c.watched = want;
+}
+
+void VsockDevice::destroy_conn(uint64_t token) {
+  Conn* c = by_token(token);
+  if (!c) return;
+  if (c->watched && watcher_) watcher_->watch(c->fd.get(), 0, c->token);
+  c->watched = 0;
+  c->fd.reset();
+  c->state = Conn::kGone;  // removed by the sweep at the end of pump_rx()
+}
+
+void VsockDevice::reset_conn(Conn& c, bool tell_guest) {
+  // A request the guest never saw needs no reset either.
+  const bool guest_knows = c.state != Conn::kAwaitLine && !(c.state == Conn::kConnecting && (c.pending & kPendRequest));
+  if (c.watched && watcher_) watcher_->watch(c.fd.get(), 0, c.token);
+  c.watched = 0;
+  c.fd.reset();
+  std::vector<uint8_t>().swap(c.buf);
+  c.buf_off = 0;
+  if (tell_guest && guest_knows && active_) {
+    c.state = Conn::kDead;
+    c.pending = kPendRst;
+  } else {
+    c.state = Conn::kGone;
+  }
+}
+
+void VsockDevice::maybe_credit_update(Conn& c) {
+  if (c.state == Conn::kEstablished && c.fwd_cnt - c.reported_fwd_cnt >= limits_.conn_buf / 2)
+    c.pending |= kPendCreditUpdate;
+}
+
+void VsockDevice::accept_clients() {
+  for (int i = 0; i < kAcceptBatch; i++) {
+    Fd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd.valid()) {
+      if (errno == EINTR) continue;
+      return;  // EAGAIN, or the client already left
+    }
+    size_t live = 0;
+    for (auto& c : conns_) live += c->state != Conn::kGone;
+    if (live >= limits_.max_conns) {
+      if (log_) log_->debug("vsock: %u connections open: refusing a host client", limits_.max_conns);
+      continue;  // closed: the client sees EOF
+    }
+    auto c = std::make_unique<Conn>();
+    c->token = next_token_++;
+    c->fd = std::move(fd);
+    c->host_initiated = true;
+    c->state = Conn::kAwaitLine;
+    update_interest(*c);
+    conns_.push_back(std::move(c));
+  }
+}
+
+void VsockDevice::read_connect_line(Conn& c) {
+  // Peek first and consume only up to the newline: what the client sends
+  // after the line belongs to the guest.
+  char buf[kMaxLine];
+  const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) {
+    destroy_conn(c.token);
+    return;
+  }
+  const char* nl = static_cast<const char*>(std::memchr(buf, '\n', static_cast<size_t>(n)));
+  const size_t take = nl ? static_cast<size_t>(nl - buf) + 1 : static_cast<size_t>(n);
+  if (::recv(c.fd.get(), buf, take, MSG_DONTWAIT) != static_cast<ssize_t>(take)) {
+    destroy_conn(c.token);
+    return;
+  }
+  c.line.append(buf, take);
+  if (c.line.size() > kMaxLine) {
+    if (log_) log_->debug("vsock: host client sent an over-long line: closing it");
+    destroy_conn(c.token);
+    return;
+  }
+  if (!nl) return;
+  // "CONNECT <port>\n"
+  uint64_t port = 0;
+  bool ok = c.line.rfind("CONNECT ", 0) == 0 && c.line.size() > 9;
+  for (size_t i = 8; ok && i + 1 < c.line.size(); i++) {
+    const char ch = c.line[i];
+    if (ch < '0' || ch > '9' || i > 18) ok = false;
+    else port = port * 10 + static_cast<uint64_t>(ch - '0');
+  }
+  if (ok && port > 0xffffffffu) ok = false;
+  if (!ok) {
+    if (log_) log_->debug("vsock: host client did not send \"CONNECT <port>\\n\": closing it");
+    destroy_conn(c.token);
+    return;
+  }
+  c.line.clear();
+  c.line.shrink_to_fit();
+  c.peer_port = static_cast<uint32_t>(port);
+  c.local_port = allocate_port();
+  c.stdio = c.peer_port == abi::kStdioPort;
+  c.state = Conn::kConnecting;
+  c.pending |= kPendRequest;
+  c.deadline_ns = now_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
+  arm_timer();
+}
+
+void VsockDevice::arm_timer() {
+  if (!timer_fd_.valid()) return;
+  uint64_t first = 0;
+  for (auto& c : conns_)
+    if (c->state == Conn::kConnecting && (first == 0 || c->deadline_ns < first)) first = c->deadline_ns;
+  itimerspec its{};
+  if (first) {
+    const uint64_t now = now_ns();
+    const uint64_t in = first > now ? first - now : 1;
+    its.it_value.tv_sec = static_cast<time_t>(in / 1000000000);
+    its.it_value.tv_nsec = static_cast<long>(in % 1000000000);
+  }
+  ::timerfd_settime(timer_fd_.get(), 0, &its, nullptr);
+}
+
+void VsockDevice::on_timer() {
+  uint64_t expirations;
+  while (::read(timer_fd_.get(), &expirations, sizeof expirations) < 0 && errno == EINTR) {
+  }
+  const uint64_t now = now_ns();
+  for (auto& c : conns_) {
+    if (c->state != Conn::kConnecting || c->deadline_ns > now) continue;
+    if (log_) log_->debug("vsock: guest did not answer the connection to port %u: closing the host client", c->peer_port);
+    reset_conn(*c, true);
+  }
+  arm_timer();
+}
+
+bool VsockDevice::flush_tx_buf(Conn& c) {
+  while (c.buffered() && c.fd.valid()) {
+    const ssize_t n = ::send(c.fd.get(), c.buf.data() + c.buf_off, c.buffered(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      c.buf_off += static_cast<size_t>(n);
+      c.fwd_cnt += static_cast<uint32_t>(n);
+      stats_.tx_bytes += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (log_) log_->debug("vsock: host socket of port %u: %s: resetting", c.local_port, n < 0 ? std::strerror(errno) : "closed");
+    reset_conn(c, true);
+    return false;
+  }
+  if (c.buffered() == 0) {
+    c.buf.clear();
+    c.buf_off = 0;
+    if (c.state == Conn::kDraining) {
+      if (c.rst_after_drain) reset_conn(c, true);
+      else destroy_conn(c.token);
+      return true;
+    }
+    if ((c.peer_shutdown & kVsockShutdownSend) && c.fd.valid()) ::shutdown(c.fd.get(), SHUT_WR);
+  } else if (c.buf_off > c.buf.size() / 2) {
+    c.buf.erase(c.buf.begin(), c.buf.begin() + static_cast<std::ptrdiff_t>(c.buf_off));
+    c.buf_off = 0;
+  }
+  maybe_credit_update(c);
+  return true;
+}
+
+void VsockDevice::on_fd_event(uint64_t token, uint32_t events) {
+  if (token == kListenToken) {
+    if (listen_fd_.valid()) accept_clients();
+  } else if (token == kTimerToken) {
+    on_timer();
+  } else if (Conn* c = by_token(token)) {
+    if (events & (EPOLLHUP | EPOLLERR)) {
+      // Level-triggered HUP never stops firing: stop watching; reads on a
+      // hung-up socket never block, and writes fail.
+      c->hup = true;
+      c->readable = true;
+    }
+    switch (c->state) {
+      case Conn::kAwaitLine:
+        read_connect_line(*c);
+        if (c->state == Conn::kAwaitLine && c->hup) destroy_conn(c->token);
+        break;
+      case Conn::kEstablished:
+      case Conn::kDraining:
+        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flush_tx_buf(*c);
+        if (events & EPOLLIN) c->readable = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (active_ && !pump_rx()) {
+    ctx_.interrupt->needs_reset("vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason());
+    return;
+  }
+  if (!active_) {
+    // No guest to talk to: only host clients waiting for their line exist.
+    conns_.erase(std::remove_if(conns_.begin(), conns_.end(), [](auto& c) { return c->state == Conn::kGone; }),
+                 conns_.end());
+  }
+  for (auto& c : conns_) update_interest(*c);
+}
+
+// ---------------------------------------------------------------- guest -> host
+
+bool VsockDevice::process_tx() {
+  Virtqueue& q = ctx_.queues[kVsockTxq];
+  bool any = false;
+  for (;;) {
+    const auto r = q.pop(scratch_);
+    if (r == Virtqueue::Pop::kBroken) {
+      if (any) finish_used(q);
+      return false;
+    }
+    if (r == Virtqueue::Pop::kEmpty) break;
+    stats_.tx_packets++;
+    VsockHeader h;
+    if (scratch_.readable_bytes < sizeof h) {
+      stats_.dropped++;
+      if (log_) log_->debug("vsock: transmit buffer %u shorter than a packet header: dropped", scratch_.head);
+    } else {
+      gather(scratch_, 0, &h, sizeof h);
+      handle_packet(h, scratch_);
+    }
+    q.add_used(scratch_.head, 0);
+    any = true;
+  }
+  if (any) finish_used(q);
+  return true;
+}
+
+void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& chain) {
+  if (h.src_cid != guest_cid_ || h.dst_cid != abi::kVsockHostCid) {
+    stats_.dropped++;
+    if (log_) log_->debug("vsock: packet from cid %llu to cid %llu: not ours, dropped",
+                          static_cast<unsigned long long>(h.src_cid), static_cast<unsigned long long>(h.dst_cid));
+    return;
+  }
+  Conn* c = find(h.dst_port, h.src_port);
+  const bool bad_len = h.len > chain.readable_bytes - sizeof(VsockHeader) || (h.op != kVsockOpRw && h.len != 0);
+  if (h.type != kVsockTypeStream || bad_len) {
+    stats_.dropped++;
+    if (log_) log_->debug("vsock: malformed packet (type %u, op %u, len %u): reset", h.type, h.op, h.len);
+    if (c) reset_conn(*c, true);
+    else if (h.op != kVsockOpRst && pending_rst_.size() < limits_.max_pending_rst)
+      pending_rst_.push_back(PendingRst{h.src_port, h.dst_port});
+    return;
+  }
+  if (!c) {
+    if (h.op == kVsockOpRequest) {
+      guest_connect(h);
+    } else if (h.op != kVsockOpRst && pending_rst_.size() < limits_.max_pending_rst) {
+      pending_rst_.push_back(PendingRst{h.src_port, h.dst_port});
+    }
+    return;
+  }
+  if (h.buf_alloc != c->peer_buf_alloc || h.fwd_cnt != c->peer_fwd_cnt) c->credit_requested = false;
+  c->peer_buf_alloc = h.buf_alloc;
+  c->peer_fwd_cnt = h.fwd_cnt;
+  if (c->state == Conn::kDead) return;  // a reset is on its way
+  if (c->state == Conn::kDraining) {
+    if (h.op == kVsockOpRst) c->rst_after_drain = false;
+    return;
+  }
+  switch (h.op) {
+    case kVsockOpResponse: {
+      if (c->state != Conn::kConnecting || (c->pending & kPendRequest)) {
+        reset_conn(*c, true);
+        break;
+      }
+      c->state = Conn::kEstablished;
+      const std::string ok = "OK " + std::to_string(c->local_port) + "\n";
+      if (::send(c->fd.get(), ok.data(), ok.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(ok.size())) {
+        reset_conn(*c, true);
+        break;
+      }
+      c->readable = true;
+      arm_timer();
+      break;
+    }
+    case kVsockOpRst:
+      if (c->state == Conn::kEstablished && c->buffered()) {
+        c->state = Conn::kDraining;  // deliver what the guest sent before its reset
+        c->rst_after_drain = false;
+      } else {
+        destroy_conn(c->token);
+      }
+      break;
+    case kVsockOpShutdown:
+      if (c->state != Conn::kEstablished) {
+        reset_conn(*c, true);
+        break;
+      }
+      c->peer_shutdown |= h.flags & (kVsockShutdownRcv | kVsockShutdownSend);
+      if (c->peer_shutdown == (kVsockShutdownRcv | kVsockShutdownSend)) {
+        // The guest closed: write out what it sent, then reset (the
+        // spec's close handshake).
+        if (c->buffered()) {
+          c->state = Conn::kDraining;
+          c->rst_after_drain = true;
+        } else {
+          reset_conn(*c, true);
+        }
+      } else if ((c->peer_shutdown & kVsockShutdownSend) && !c->buffered()) {
+        ::shutdown(c->fd.get(), SHUT_WR);
+      }
+      break;
+    case kVsockOpRw:
+      handle_rw(*c, h, chain);
+      break;
+    case kVsockOpCreditUpdate:
+      break;  // the credit fields are all it carries
+    case kVsockOpCreditRequest:
+      if (c->state == Conn::kEstablished) c->pending |= kPendCreditUpdate;
+      break;
+    default:  // a second REQUEST, INVALID, unknown ops
+      reset_conn(*c, true);
+      break;
+  }
+}
+
+void VsockDevice::guest_connect(const VsockHeader& h) {
+  size_t live = 0;
+  for (auto& c : conns_) live += c->state != Conn::kGone;
+  auto refuse = [&](const char* why) {
+    if (log_) log_->debug("vsock: guest connection to host port %u refused: %s", h.dst_port, why);
+    if (pending_rst_.size() < limits_.max_pending_rst) pending_rst_.push_back(PendingRst{h.src_port, h.dst_port});
+  };
+  if (uds_path_.empty()) return refuse("no --vsock-uds");
+  if (live >= limits_.max_conns) return refuse("too many connections");
+  const std::string path = uds_path_ + "_" + std::to_string(h.dst_port);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return refuse("socket path too long");
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return refuse(std::strerror(errno));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return refuse(std::strerror(errno));
+  auto c = std::make_unique<Conn>();
+  c->token = next_token_++;
+  c->fd = std::move(fd);
+  c->state = Conn::kEstablished;
+  c->local_port = h.dst_port;
+  c->peer_port = h.src_port;
+  c->peer_buf_alloc = h.buf_alloc;
+  c->peer_fwd_cnt = h.fwd_cnt;
+  c->pending = kPendResponse;
+  conns_.push_back(std::move(c));
+}
+
+void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain& chain) {
+  if (c.state != Conn::kEstablished || (c.peer_shutdown & kVsockShutdownSend)) {
+    reset_conn(c, true);
+    return;
+  }
+  const uint32_t len = h.len;
+  if (len == 0) return;
+  if (c.buffered() + len > limits_.conn_buf) {
+    stats_.credit_violations++;
+    if (log_) log_->debug("vsock: guest sent %u bytes on port %u beyond its credit (%zu buffered, %u allowed): reset",
+                          len, c.local_port, c.buffered(), limits_.conn_buf);
+    reset_conn(c, true);
+    return;
+  }
+  // The data: readable bytes [44, 44 + len).
+  iovec iov[kMaxIov];
+  size_t n_iov = 0;
+  uint64_t skip = sizeof(VsockHeader), want = len;
+  for (const auto& s : chain.readable) {
+    if (want == 0) break;
+    if (skip >= s.size()) {
+      skip -= s.size();
+      continue;
+    }
+    const size_t k = static_cast<size_t>(std::min<uint64_t>(s.size() - skip, want));
+    if (c.stdio) c.frames.feed(s.data() + skip, k);
+    if (n_iov < kMaxIov) iov[n_iov++] = iovec{const_cast<uint8_t*>(s.data()) + skip, k};
+    want -= k;
+    skip = 0;
+  }
+  size_t written = 0;
+  if (c.buffered() == 0 && !c.hup) {
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = n_iov;
+    ssize_t w;
+    do {
+      w = ::sendmsg(c.fd.get(), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      if (log_) log_->debug("vsock: host socket of port %u: %s: resetting", c.local_port, std::strerror(errno));
+      reset_conn(c, true);
+      return;
+    }
+    if (w > 0) written = static_cast<size_t>(w);
+  }
+  c.fwd_cnt += static_cast<uint32_t>(written);
+  stats_.tx_bytes += written;
+  if (written < len) {
+    // The rest waits for EPOLLOUT; bounded by conn_buf (checked above).
+    const size_t old = c.buf.size();
+    c.buf.resize(old + (len - written));
+    gather(chain, sizeof(VsockHeader) + written, c.buf.data() + old, len - written);
+  }
+  maybe_credit_update(c);
+}
+
+// ---------------------------------------------------------------- host -> guest
+
+bool VsockDevice::fill_rx(Conn* c, uint16_t op, uint32_t flags, uint32_t src_port, uint32_t dst_port, bool data,
+                          bool* progress) {
+  *progress = false;
+  Virtqueue& q = ctx_.queues[kVsockRxq];
+  const auto r = q.pop(scratch_);
+  if (r == Virtqueue::Pop::kBroken) return false;
+  if (r == Virtqueue::Pop::kEmpty) {
+    rx_starved_ = true;
+    return true;
+  }
+  if (scratch_.writable_bytes < sizeof(VsockHeader)) {
+    ctx_.interrupt->needs_reset("vsock receive buffer " + std::to_string(scratch_.head) + " shorter than a header");
+    return false;
+  }
+  uint32_t n = 0;
+  if (data) {
+    const uint64_t room =
+        std::min<uint64_t>({scratch_.writable_bytes - sizeof(VsockHeader), limits_.max_packet, peer_credit(*c)});
+    iovec iov[kMaxIov];
+    size_t n_iov = 0;
+    uint64_t skip = sizeof(VsockHeader), want = room;
+    for (const auto& s : scratch_.writable) {
+      if (want == 0 || n_iov == kMaxIov) break;
+      if (skip >= s.size()) {
+        skip -= s.size();
+        continue;
+      }
+      const size_t k = static_cast<size_t>(std::min<uint64_t>(s.size() - skip, want));
+      iov[n_iov++] = iovec{s.data() + skip, k};
+      want -= k;
+      skip = 0;
+    }
+    ssize_t got;
+    do {
+      got = ::readv(c->fd.get(), iov, static_cast<int>(n_iov));
+    } while (got < 0 && errno == EINTR);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      q.undo_pop();
+      c->readable = false;
+      return true;
+    }
+    if (got <= 0) {
+      // End of the host's data (or an error that amounts to it).
+      q.undo_pop();
+      c->host_eof = true;
+      c->shutdown_flags = kVsockShutdownSend | (got < 0 || c->hup ? kVsockShutdownRcv : 0);
+      c->pending |= kPendShutdown;
+      *progress = true;
+      return true;
+    }
+    n = static_cast<uint32_t>(got);
+    c->rx_cnt += n;
+    stats_.rx_bytes += n;
+  }
+  VsockHeader h{};
+  h.src_cid = abi::kVsockHostCid;
+  h.dst_cid = guest_cid_;
+  h.src_port = src_port;
+  h.dst_port = dst_port;
+  h.len = n;
+  h.type = kVsockTypeStream;
+  h.op = op;
+  h.flags = flags;
+  if (c && op != kVsockOpRst) {
+    h.buf_alloc = limits_.conn_buf;
+    h.fwd_cnt = c->fwd_cnt;
+    c->reported_fwd_cnt = c->fwd_cnt;
+  }
+  scatter(scratch_, 0, &h, sizeof h);
+  q.add_used(scratch_.head, static_cast<uint32_t>(sizeof h) + n);
+  stats_.rx_packets++;
+  if (op == kVsockOpRst) stats_.resets_sent++;
+  *progress = true;
+  return true;
+}
+
+bool VsockDevice::pump_rx() {
+  Virtqueue& q = ctx_.queues[kVsockRxq];
+  bool any = false, ok = true;
+  while (active_ && ok && !rx_starved_) {
+    bool progress = false;
+    // 1. Resets for packets of connections we do not know.
+    if (!pending_rst_.empty()) {
+      const PendingRst r = pending_rst_.front();
+      ok = fill_rx(nullptr, kVsockOpRst, 0, r.dst_port, r.src_port, false, &progress);
+      if (progress) {
+        pending_rst_.pop_front();
+        any = true;
+      }
+      continue;
+    }
+    // 2. Control packets.
+    Conn* ctl = nullptr;
+    for (auto& c : conns_)
+      if (c->pending && c->state != Conn::kGone) {
+        ctl = c.get();
+        break;
+      }
+    if (ctl) {
+      static constexpr struct {
+        uint32_t bit;
+        uint16_t op;
+      } kOrder[] = {{kPendRst, kVsockOpRst},
+                    {kPendRequest, kVsockOpRequest},
+                    {kPendResponse, kVsockOpResponse},
+                    {kPendShutdown, kVsockOpShutdown},
+                    {kPendCreditUpdate, kVsockOpCreditUpdate},
+                    {kPendCreditRequest, kVsockOpCreditRequest}};
+      for (const auto& o : kOrder) {
+        if (!(ctl->pending & o.bit)) continue;
+        const uint32_t flags = o.bit == kPendShutdown ? ctl->shutdown_flags : 0;
+        ok = fill_rx(ctl, o.op, flags, ctl->local_port, ctl->peer_port, false, &progress);
+        if (progress) {
+          any = true;
+          ctl->pending &= ~o.bit;
+          if (o.bit == kPendRst) {
+            ctl->pending = 0;
+            ctl->state = Conn::kGone;
+          } else if (o.bit == kPendRequest) {
+            // It is out: from now on a timeout must reset it in the guest too.
+          }
+        }
+        break;
+      }
+      continue;
+    }
+    // 3. Data from host sockets, round robin.
+    const size_t n = conns_.size();
+    bool sent = false;
+    for (size_t i = 0; i < n && ok && !rx_starved_; i++) {
+      Conn& c = *conns_[(rr_ + i) % n];
+      if (c.state != Conn::kEstablished || c.host_eof || !c.readable || !c.fd.valid()) continue;
+      if (peer_credit(c) == 0) {
+        if (!c.credit_requested) {
+          c.credit_requested = true;
+          c.pending |= kPendCreditRequest;
+          sent = true;
+        }
+        continue;
+      }
+      bool p = false;
+      ok = fill_rx(&c, kVsockOpRw, 0, c.local_port, c.peer_port, true, &p);
+      if (p) {
+        any = true;
+        sent = true;
+        rr_ = (rr_ + i + 1) % n;
+        break;
+      }
+    }
+    if (!sent) break;
+  }
+  if (any) finish_used(q);
+  conns_.erase(std::remove_if(conns_.begin(), conns_.end(), [](auto& c) { return c->state == Conn::kGone; }),
+               conns_.end());
+  return ok;
+}
+
+// ---------------------------------------------------------------- end of a run
+
+void VsockDevice::finish(const abi::ExitPayload& exit, int deadline_ms) {
+  if (active_) (void)process_tx();
+  for (auto& c : conns_) {
+    if (!c->stdio || !c->host_initiated) continue;
+    if (c->state != Conn::kEstablished && c->state != Conn::kDraining) continue;
+    if (!c->frames.at_boundary() || c->frames.exit_seen || c->frames.broken) continue;
+    const abi::FrameHeader fh{abi::kFrameExit, sizeof(abi::ExitPayload)};
+    const size_t old = c->buf.size();
+    c->buf.resize(old + sizeof fh + sizeof exit);
+    std::memcpy(c->buf.data() + old, &fh, sizeof fh);
+    std::memcpy(c->buf.data() + old + sizeof fh, &exit, sizeof exit);
+    c->frames.exit_seen = true;
+  }
+  const uint64_t end = now_ns() + uint64_t(deadline_ms > 0 ? deadline_ms : 0) * 1000000;
+  for (;;) {
+    std::vector<pollfd> fds;
+    for (auto& c : conns_) {
+      if ((c->state != Conn::kEstablished && c->state != Conn::kDraining) || !c->fd.valid() || !c->buffered()) continue;
+      if (!flush_tx_buf(*c)) continue;
+      if (c->fd.valid() && c->buffered()) fds.push_back(pollfd{c->fd.get(), POLLOUT, 0});
+    }
+    if (fds.empty()) break;
+    const uint64_t now = now_ns();
+    if (now >= end) {
+      if (log_) log_->debug("vsock: %zu host clients did not read their output in time", fds.size());
+      break;
+    }
+    ::poll(fds.data(), fds.size(), static_cast<int>((end - now) / 1000000) + 1);
+  }
+  close_all();
+}
+
+void VsockDevice::close_all() {
+  for (auto& c : conns_) {
+    if (c->watched && watcher_) watcher_->watch(c->fd.get(), 0, c->token);
+    c->watched = 0;
+  }
+  conns_.clear();
+  pending_rst_.clear();
+  rx_starved_ = false;
+  if (timer_fd_.valid()) {
+    itimerspec its{};
+    ::timerfd_settime(timer_fd_.get(), 0, &its, nullptr);
+  }
+}
+
+}  // namespace ember
