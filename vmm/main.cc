@@ -182,10 +182,11 @@ int main(int argc, char** argv) {
   config.image_path = o.image;
   config.vsock_uds = o.vsock_uds;
   config.snapshot_dir = o.snapshot_at_ready;
-  // With vsock, stdin comes over vsock; at a snapshot, there is none: the
-  // console has no input source at all (not even EOF), so the program
-  // blocks on its first read.
-  if (!o.vsock_uds.empty() || !o.snapshot_at_ready.empty()) config.stdin_fd = -1;
+  // At a snapshot the console has no input source at all (not even EOF), so
+  // the program blocks on its first read. (With --vsock-uds alone the
+  // console keeps ember-vmm's stdin: the guest takes stdin from whichever
+  // of console and vsock delivers first, api/stdio_protocol.h.)
+  if (!o.snapshot_at_ready.empty()) config.stdin_fd = -1;
   config.seccomp = o.seccomp;
   if (!o.seccomp)
     print_error("WARNING: --no-seccomp: running WITHOUT the seccomp allow-lists; a guest that exploits a VMM bug "
