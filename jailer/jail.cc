@@ -131,6 +131,12 @@ Result<Prepared> validate(const JailerOptions& o) {
   // The files: the VMM binary, then what its arguments name.
   EMBER_TRY(std::string exec, absolute_path(o.exec_file, "--exec-file"));
   const std::string exec_name = basename_of(exec);
+  {
+    EMBER_TRY(Fd fd, open_regular_file(exec, "--exec-file"));
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return errno_error(exec);
+    if (!(st.st_mode & 0111)) return Error{"--exec-file " + exec + ": not executable"};
+  }
   EMBER_TRY(VmmInvocation inv, rewrite_vmm_args(o.vmm_args, o.id, dirname_of(exec) + "/ember-guest.elf",
                                                 {exec_name, "dev"}));
   p.vmm_args = inv.args;
