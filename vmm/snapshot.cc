@@ -176,8 +176,11 @@ Result<uint64_t> SnapshotWriter::commit(std::span<const uint8_t> vmstate, const 
   if (replace_) {
     if (renameat2_(parent_.get(), tmp_name_.c_str(), parent_.get(), final_name_.c_str(), RENAME_EXCHANGE) < 0)
       return errno_error("replacing " + dir_);
-    // tmp_name_ now holds the old snapshot: remove it.
-    for (const char* f : {kVmstateFile, kMemFile, kImageFile}) ::unlinkat(tmp_dir_.get(), f, 0);
+    // The name tmp_name_ now holds the old snapshot (tmp_dir_ still refers
+    // to the new one, now at DIR): remove the old files through
+    // "<tmp_name_>/<file>" relative to the parent.
+    for (const char* f : {kVmstateFile, kMemFile, kImageFile})
+      ::unlinkat(parent_.get(), (tmp_name_ + "/" + f).c_str(), 0);
     ::unlinkat(parent_.get(), tmp_name_.c_str(), AT_REMOVEDIR);
   } else if (renameat2_(parent_.get(), tmp_name_.c_str(), parent_.get(), final_name_.c_str(), RENAME_NOREPLACE) < 0) {
     return errno_error("creating " + dir_);
@@ -202,10 +205,15 @@ Result<Fd> open_file(const std::string& path, struct stat* st) {
 }  // namespace
 
 Result<SnapshotFiles> open_snapshot(const std::string& dir) {
+  return open_snapshot_files(dir + "/" + kVmstateFile, dir + "/" + kMemFile, dir + "/" + kImageFile);
+}
+
+Result<SnapshotFiles> open_snapshot_files(const std::string& state_path, const std::string& mem_path,
+                                          const std::string& image_path) {
   SnapshotFiles f;
   struct stat st;
   {
-    const std::string path = dir + "/" + kVmstateFile;
+    const std::string& path = state_path;
     EMBER_TRY(Fd fd, open_file(path, &st));
     if (static_cast<uint64_t>(st.st_size) > kVmstateMaxSize)
       return Error{path + ": " + std::to_string(st.st_size) + " bytes, not a snapshot state file"};
@@ -220,19 +228,25 @@ Result<SnapshotFiles> open_snapshot(const std::string& dir) {
     }
     bytes.resize(got);
     auto parsed = parse_vmstate(bytes);
-    if (!parsed) return Error{dir + "/" + parsed.message()};
+    if (!parsed) {
+      // "vm.vmstate: bad magic ..." -> "<state_path>: bad magic ..."
+      std::string why = parsed.message();
+      const std::string prefix = std::string(kVmstateFile) + ": ";
+      if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
+      return Error{state_path + ": " + why};
+    }
     f.state = std::move(*parsed);
   }
   const MachineSnapshot& m = f.state.machine;
   {
-    const std::string path = dir + "/" + kMemFile;
+    const std::string& path = mem_path;
     EMBER_TRY(f.mem, open_file(path, &st));
     if (static_cast<uint64_t>(st.st_size) != m.mem_size)
       return Error{path + ": " + std::to_string(st.st_size) + " bytes, but the snapshot's memory is " +
                    std::to_string(m.mem_size) + " bytes"};
   }
   {
-    const std::string path = dir + "/" + kImageFile;
+    const std::string& path = image_path;
     EMBER_TRY(Fd fd, open_file(path, &st));
     if (static_cast<uint64_t>(st.st_size) != m.image_size)
       return Error{path + ": " + std::to_string(st.st_size) + " bytes, but the snapshot was taken with a " +

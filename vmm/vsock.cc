@@ -127,6 +127,7 @@ struct VsockDevice::Conn {
   bool readable = true;     // worth trying a read (cleared on EAGAIN)
   bool host_eof = false;    // the host will send no more
   bool rst_after_drain = false;
+  bool deferred = false;    // a stdio CONNECT waiting for the next run (one stdio connection per run)
   uint32_t peer_shutdown = 0;
   uint32_t pending = 0;     // Pending bits
   uint32_t shutdown_flags = 0;
@@ -151,7 +152,7 @@ VsockDevice::VsockDevice(uint64_t guest_cid, const Log* log, VsockLimits limits)
     : guest_cid_(guest_cid), log_(log), limits_(limits) {}
 
 VsockDevice::~VsockDevice() {
-  close_all();
+  close_all(/*keep_waiting=*/false);
   if (watcher_ && listen_fd_.valid()) watcher_->watch(listen_fd_.get(), 0, kListenToken);
   if (watcher_ && timer_fd_.valid()) watcher_->watch(timer_fd_.get(), 0, kTimerToken);
   // unlinkat: what the seccomp allow-list has (for snapshots too).
@@ -170,13 +171,14 @@ Result<void> VsockDevice::activate(const VirtioContext& ctx, uint64_t) {
   ctx_ = ctx;
   active_ = true;
   rx_starved_ = false;
+  promote_deferred();  // a stdio client that came during the last run goes first
   if (!process_tx()) return Error{"vsock transmitq: " + ctx_.queues[kVsockTxq].broken_reason()};
   if (!pump_rx()) return Error{"vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason()};
   return Ok();
 }
 
 void VsockDevice::reset() {
-  close_all();
+  close_all(/*keep_waiting=*/true);
   active_ = false;
   ctx_ = {};
 }
@@ -376,6 +378,12 @@ void VsockDevice::read_connect_line(Conn& c) {
   c.local_port = allocate_port();
   c.stdio = c.peer_port == abi::kStdioPort;
   c.state = Conn::kConnecting;
+  if (c.stdio && stdio_busy(&c)) {
+    // The guest takes one stdio connection per run: this one waits, unread
+    // beyond its line, for the next run (restore --repeat) or the VM's end.
+    c.deferred = true;
+    return;
+  }
   c.pending |= kPendRequest;
   c.deadline_ns = now_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
   arm_timer();
@@ -385,7 +393,7 @@ void VsockDevice::arm_timer() {
   if (!timer_fd_.valid()) return;
   uint64_t first = 0;
   for (auto& c : conns_)
-    if (c->state == Conn::kConnecting && (first == 0 || c->deadline_ns < first)) first = c->deadline_ns;
+    if (c->state == Conn::kConnecting && !c->deferred && (first == 0 || c->deadline_ns < first)) first = c->deadline_ns;
   itimerspec its{};
   if (first) {
     const uint64_t now = now_ns();
@@ -402,7 +410,7 @@ void VsockDevice::on_timer() {
   }
   const uint64_t now = now_ns();
   for (auto& c : conns_) {
-    if (c->state != Conn::kConnecting || c->deadline_ns > now) continue;
+    if (c->state != Conn::kConnecting || c->deferred || c->deadline_ns > now) continue;
     if (log_) log_->debug("vsock: guest did not answer the connection to port %u: closing the host client", c->peer_port);
     reset_conn(*c, true);
   }
@@ -547,6 +555,7 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
         break;
       }
       c->state = Conn::kEstablished;
+      if (c->stdio) stdio_used_ = true;
       const std::string ok = "OK " + std::to_string(c->local_port) + "\n";
       if (::send(c->fd.get(), ok.data(), ok.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(ok.size())) {
         reset_conn(*c, true);
@@ -873,21 +882,47 @@ void VsockDevice::finish(const abi::ExitPayload& exit, int deadline_ms) {
     }
     ::poll(fds.data(), fds.size(), static_cast<int>((end - now) / 1000000) + 1);
   }
-  close_all();
+  close_all(/*keep_waiting=*/true);
 }
 
-void VsockDevice::close_all() {
+void VsockDevice::close_all(bool keep_waiting) {
+  // Host clients the guest has not heard of yet (no CONNECT line read, or a
+  // stdio request deferred to the next run) may stay: they belong to no run.
   for (auto& c : conns_) {
-    if (c->watched && watcher_) watcher_->watch(c->fd.get(), 0, c->token);
+    const bool keep = keep_waiting && (c->state == Conn::kAwaitLine || c->deferred);
+    if (keep || !c->watched || !watcher_) continue;
+    watcher_->watch(c->fd.get(), 0, c->token);
     c->watched = 0;
   }
-  conns_.clear();
+  conns_.erase(std::remove_if(conns_.begin(), conns_.end(),
+                              [&](auto& c) { return !(keep_waiting && (c->state == Conn::kAwaitLine || c->deferred)); }),
+               conns_.end());
   pending_rst_.clear();
   rx_starved_ = false;
+  stdio_used_ = false;
   if (timer_fd_.valid()) {
     itimerspec its{};
     ::timerfd_settime(timer_fd_.get(), 0, &its, nullptr);
   }
+}
+
+bool VsockDevice::stdio_busy(const Conn* except) const {
+  if (stdio_used_) return true;
+  for (auto& c : conns_)
+    if (c.get() != except && c->stdio && c->host_initiated && !c->deferred &&
+        (c->state == Conn::kConnecting || c->state == Conn::kEstablished || c->state == Conn::kDraining))
+      return true;
+  return false;
+}
+
+void VsockDevice::promote_deferred() {
+  for (auto& c : conns_) {
+    if (!c->deferred || stdio_busy(c.get())) continue;
+    c->deferred = false;
+    c->pending |= kPendRequest;
+    c->deadline_ns = now_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
+  }
+  arm_timer();
 }
 
 }  // namespace ember

@@ -10,6 +10,11 @@
 //   guest -> host: OP_REQUEST to host port P connects to `uds_path`_P; a
 //     refused connect is answered with OP_RST.
 //
+// The guest serves one stdio connection (port abi::kStdioPort) per run: a
+// second host client asking for that port waits (its CONNECT line read,
+// nothing sent to the guest) until the VM is reset in place, and is then the
+// next run's; other ports are not limited.
+//
 // Flow control is the virtio credit scheme (virtio 1.2, 5.10.6.3). Data
 // from the host is never buffered here: it is read from the Unix socket
 // straight into a guest receive buffer, and only as far as the guest's
@@ -129,8 +134,10 @@ class VsockDevice : public VirtioDevice {
   // guest cannot report a fault itself); writes out what is buffered,
   // waiting up to `deadline_ms` for slow readers; closes every connection.
   void finish(const abi::ExitPayload& exit, int deadline_ms);
-  // Drops every connection at once (no packets to the guest).
-  void close_all();
+  // Drops every connection at once (no packets to the guest); with
+  // keep_waiting, host clients the guest never heard of stay (those still to
+  // send their CONNECT line, and stdio requests deferred to the next run).
+  void close_all(bool keep_waiting = false);
 
   size_t connection_count() const { return conns_.size(); }
   uint64_t guest_cid() const { return guest_cid_; }
@@ -167,6 +174,9 @@ class VsockDevice : public VirtioDevice {
   void update_interest(Conn& c);
   void maybe_credit_update(Conn& c);
   uint32_t peer_credit(const Conn& c) const;
+  // A stdio connection was established in this run, or one is under way.
+  bool stdio_busy(const Conn* except) const;
+  void promote_deferred();
   Conn* find(uint32_t local_port, uint32_t peer_port);
   Conn* by_token(uint64_t token);
   uint32_t allocate_port();
@@ -186,6 +196,7 @@ class VsockDevice : public VirtioDevice {
   uint64_t next_token_ = kFirstConnToken;
   uint32_t next_port_ = 1u << 30;
   bool rx_starved_ = false;  // the guest had no receive buffer when we needed one
+  bool stdio_used_ = false;  // a stdio connection was established in this run
   size_t rr_ = 0;            // round-robin start for data
   DescriptorChain scratch_;
   VsockStats stats_;

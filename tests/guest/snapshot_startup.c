@@ -4,6 +4,7 @@
  *   <n>      -> "startups=<s> table[<n mod size>]=<value>"  (value from the table)
  *   time     -> "startups=<s> time=<CLOCK_REALTIME in ns>"
  *   random   -> "startups=<s> random=<16 getrandom bytes, hex>"
+ *   crash    -> writes through a NULL pointer (dies of SIGSEGV)
  * A snapshot taken where it first reads stdin, restored any number of times,
  * must always print startups=1: the start-up ran once, before the snapshot. */
 #include <stdint.h>
@@ -42,6 +43,9 @@ int main(void) {
       printf("startups=%d random=", startups);
       for (int i = 0; i < 16; i++) printf("%02x", b[i]);
       printf("\n");
+    } else if (strcmp(line, "crash") == 0) {
+      volatile int* volatile p = NULL;
+      *p = 1;
     } else {
       uint64_t n = strtoull(line, NULL, 10) % TABLE_WORDS;
       printf("startups=%d table[%llu]=%llu\n", startups, (unsigned long long)n, (unsigned long long)table[n]);

@@ -546,7 +546,7 @@ TEST_F(VsockTest, FinishReportsTheExitOnStdioConnections) {
   EXPECT_EQ(dev_->connection_count(), 0u);
 }
 
-TEST_F(VsockTest, FinishAddsNothingMidFrameOrAfterTheGuestsExit) {
+TEST_F(VsockTest, FinishAddsNothingMidFrame) {
   make();
   post_rx(8);
   auto [fd1, port1] = establish(abi::kStdioPort);
@@ -555,6 +555,13 @@ TEST_F(VsockTest, FinishAddsNothingMidFrameOrAfterTheGuestsExit) {
   partial += "abc";  // 7 bytes of the payload missing
   send(hdr(kVsockOpRw, abi::kStdioPort, port1), partial);
   EXPECT_EQ(read_some(fd1), partial);
+  transport_->locked([&](VirtioDevice&) { dev_->finish(abi::ExitPayload{abi::kExitSignal, 11}, 1000); });
+  EXPECT_EQ(read_some(fd1), "");
+}
+
+TEST_F(VsockTest, FinishAddsNothingAfterTheGuestsExitFrame) {
+  make();
+  post_rx(8);
   auto [fd2, port2] = establish(abi::kStdioPort);
   abi::FrameHeader eh{abi::kFrameExit, 8};
   abi::ExitPayload ep{abi::kExitCode, 3};
@@ -563,7 +570,6 @@ TEST_F(VsockTest, FinishAddsNothingMidFrameOrAfterTheGuestsExit) {
   send(hdr(kVsockOpRw, abi::kStdioPort, port2), exit_frame);
   EXPECT_EQ(read_some(fd2), exit_frame);
   transport_->locked([&](VirtioDevice&) { dev_->finish(abi::ExitPayload{abi::kExitSignal, 11}, 1000); });
-  EXPECT_EQ(read_some(fd1), "");
   EXPECT_EQ(read_some(fd2), "");
 }
 
@@ -595,6 +601,44 @@ TEST_F(VsockTest, ResetDropsEveryConnection) {
   auto [fd2, port2] = establish(6);
   EXPECT_NE(port2, 0u);
   (void)fd2;
+}
+
+TEST_F(VsockTest, OneStdioConnectionPerRunOthersWaitForTheNext) {
+  make();
+  const VirtioMmioState fresh = transport_->save();
+  post_rx(8);
+  auto [fd1, port1] = establish(abi::kStdioPort);
+  // A second stdio client in the same run: its line is read, but the guest
+  // hears nothing of it.
+  const int fd2 = client_connect(uds_);
+  write_all(fd2, "CONNECT 1024\n");
+  pump(200);
+  EXPECT_TRUE(received().empty());
+  EXPECT_EQ(read_some(fd2, 100), "<timeout>");
+  // Other ports are not limited.
+  establish(77);
+  // The run ends; the second client stays.
+  transport_->locked([&](VirtioDevice&) { dev_->finish(abi::ExitPayload{abi::kExitCode, 0}, 1000); });
+  std::string got;
+  for (std::string x; (x = read_some(fd1)) != "" && x != "<timeout>";) got += x;
+  EXPECT_EQ(got.size(), 16u);  // the VMM's exit frame
+  EXPECT_EQ(dev_->connection_count(), 1u);
+  // Reset in place: rings back to the snapshot (here: fresh), device restored.
+  for (uint32_t q = 0; q < 3; q++) {
+    std::vector<uint8_t> zero(0x3000, 0);
+    ASSERT_TRUE(mem_.write(abi::queue_gpa(2, q), zero).ok());
+    drv_[q] = std::make_unique<TestDriver>(mem_, abi::queue_gpa(2, q), 256);
+  }
+  rx_seen_ = rx_slot_ = tx_slot_ = 0;
+  ASSERT_TRUE(transport_->restore(fresh).ok());
+  post_rx(8);
+  auto req = received();
+  ASSERT_EQ(req.size(), 1u);
+  EXPECT_EQ(req[0].h.op, kVsockOpRequest);
+  EXPECT_EQ(req[0].h.dst_port, abi::kStdioPort);
+  send(hdr(kVsockOpResponse, abi::kStdioPort, req[0].h.src_port));
+  EXPECT_EQ(read_some(fd2), "OK " + std::to_string(req[0].h.src_port) + "\n");
+  (void)port1;
 }
 
 }  // namespace
