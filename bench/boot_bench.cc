@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,20 +106,31 @@ std::optional<std::string> find_on_path(const std::string& name) {
 
 void usage() {
   printf(
-      "usage: ember-bench boot [-n RUNS] [--program STATIC_ELF] [--json FILE]\n"
+      "usage: ember-bench boot [-n RUNS] [--program STATIC_ELF] [--json FILE] [--jailed [--jail-arg ARG]...]\n"
       "\n"
       "Times whole-process runs of STATIC_ELF, interleaved run by run:\n"
       "  ember-vmm     ember-vmm run STATIC_ELF (a fresh microVM each time)\n"
       "  fork+exec     the same binary run natively (the floor)\n"
       "  runsc         runsc do STATIC_ELF, when gVisor's runsc is on PATH\n"
+      "  ember-jailer  with --jailed: ember-jailer ... -- run STATIC_ELF (a fresh\n"
+      "                jail each time: directory, cgroups, namespaces, uid drop;\n"
+      "                its --cleanup runs after each run, timed apart)\n"
       "and, from the VMM's EMBER_TRACE=1 line, when each VM reached its first\n"
       "KVM_RUN, the program's first instruction, and exit, plus exits per boot.\n"
       "Prints a table and one JSON object (also to FILE with --json).\n"
       "\n"
       "  -n RUNS        runs per contender (default 200)\n"
       "  --program P    default: hello-musl from the build's guest-programs/\n"
+      "  --jailed       add the jailed contender (needs root); the jail overhead is\n"
+      "                reported as the median of per-round differences. Each run\n"
+      "                then starts once the previous VM's detached teardown\n"
+      "                (~15 ms, vmm/teardown.h) has finished, so that no contender\n"
+      "                runs beside another's teardown\n"
+      "  --jail-arg A   pass A to ember-jailer (repeatable), e.g.\n"
+      "                --jail-arg --cgroup --jail-arg memory.limit_in_bytes=256M\n"
       "\n"
-      "example: ember-bench boot -n 200\n");
+      "example: ember-bench boot -n 200\n"
+      "         ember-bench boot -n 200 --jailed\n");
 }
 
 }  // namespace
@@ -127,6 +139,8 @@ int boot_bench(const std::vector<std::string>& args) {
   int runs = 200;
   std::string program = self_dir() + "/../guest-programs/hello-musl";
   std::string json_path;
+  bool jailed = false;
+  std::vector<std::string> jail_args;
   for (size_t i = 0; i < args.size(); i++) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -142,6 +156,10 @@ int boot_bench(const std::vector<std::string>& args) {
       program = value();
     } else if (a == "--json") {
       json_path = value();
+    } else if (a == "--jailed") {
+      jailed = true;
+    } else if (a == "--jail-arg") {
+      jail_args.push_back(value());
     } else if (a == "-h" || a == "--help") {
       usage();
       return 0;
@@ -165,12 +183,57 @@ int boot_bench(const std::vector<std::string>& args) {
   contenders.push_back({"fork+exec", {program}, {}, {}});
   if (auto runsc = find_on_path("runsc")) contenders.push_back({"runsc", {*runsc, "do", program}, {}, {}});
 
+  // The jailed contender: a new jail per run ("{ID}" below), removed with
+  // --cleanup after the run, outside the timed part (timed on its own).
+  std::string jail_base;
+  size_t jailed_index = 0;
+  Contender cleanup{"ember-jailer --cleanup", {}, {}, {}};
+  if (jailed) {
+    if (geteuid() != 0) {
+      fprintf(stderr, "ember-bench boot: --jailed needs root (ember-jailer creates namespaces and cgroups)\n");
+      return 2;
+    }
+    const char* tmp = getenv("TMPDIR");
+    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/ember-bench-jails-XXXXXX";
+    if (!mkdtemp(templ.data())) {
+      fprintf(stderr, "ember-bench boot: mkdtemp %s: %s\n", templ.c_str(), strerror(errno));
+      return 1;
+    }
+    jail_base = templ;
+    // The VMMs' teardown helpers become our children, so that we can wait
+    // for them between runs.
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    std::vector<std::string> argv = {self_dir() + "/ember-jailer", "--id", "{ID}", "--exec-file",
+                                     self_dir() + "/ember-vmm", "--uid", "10099", "--gid", "10099",
+                                     "--chroot-base", jail_base};
+    argv.insert(argv.end(), jail_args.begin(), jail_args.end());
+    argv.insert(argv.end(), {"--", "run", program});
+    jailed_index = contenders.size();
+    contenders.push_back({"ember-jailer + ember-vmm", argv, {}, {}});
+  }
+  std::vector<double> jail_overhead_us;
+
   setenv("EMBER_TRACE", "1", 1);
   int failures = 0;
   for (int i = 0; i < runs; i++) {
+    double vmm_us = -1;
     for (auto& c : contenders) {
       const bool is_vmm = c.name == "ember-vmm";
-      auto r = run_once(c.argv, is_vmm);
+      const bool is_jail = jailed && &c == &contenders[jailed_index];
+      std::vector<std::string> argv = c.argv;
+      const std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
+      for (auto& a : argv)
+        if (a == "{ID}") a = id;
+      if (jailed)  // quiesce: reap every finished or finishing teardown helper first (untimed)
+        while (waitpid(-1, nullptr, __WALL) > 0) {
+        }
+      auto r = run_once(argv, is_vmm || is_jail);
+      if (is_jail) {
+        auto cr = run_once({self_dir() + "/ember-jailer", "--cleanup", "--id", id, "--chroot-base", jail_base}, true);
+        if (cr && cr->status == 0) cleanup.wall_us.push_back(cr->wall_us);
+        if (r && r->status == 0 && vmm_us >= 0) jail_overhead_us.push_back(r->wall_us - vmm_us);
+      }
+      if (is_vmm && r && r->status == 0) vmm_us = r->wall_us;
       if (!r || r->status != 0) {
         if (++failures <= 3)
           fprintf(stderr, "ember-bench: %s run %d failed (status %d)%s%s\n", c.name.c_str(), i, r ? r->status : -1,
@@ -204,6 +267,18 @@ int boot_bench(const std::vector<std::string>& args) {
       printf("  %-32s %8zu %10.1f %10.1f %10.1f %10.1f\n", phase.c_str(), ps.n, ps.min, ps.p50, ps.p99, ps.max);
       report["vmm_trace"][phase] = to_json(ps);
     }
+  }
+  if (jailed) {
+    Summary s = summarize(cleanup.wall_us);
+    printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (after each jailed run, not in its time)\n",
+           cleanup.name.c_str(), s.n, s.min, s.p50, s.p99, s.max);
+    report["wall_us"][cleanup.name] = to_json(s);
+    Summary d = summarize(jail_overhead_us);
+    printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (jailed - ember-vmm, same round)\n", "jail overhead", d.n, d.min,
+           d.p50, d.p99, d.max);
+    report["jail_overhead_us"] = to_json(d);
+    report["jail_args"] = jail_args;
+    std::filesystem::remove_all(jail_base);
   }
   const std::string json = report.dump();
   printf("%s\n", json.c_str());

@@ -10,16 +10,20 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -31,6 +35,24 @@
 namespace ember::jail {
 
 namespace {
+
+// EMBER_JAILER_TRACE=1 (read before the environment is cleared): one line
+// on stderr right before the exec, with µs since ember-jailer's main() for
+// each step, like ember-vmm's EMBER_TRACE line (bench/ reads neither).
+struct Trace {
+  bool on = false;
+  uint64_t t0 = 0;
+  std::string line;
+  static uint64_t now() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  }
+  void mark(const char* what) {
+    if (on) line += " " + std::string(what) + "_us=" + std::to_string((now() - t0) / 1000);
+  }
+};
+Trace g_trace;  // this file's only global: a diagnostic, written by one thread
 
 const char* step_name(int step) {
   switch (step) {
@@ -217,8 +239,8 @@ Result<void> copy_into(int from, int dir_fd, const std::string& name, mode_t mod
   struct stat st;
   if (::fstat(from, &st) < 0) return errno_error("stat " + shown);
   off_t in_off = 0;
-  while (in_off < st.st_size) {
-    const ssize_t n = ::copy_file_range(from, &in_off, to.get(), nullptr, static_cast<size_t>(st.st_size - in_off), 0);
+  while (in_off < st.st_size) {  // in the kernel: sendfile works across file systems, copy_file_range not
+    const ssize_t n = ::sendfile(to.get(), from, &in_off, static_cast<size_t>(st.st_size - in_off));
     if (n < 0) return errno_error("copy to " + shown);
     if (n == 0) break;
   }
@@ -226,7 +248,10 @@ Result<void> copy_into(int from, int dir_fd, const std::string& name, mode_t mod
   return Ok();
 }
 
-// Step 3: CHROOT_BASE/ember-vmm/ID/root with the mount points (or copies).
+// Step 3: CHROOT_BASE/ember-vmm/ID/root, empty: the jail's root is a tmpfs
+// mounted there in the jail's own mount namespace (step 6), holding the
+// mount points of the files (or their copies) and dev/. The host keeps
+// nothing of it but two directories and the record of the cgroups.
 Result<Fd> build_jail_dir(const JailerOptions& o, const Prepared& p, Rollback* rb) {
   EMBER_TRY(Fd jails, make_dirs(p.jails_dir, 0755, "--chroot-base", nullptr));
   // make_dirs returns an O_PATH fd when nothing was missing: reopen.
@@ -246,24 +271,21 @@ Result<Fd> build_jail_dir(const JailerOptions& o, const Prepared& p, Rollback* r
   Fd root(::openat(jail.get(), "root", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return errno_error("open " + p.root);
   if (::fchmod(root.get(), 0755) < 0) return errno_error("chmod " + p.root);
-  if (::mkdirat(root.get(), "dev", 0755) < 0) return errno_error("mkdir " + p.root + "/dev");
-  for (const BroughtFile& f : p.files) {
-    const std::string shown = p.root + "/" + f.jail_name;
-    const mode_t mode = f.executable ? 0555 : 0444;
-    if (o.copy_files) {
-      EMBER_TRY_VOID(copy_into(f.fd.get(), root.get(), f.jail_name, mode, shown));
-    } else {
-      // An empty file to bind the real one on (in the jail's mount namespace).
-      Fd target(::openat(root.get(), f.jail_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
-      if (!target.valid()) return errno_error("create " + shown);
-    }
-  }
   return jail;
 }
+
+// The jail's cgroup directories, for --cleanup (which may run from another
+// cgroup than the jailer, so it cannot work them out again): an extended
+// attribute of the jail directory in the trusted.* namespace (only root
+// reads or writes it; no inode to create), or a file "cgroups" where the
+// file system has no xattrs.
+constexpr const char* kCgroupXattr = "trusted.ember.cgroups";
 
 Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const std::vector<std::string>& dirs) {
   std::string text;
   for (const std::string& d : dirs) text += d + "\n";
+  if (::fsetxattr(jail_fd, kCgroupXattr, text.data(), text.size(), XATTR_CREATE) == 0) return Ok();
+  if (errno != ENOTSUP) return errno_error("setxattr " + std::string(kCgroupXattr) + " on " + jail_dir);
   Fd f(::openat(jail_fd, "cgroups", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!f.valid()) return errno_error("create " + jail_dir + "/cgroups");
   if (::write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
@@ -317,13 +339,34 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
       trees.push_back(std::move(tree));
     }
   }
+  g_trace.mark("child_cgroups");
   CHILD_CHECK(6, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
+  g_trace.mark("unshare_mnt");
   CHILD_CHECK(6, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
-  CHILD_CHECK(6, ::mount(p.root.c_str(), p.root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0,
-              "bind " + p.root + " on itself");
+  // The new root: a small tmpfs on the jail directory (a mount point, as
+  // pivot_root needs; in memory, so building it writes nothing to the host's
+  // file system; charged to the jail's memory cgroup).
+  uint64_t tmpfs_bytes = 64 * 1024;
+  if (o.copy_files)
+    for (const BroughtFile& f : p.files) {
+      struct stat st;
+      if (::fstat(f.fd.get(), &st) == 0) tmpfs_bytes += (static_cast<uint64_t>(st.st_size) + 4095) & ~uint64_t{4095};
+    }
+  const std::string tmpfs_opts = "mode=0755,nr_inodes=32,size=" + std::to_string(tmpfs_bytes);
+  CHILD_CHECK(6, ::mount("ember-jail", p.root.c_str(), "tmpfs", MS_NOSUID, tmpfs_opts.c_str()) == 0,
+              "mount a tmpfs on " + p.root);
   CHILD_CHECK(6, ::chdir(p.root.c_str()) == 0, "chdir " + p.root);
-  CHILD_CHECK(6, ::mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=16k,nr_inodes=16") == 0,
-              "mount tmpfs on " + p.root + "/dev");
+  for (const BroughtFile& f : p.files) {
+    const std::string shown = p.root + "/" + f.jail_name;
+    const mode_t mode = f.executable ? 0555 : 0444;
+    if (o.copy_files) {
+      if (auto r = copy_into(f.fd.get(), AT_FDCWD, f.jail_name, mode, shown); !r) child_fail(err_fd, 6, r.message());
+    } else {
+      Fd target(::open(f.jail_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+      CHILD_CHECK(6, target.valid(), "create the mount point " + shown);
+    }
+  }
+  CHILD_CHECK(6, ::mkdir("dev", 0755) == 0, "mkdir " + p.root + "/dev");
   CHILD_CHECK(6, ::mknod("dev/kvm", S_IFCHR | 0600, p.kvm_rdev) == 0, "mknod " + p.root + "/dev/kvm");
   CHILD_CHECK(6, ::lchown("dev/kvm", p.uid, p.gid) == 0, "chown " + p.root + "/dev/kvm");
   if (o.tun) {
@@ -331,18 +374,20 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     CHILD_CHECK(6, ::mknod("dev/net/tun", S_IFCHR | 0600, p.tun_rdev) == 0, "mknod " + p.root + "/dev/net/tun");
     CHILD_CHECK(6, ::lchown("dev/net/tun", p.uid, p.gid) == 0, "chown " + p.root + "/dev/net/tun");
   }
-  CHILD_CHECK(6, ::mount(nullptr, "dev", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) == 0,
-              "remount " + p.root + "/dev read-only");
   for (size_t i = 0; i < trees.size(); i++) {
     const BroughtFile& f = p.files[i];
     CHILD_CHECK(6, ::move_mount(trees[i].get(), "", AT_FDCWD, f.jail_name.c_str(), MOVE_MOUNT_F_EMPTY_PATH) == 0,
                 "bind " + f.host_path + " on " + p.root + "/" + f.jail_name);
   }
+  g_trace.mark("mounts");
   CHILD_CHECK(6, ::syscall(SYS_pivot_root, ".", ".") == 0, "pivot_root " + p.root);
+  g_trace.mark("pivot_root");
   CHILD_CHECK(6, ::umount2(".", MNT_DETACH) == 0, "unmount the old root");
+  g_trace.mark("umount_old_root");
   CHILD_CHECK(6, ::chdir("/") == 0, "chdir /");
   CHILD_CHECK(6, ::chroot(".") == 0, "chroot");
-  CHILD_CHECK(6, ::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) == 0,
+  CHILD_CHECK(6, ::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | (o.copy_files ? 0 : MS_NOEXEC),
+                         nullptr) == 0,
               "remount the jail's root read-only");
 
   // 7. PID namespace (made by the parent) and daemon
@@ -351,10 +396,13 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     for (int fd = 0; fd < 3; fd++) CHILD_CHECK(7, ::dup2(devnull, fd) == fd, "redirect stdio to /dev/null");
   }
 
+  g_trace.mark("root_ro");
   // 8. no capabilities, unprivileged ids, no new privileges, exec
   for (int cap = 0; cap <= 63; cap++)
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) break;  // past the kernel's last capability
       child_fail(err_fd, 8, errno_error("drop capability " + std::to_string(cap) + " from the bounding set").message);
+    }
   CHILD_CHECK(8, ::setgroups(0, nullptr) == 0, "setgroups(0)");
   CHILD_CHECK(8, ::setresgid(p.gid, p.gid, p.gid) == 0, "setresgid " + std::to_string(p.gid));
   CHILD_CHECK(8, ::setresuid(p.uid, p.uid, p.uid) == 0, "setresuid " + std::to_string(p.uid));
@@ -379,6 +427,12 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   for (const std::string& a : p.vmm_args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   char* envp[] = {nullptr};
+  g_trace.mark("exec");
+  if (g_trace.on) {
+    const std::string line = "ember-jailer-trace:" + g_trace.line + "\n";
+    ssize_t r = ::write(2, line.data(), line.size());
+    (void)r;
+  }
   ::execve(exec.c_str(), argv.data(), envp);
   child_fail(err_fd, 8, errno_error("exec " + exec + " in the jail").message);
 }
@@ -442,7 +496,11 @@ int supervise(pid_t child, const sigset_t& waited, const CgroupPlan& plan, const
 
 }  // namespace
 
-int run_jail(const JailerOptions& o) {
+int run_jail(const JailerOptions& o, uint64_t t0_ns) {
+  const char* trace = std::getenv("EMBER_JAILER_TRACE");
+  g_trace.on = trace && *trace && std::strcmp(trace, "0") != 0;
+  g_trace.t0 = t0_ns ? t0_ns : Trace::now();
+  g_trace.mark("run_jail");
   // 2 (first, before anything is opened): no inherited fd survives, no
   // inherited environment variable reaches the VMM.
   if (::syscall(SYS_close_range, 3, ~0u, 0) < 0) {
@@ -471,9 +529,12 @@ int run_jail(const JailerOptions& o) {
     print_line(step_text(step, message));
     return kExitJailFailed;
   };
+  g_trace.mark("validated");
   auto jail = build_jail_dir(o, p, &rb);
+  g_trace.mark("jail_dir");
   if (!jail) return fail(3, jail.message());
   auto procs = create_cgroups(p.cgroups, &rb.cgroups);
+  g_trace.mark("cgroups");
   if (!procs) return fail(5, procs.message());
   if (auto r = write_cgroup_record(jail->get(), p.jail_dir, rb.cgroups); !r) return fail(5, r.message());
 
@@ -492,9 +553,10 @@ int run_jail(const JailerOptions& o) {
   for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&waited, s);
   ::sigprocmask(SIG_BLOCK, &waited, &old_mask);
   const pid_t parent = ::getpid();
+  g_trace.mark("fork");
   const pid_t child = spawn_child(p.cgroups.version == 2 && !procs->empty() ? (*procs)[0].get() : -1);
   if (child < 0) return fail(5, errno_error(p.cgroups.version == 2 ? "clone3 into " + p.cgroups.dirs[0].path : "fork").message);
-  if (child == 0) child_main(o, p, *procs, err_write.get(), devnull.get(), old_mask, parent);
+  if (child == 0) g_trace.mark("child"), child_main(o, p, *procs, err_write.get(), devnull.get(), old_mask, parent);
 
   // The parent: did the child reach exec? (the pipe closes on exec)
   err_write.reset();
@@ -551,17 +613,24 @@ int run_cleanup(const JailerOptions& o) {
       jail_exists = true;
       // The record of the jail's cgroups, written when it was built.
       Fd jail(::openat(jails.get(), o.id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      Fd rec(jail.valid() ? ::openat(jail.get(), "cgroups", O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1);
+      std::string text;
+      if (jail.valid()) {
+        char buf[8192];
+        const ssize_t n = ::fgetxattr(jail.get(), kCgroupXattr, buf, sizeof buf);
+        if (n > 0) text.assign(buf, static_cast<size_t>(n));
+      }
+      Fd rec(jail.valid() && text.empty() ? ::openat(jail.get(), "cgroups", O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1);
       if (rec.valid()) {
-        std::string text;
         char buf[4096];
         ssize_t n;
         while ((n = ::read(rec.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+      }
+      {
         std::istringstream lines(text);
         for (std::string line; std::getline(lines, line);) {
           if (line.empty()) continue;
           if (!is_cgroup_dir_of(line, o.id)) {
-            print_line("cleanup: " + jail_dir + "/cgroups names " + line + ", not a cgroup of this jail: ignored");
+            print_line("cleanup: the record of " + jail_dir + " names " + line + ", not a cgroup of this jail: ignored");
             continue;
           }
           cgroup_dirs.push_back(line);

@@ -3,6 +3,8 @@
 // jailer") for the decisions.
 #pragma once
 
+#include <cstdint>
+
 #include "jailer/jailer_cli.h"
 
 namespace ember::jail {
@@ -14,7 +16,8 @@ inline constexpr int kExitJailFailed = 125;
 // the VMM's status (128+N if it was killed by signal N), or kExitJailFailed
 // after printing one line naming the step and the path (nothing of the jail
 // is left then). Never returns in the child that becomes ember-vmm.
-int run_jail(const JailerOptions& o);
+// t0_ns: CLOCK_MONOTONIC at main() (for EMBER_JAILER_TRACE=1); 0: now.
+int run_jail(const JailerOptions& o, uint64_t t0_ns = 0);
 
 // --cleanup: kills what still runs in the jail's cgroups, removes them and
 // the jail directory. Returns the exit status.

@@ -1,4 +1,7 @@
 // ember-jailer: runs one ember-vmm confined (see `ember-jailer --help`).
+#include <time.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -8,6 +11,9 @@
 
 int main(int argc, char** argv) {
   using namespace ember::jail;
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t t0 = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::fputs(jailer_usage_text().c_str(), stderr);
@@ -27,5 +33,5 @@ int main(int argc, char** argv) {
     case JailerOptions::Mode::kJail:
       break;
   }
-  return run_jail(*o);
+  return run_jail(*o, t0);
 }
