@@ -428,7 +428,7 @@ Result<std::vector<Fd>> create_cgroups(const CgroupPlan& plan, std::vector<std::
     created->push_back(d.path);
     if (d.version == 1 && d.controller == "cpuset") EMBER_TRY_VOID(inherit_cpuset(d.path));
     for (const CgroupSetting& s : d.settings) EMBER_TRY_VOID(write_file(d.path + "/" + s.key, s.value));
-    // v1: the child joins through "tasks" (it is single-threaded then):
+    // v1: the child is moved in through "tasks" (it is single-threaded then):
     // moving one thread skips the thread-group lock that a cgroup.procs
     // write takes, which waits for an RCU grace period (1-5 ms here).
     // v2: the directory itself, for clone3(CLONE_INTO_CGROUP): no move at all.

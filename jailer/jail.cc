@@ -307,8 +307,8 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     if (!(cond)) child_fail(err_fd, step, errno_error(what).message); \
   } while (0)
 
-[[noreturn]] void child_main(const JailerOptions& o, const Prepared& p, const std::vector<Fd>& procs, int err_fd,
-                             int devnull, const sigset_t& old_mask, pid_t parent) {
+[[noreturn]] void child_main(const JailerOptions& o, const Prepared& p, int err_fd, int go_fd, int devnull,
+                             const sigset_t& old_mask, pid_t parent) {
   // 4. network namespace, rlimits
   if (p.netns.valid()) CHILD_CHECK(4, ::setns(p.netns.get(), CLONE_NEWNET) == 0, "setns " + o.netns);
   const rlimit nofile{o.rlimit_nofile, o.rlimit_nofile};
@@ -317,11 +317,8 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     const rlimit fsize{*o.rlimit_fsize, *o.rlimit_fsize};
     CHILD_CHECK(4, ::setrlimit(RLIMIT_FSIZE, &fsize) == 0, "setrlimit fsize");
   }
-  // 5. into the cgroups: v1, "0" (this thread) to each "tasks"; v2, the
-  // child was created in its cgroup (clone3 CLONE_INTO_CGROUP).
-  if (p.cgroups.version == 1)
-    for (size_t i = 0; i < procs.size(); i++)
-      CHILD_CHECK(5, ::write(procs[i].get(), "0", 1) == 1, "join " + p.cgroups.dirs[i].path + "/tasks");
+  // 5. the cgroups: v2, this process was created in its cgroup (clone3
+  // CLONE_INTO_CGROUP); v1, the parent moves it in (see run_jail).
 
   // 6. mount namespace and the new root. Each file is brought in as a
   // detached read-only clone of the mount of exactly the fd validated in
@@ -339,10 +336,17 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
       trees.push_back(std::move(tree));
     }
   }
-  g_trace.mark("child_cgroups");
+  g_trace.mark("child_trees");
   CHILD_CHECK(6, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
   g_trace.mark("unshare_mnt");
   CHILD_CHECK(6, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
+  // Wait for the parent: the jail directory and the cgroups exist now. EOF:
+  // the parent failed (it reports, and kills this process anyway).
+  char go = 0;
+  while (::read(go_fd, &go, 1) < 0 && errno == EINTR) {
+  }
+  if (go != 'g') ::_exit(kExitJailFailed);
+  g_trace.mark("go");
   // The new root: a small tmpfs on the jail directory (a mount point, as
   // pivot_root needs; in memory, so building it writes nothing to the host's
   // file system; charged to the jail's memory cgroup).
@@ -522,30 +526,35 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   }
   Prepared& p = *prepared;
 
-  // 3, 5 (created by the parent; joined by the child)
+  // 3 and 5 run in this process while the child (forked right away) makes
+  // its mount namespace: two cores, half the wait. The child goes on to its
+  // new root only once the jail directory and the cgroups exist ("go" pipe).
+  // v2 creates the cgroup first: the child is forked straight into it.
   Rollback rb;
+  std::vector<Fd> procs;
   auto fail = [&](int step, const std::string& message) {
     rb.run();
     print_line(step_text(step, message));
     return kExitJailFailed;
   };
   g_trace.mark("validated");
-  auto jail = build_jail_dir(o, p, &rb);
-  g_trace.mark("jail_dir");
-  if (!jail) return fail(3, jail.message());
-  auto procs = create_cgroups(p.cgroups, &rb.cgroups);
-  g_trace.mark("cgroups");
-  if (!procs) return fail(5, procs.message());
-  if (auto r = write_cgroup_record(jail->get(), p.jail_dir, rb.cgroups); !r) return fail(5, r.message());
+  const bool fork_into_cgroup = p.cgroups.version == 2 && !p.cgroups.dirs.empty();
+  if (fork_into_cgroup) {
+    auto r = create_cgroups(p.cgroups, &rb.cgroups);
+    if (!r) return fail(5, r.message());
+    procs = std::move(*r);
+  }
 
   Fd devnull;
   if (o.daemonize) {
     devnull = Fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!devnull.valid()) return fail(7, errno_error("open /dev/null").message);
   }
-  int err_pipe[2];
+  int err_pipe[2], go_pipe[2];
   if (::pipe2(err_pipe, O_CLOEXEC) < 0) return fail(6, errno_error("pipe").message);
   Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  if (::pipe2(go_pipe, O_CLOEXEC) < 0) return fail(6, errno_error("pipe").message);
+  Fd go_read(go_pipe[0]), go_write(go_pipe[1]);
   if (o.new_pid_ns && ::unshare(CLONE_NEWPID) < 0) return fail(7, errno_error("unshare(CLONE_NEWPID)").message);
 
   sigset_t waited, old_mask;
@@ -554,9 +563,36 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   ::sigprocmask(SIG_BLOCK, &waited, &old_mask);
   const pid_t parent = ::getpid();
   g_trace.mark("fork");
-  const pid_t child = spawn_child(p.cgroups.version == 2 && !procs->empty() ? (*procs)[0].get() : -1);
-  if (child < 0) return fail(5, errno_error(p.cgroups.version == 2 ? "clone3 into " + p.cgroups.dirs[0].path : "fork").message);
-  if (child == 0) g_trace.mark("child"), child_main(o, p, *procs, err_write.get(), devnull.get(), old_mask, parent);
+  const pid_t child = spawn_child(fork_into_cgroup ? procs[0].get() : -1);
+  if (child < 0) return fail(5, errno_error(fork_into_cgroup ? "clone3 into " + p.cgroups.dirs[0].path : "fork").message);
+  if (child == 0) {
+    g_trace.mark("child");
+    go_write.reset();  // so that the child sees EOF, not a hang, if the parent dies
+    child_main(o, p, err_write.get(), go_read.get(), devnull.get(), old_mask, parent);
+  }
+  go_read.reset();
+  auto fail_after_fork = [&](int step, const std::string& message) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);  // gone before its cgroups are removed
+    return fail(step, message);
+  };
+  auto jail = build_jail_dir(o, p, &rb);
+  g_trace.mark("jail_dir");
+  if (!jail) return fail_after_fork(3, jail.message());
+  if (!fork_into_cgroup) {
+    auto r = create_cgroups(p.cgroups, &rb.cgroups);
+    if (!r) return fail_after_fork(5, r.message());
+    procs = std::move(*r);
+    // v1: move the child's one thread in through each "tasks" file.
+    const std::string tid = std::to_string(child);
+    for (size_t i = 0; i < procs.size(); i++)
+      if (::write(procs[i].get(), tid.data(), tid.size()) != static_cast<ssize_t>(tid.size()))
+        return fail_after_fork(5, errno_error("move the VMM into " + p.cgroups.dirs[i].path + "/tasks").message);
+  }
+  g_trace.mark("cgroups");
+  if (auto r = write_cgroup_record(jail->get(), p.jail_dir, rb.cgroups); !r) return fail_after_fork(5, r.message());
+  if (::write(go_write.get(), "g", 1) != 1) return fail_after_fork(6, errno_error("signal the child").message);
+  go_write.reset();
 
   // The parent: did the child reach exec? (the pipe closes on exec)
   err_write.reset();
