@@ -6,6 +6,7 @@
 
 #include "bench/api_bench.h"
 #include "bench/boot_bench.h"
+#include "bench/snapshot_bench.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -16,6 +17,8 @@ int main(int argc, char** argv) {
         "benchmarks:\n"
         "  boot      whole-process `ember-vmm run` vs fork+exec (and runsc)\n"
         "  api       VMM API: start to socket ready, request latency, idle memory\n"
+        "  restore   snapshot restore-to-ready, new process and in-process; snapshot size\n"
+        "  reset     reset in place to ready; echo invocation latency over vsock\n"
         "\n"
         "`ember-bench BENCHMARK --help` lists a benchmark's options.\n"
         "example: ember-bench boot -n 200 --json boot.json\n");
@@ -25,6 +28,8 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (name == "boot") return ember::bench::boot_bench(args);
   if (name == "api") return ember::bench::api_bench(args);
+  if (name == "restore") return ember::bench::restore_bench(args);
+  if (name == "reset") return ember::bench::reset_bench(args);
   fprintf(stderr, "ember-bench: unknown benchmark '%s' (see --help)\n", name.c_str());
   return 2;
 }

@@ -203,6 +203,7 @@ class Machine {
   Result<void> vcpu_setup_boot();
   Result<void> vcpu_setup_restore();
   Result<void> write_restore_boot_info();
+  void kick_device_irqs();
   // Between runs and at the ready point the vCPU thread waits here for the
   // event loop's commands; true: run the guest again.
   bool vcpu_idle();
@@ -347,8 +348,12 @@ Result<void> Machine::setup() {
   else EMBER_TRY_VOID(setup_boot());
 
   EMBER_TRY_VOID(setup_event_loop());
-  if (!config_.vsock_uds.empty())
+  if (!config_.vsock_uds.empty()) {
     EMBER_TRY_VOID(vsock_transport_->locked([&](VirtioDevice&) { return vsock_->listen(config_.vsock_uds, watcher_.get()); }));
+    // A restored guest sits at its ready point, listening: open its stdio
+    // connection now, so that a client's CONNECT is answered at once.
+    if (restoring_) vsock_transport_->locked([&](VirtioDevice&) { vsock_->preconnect(abi::kStdioPort); });
+  }
   if (config_.seccomp) {  // before the guest's first instruction (kPhaseGo)
     EMBER_TRY_VOID(seccomp::install(seccomp::Thread::kMain));
     if (config_.after_seccomp) config_.after_seccomp("main");
@@ -626,7 +631,16 @@ Result<void> Machine::vcpu_setup_restore() {
   if (!r) return Error{"snapshot " + config_.restore_dir + ": KVM refused its state: " + r.message()};
   vcpu_ready_ns_ = monotonic_ns();
   if (!wait_phase(kPhaseGo)) return Error{"aborted"};
-  return write_restore_boot_info();
+  EMBER_TRY_VOID(write_restore_boot_info());
+  kick_device_irqs();
+  return Ok();
+}
+
+// Device interrupts raised while the devices were restored may have landed
+// in the LAPIC before its saved state replaced it: raise them all again once
+// the state is in (a spurious one costs the guest one "EOI, iretq").
+void Machine::kick_device_irqs() {
+  for (const Fd& fd : irqfds_) signal_eventfd(fd.get());
 }
 
 // Restore awareness (api/boot_info.h): a new generation, a fresh clock pair
@@ -708,6 +722,7 @@ bool Machine::vcpu_idle() {
       if (r) r = load_vcpu_state(vcpu_, snap_.vcpu, /*set_cpuid=*/false);
       if (r) r = load_vm_state(vm_, snap_);
       if (r) r = write_restore_boot_info();
+      if (r) kick_device_irqs();
       cmd_result_ = r;
       vcpu_result_ = ExitDecision{};
       vcpu_message_.clear();
@@ -1072,6 +1087,7 @@ Result<void> Machine::reset() {
   // again (the page cache). KVM's MMU notifier unmaps them from the guest.
   if (::madvise(memory_.ram(), memory_.ram_size(), MADV_DONTNEED) < 0) return errno_error("madvise(MADV_DONTNEED)");
   EMBER_TRY_VOID(restore_devices());
+  if (!config_.vsock_uds.empty()) vsock_transport_->locked([&](VirtioDevice&) { vsock_->preconnect(abi::kStdioPort); });
   vcpu_ended_ = false;
   stop_outcome_.reset();
   prepare_run();

@@ -28,13 +28,14 @@ int left_ms(uint64_t deadline) {
 
 }  // namespace
 
-Result<StdioClient> StdioClient::connect(const std::string& uds_path, int timeout_ms, uint32_t port) {
+Result<StdioClient> StdioClient::open(const std::string& uds_path, int timeout_ms, uint32_t port) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (uds_path.size() >= sizeof addr.sun_path) return Error{"vsock socket path too long: " + uds_path};
   std::memcpy(addr.sun_path, uds_path.data(), uds_path.size());
   const uint64_t deadline = now_ms() + static_cast<uint64_t>(timeout_ms);
   StdioClient c;
+  c.uds_path_ = uds_path;
   for (;;) {
     c.fd_ = Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!c.fd_.valid()) return errno_error("socket");
@@ -43,9 +44,17 @@ Result<StdioClient> StdioClient::connect(const std::string& uds_path, int timeou
       return errno_error("connect " + uds_path);
     ::usleep(1000);
   }
-  const std::string line = "CONNECT " + std::to_string(port) + "\n";
-  if (::send(c.fd_.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
+  // Sent with the first frames (one write: the VMM reads it all at once).
+  c.unsent_ = "CONNECT " + std::to_string(port) + "\n";
+  return c;
+}
+
+Result<StdioClient> StdioClient::connect(const std::string& uds_path, int timeout_ms, uint32_t port) {
+  EMBER_TRY(StdioClient c, open(uds_path, timeout_ms, port));
+  if (::send(c.fd_.get(), c.unsent_.data(), c.unsent_.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(c.unsent_.size()))
     return errno_error("send CONNECT");
+  c.unsent_.clear();
+  const uint64_t deadline = now_ms() + static_cast<uint64_t>(timeout_ms);
   // "OK <port>\n", byte by byte: what follows is the guest's.
   std::string reply;
   while (reply.empty() || reply.back() != '\n') {
@@ -64,6 +73,7 @@ Result<StdioClient> StdioClient::connect(const std::string& uds_path, int timeou
   }
   if (reply.rfind("OK ", 0) != 0) return Error{"vsock " + uds_path + ": bad answer to CONNECT: " + reply};
   c.host_port_ = static_cast<uint32_t>(std::strtoul(reply.c_str() + 3, nullptr, 10));
+  c.answered_ = true;
   return c;
 }
 
@@ -72,28 +82,37 @@ Result<StdioResult> StdioClient::run(std::string_view input, int timeout_ms, siz
   if (chunk == 0 || chunk > abi::kMaxFramePayload) chunk = abi::kMaxFramePayload;
   const uint64_t deadline = now_ms() + static_cast<uint64_t>(timeout_ms);
   StdioResult res;
-  // Outgoing: the current frame (header + payload) being written.
-  std::vector<uint8_t> out;
+  // Outgoing: a window of the byte stream (the CONNECT line if not sent
+  // yet, stdin frames, the EOF frame), refilled as it drains, so that a
+  // small invocation is one write.
+  std::vector<uint8_t> out(unsent_.begin(), unsent_.end());
+  unsent_.clear();
   size_t out_off = 0, in_off = 0;
-  bool eof_sent = false;
-  auto next_frame = [&] {
-    out.clear();
-    out_off = 0;
-    if (in_off < input.size()) {
-      const size_t n = std::min(chunk, input.size() - in_off);
-      const abi::FrameHeader h{abi::kFrameStdin, static_cast<uint32_t>(n)};
-      out.resize(sizeof h + n);
-      std::memcpy(out.data(), &h, sizeof h);
-      std::memcpy(out.data() + sizeof h, input.data() + in_off, n);
-      in_off += n;
-    } else if (!eof_sent) {
-      const abi::FrameHeader h{abi::kFrameStdinEof, 0};
-      out.resize(sizeof h);
-      std::memcpy(out.data(), &h, sizeof h);
-      eof_sent = true;
+  bool eof_queued = false;
+  constexpr size_t kWindow = 256 * 1024;
+  auto refill = [&] {
+    if (out_off == out.size()) {
+      out.clear();
+      out_off = 0;
+    }
+    while (out.size() - out_off < kWindow && !eof_queued) {
+      const size_t at = out.size();
+      if (in_off < input.size()) {
+        const size_t n = std::min(chunk, input.size() - in_off);
+        const abi::FrameHeader h{abi::kFrameStdin, static_cast<uint32_t>(n)};
+        out.resize(at + sizeof h + n);
+        std::memcpy(out.data() + at, &h, sizeof h);
+        std::memcpy(out.data() + at + sizeof h, input.data() + in_off, n);
+        in_off += n;
+      } else {
+        const abi::FrameHeader h{abi::kFrameStdinEof, 0};
+        out.resize(at + sizeof h);
+        std::memcpy(out.data() + at, &h, sizeof h);
+        eof_queued = true;
+      }
     }
   };
-  next_frame();
+  refill();
   // Incoming: bytes of an incomplete frame.
   std::vector<uint8_t> in;
   in.reserve(sizeof(abi::FrameHeader) + abi::kMaxFramePayload);
@@ -108,7 +127,7 @@ Result<StdioResult> StdioClient::run(std::string_view input, int timeout_ms, siz
       const ssize_t n = ::send(fd_.get(), out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         out_off += static_cast<size_t>(n);
-        if (out_off == out.size()) next_frame();
+        if (out.size() - out_off < kWindow / 2) refill();
       } else if (n < 0 && errno != EAGAIN && errno != EINTR && errno != EPIPE) {
         return errno_error("send");
       }
@@ -119,9 +138,23 @@ Result<StdioResult> StdioClient::run(std::string_view input, int timeout_ms, siz
       const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n < 0) return errno_error("recv");
-      if (n == 0) return Error{"vsock: the connection ended without an exit frame"};
+      if (n == 0)
+        return Error{answered_ ? "vsock: the connection ended without an exit frame"
+                               : "vsock " + uds_path_ + ": the guest refused the connection"};
       in.insert(in.end(), buf.data(), buf.data() + n);
       size_t at = 0;
+      if (!answered_) {
+        const auto* nl = static_cast<const uint8_t*>(std::memchr(in.data(), '\n', in.size()));
+        if (!nl) {
+          if (in.size() > 32) return Error{"vsock: bad answer to CONNECT"};
+          continue;
+        }
+        const std::string reply(reinterpret_cast<const char*>(in.data()), static_cast<size_t>(nl - in.data()));
+        if (reply.rfind("OK ", 0) != 0) return Error{"vsock: bad answer to CONNECT: " + reply};
+        host_port_ = static_cast<uint32_t>(std::strtoul(reply.c_str() + 3, nullptr, 10));
+        answered_ = true;
+        at = static_cast<size_t>(nl - in.data()) + 1;
+      }
       for (;;) {
         if (in.size() - at < sizeof(abi::FrameHeader)) break;
         abi::FrameHeader h;
@@ -152,7 +185,7 @@ Result<StdioResult> StdioClient::run(std::string_view input, int timeout_ms, siz
 }
 
 Result<StdioResult> stdio_invoke(const std::string& uds_path, std::string_view input, int timeout_ms) {
-  EMBER_TRY(StdioClient c, StdioClient::connect(uds_path, timeout_ms));
+  EMBER_TRY(StdioClient c, StdioClient::open(uds_path, timeout_ms));
   return c.run(input, timeout_ms);
 }
 

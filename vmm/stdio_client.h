@@ -36,6 +36,12 @@ class StdioClient {
   // yet (the VMM is starting) is retried until the deadline.
   static Result<StdioClient> connect(const std::string& uds_path, int timeout_ms = 10000,
                                      uint32_t port = abi::kStdioPort);
+  // Connects and sends the CONNECT line without waiting for the answer:
+  // run() then sends stdin right behind it (the VMM keeps those bytes for the
+  // guest) and takes the "OK" line before the frames, which saves a round
+  // trip. A refusal shows up in run().
+  static Result<StdioClient> open(const std::string& uds_path, int timeout_ms = 10000,
+                                  uint32_t port = abi::kStdioPort);
   // The host port the VMM picked ("OK <hostport>").
   uint32_t host_port() const { return host_port_; }
 
@@ -47,9 +53,12 @@ class StdioClient {
  private:
   Fd fd_;
   uint32_t host_port_ = 0;
+  bool answered_ = false;  // the "OK <hostport>" line was read
+  std::string unsent_;     // open(): the CONNECT line, sent with the first frames
+  std::string uds_path_;
 };
 
-// connect() + run().
+// open() + run(): one invocation, in as few round trips as the protocol allows.
 Result<StdioResult> stdio_invoke(const std::string& uds_path, std::string_view input, int timeout_ms = 30000);
 
 }  // namespace ember

@@ -128,6 +128,7 @@ struct VsockDevice::Conn {
   bool host_eof = false;    // the host will send no more
   bool rst_after_drain = false;
   bool deferred = false;    // a stdio CONNECT waiting for the next run (one stdio connection per run)
+  bool unbound = false;     // opened by preconnect(): no host client (fd) yet
   uint32_t peer_shutdown = 0;
   uint32_t pending = 0;     // Pending bits
   uint32_t shutdown_flags = 0;
@@ -330,8 +331,12 @@ void VsockDevice::accept_clients() {
     c->fd = std::move(fd);
     c->host_initiated = true;
     c->state = Conn::kAwaitLine;
-    update_interest(*c);
+    Conn& raw = *c;
     conns_.push_back(std::move(c));
+    // The line is usually there already (clients send it right after
+    // connecting): read it now rather than after another epoll round.
+    read_connect_line(raw);
+    if (raw.state == Conn::kAwaitLine) update_interest(raw);
   }
 }
 
@@ -374,6 +379,26 @@ void VsockDevice::read_connect_line(Conn& c) {
   }
   c.line.clear();
   c.line.shrink_to_fit();
+  // A connection opened ahead of this client (preconnect()) takes it over.
+  for (auto& p : conns_) {
+    if (!p->unbound || p->peer_port != port || p->state == Conn::kGone || p->state == Conn::kDead) continue;
+    p->unbound = false;
+    p->fd = std::move(c.fd);
+    c.state = Conn::kGone;
+    if (c.watched && watcher_) watcher_->watch(p->fd.get(), 0, c.token);
+    c.watched = 0;
+    if (p->state == Conn::kEstablished) {
+      if (p->stdio) stdio_used_ = true;
+      const std::string ok = "OK " + std::to_string(p->local_port) + "\n";
+      if (::send(p->fd.get(), ok.data(), ok.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(ok.size())) {
+        reset_conn(*p, true);
+        return;
+      }
+      p->readable = true;
+      flush_tx_buf(*p);  // what the guest sent before the client came
+    }
+    return;
+  }
   c.peer_port = static_cast<uint32_t>(port);
   c.local_port = allocate_port();
   c.stdio = c.peer_port == abi::kStdioPort;
@@ -393,7 +418,8 @@ void VsockDevice::arm_timer() {
   if (!timer_fd_.valid()) return;
   uint64_t first = 0;
   for (auto& c : conns_)
-    if (c->state == Conn::kConnecting && !c->deferred && (first == 0 || c->deadline_ns < first)) first = c->deadline_ns;
+    if (c->state == Conn::kConnecting && !c->deferred && !c->unbound && (first == 0 || c->deadline_ns < first))
+      first = c->deadline_ns;
   itimerspec its{};
   if (first) {
     const uint64_t now = now_ns();
@@ -410,7 +436,7 @@ void VsockDevice::on_timer() {
   }
   const uint64_t now = now_ns();
   for (auto& c : conns_) {
-    if (c->state != Conn::kConnecting || c->deferred || c->deadline_ns > now) continue;
+    if (c->state != Conn::kConnecting || c->deferred || c->unbound || c->deadline_ns > now) continue;
     if (log_) log_->debug("vsock: guest did not answer the connection to port %u: closing the host client", c->peer_port);
     reset_conn(*c, true);
   }
@@ -418,6 +444,7 @@ void VsockDevice::on_timer() {
 }
 
 bool VsockDevice::flush_tx_buf(Conn& c) {
+  if (c.unbound) return true;  // kept until a client comes
   while (c.buffered() && c.fd.valid()) {
     const ssize_t n = ::send(c.fd.get(), c.buf.data() + c.buf_off, c.buffered(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -555,6 +582,7 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
         break;
       }
       c->state = Conn::kEstablished;
+      if (c->unbound) break;  // preconnect(): the client comes later
       if (c->stdio) stdio_used_ = true;
       const std::string ok = "OK " + std::to_string(c->local_port) + "\n";
       if (::send(c->fd.get(), ok.data(), ok.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(ok.size())) {
@@ -666,7 +694,7 @@ void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain
     skip = 0;
   }
   size_t written = 0;
-  if (c.buffered() == 0 && !c.hup) {
+  if (c.buffered() == 0 && !c.hup && c.fd.valid()) {
     msghdr m{};
     m.msg_iov = iov;
     m.msg_iovlen = n_iov;
@@ -909,10 +937,27 @@ void VsockDevice::close_all(bool keep_waiting) {
 bool VsockDevice::stdio_busy(const Conn* except) const {
   if (stdio_used_) return true;
   for (auto& c : conns_)
-    if (c.get() != except && c->stdio && c->host_initiated && !c->deferred &&
+    if (c.get() != except && c->stdio && c->host_initiated && !c->deferred && !c->unbound &&
         (c->state == Conn::kConnecting || c->state == Conn::kEstablished || c->state == Conn::kDraining))
       return true;
   return false;
+}
+
+void VsockDevice::preconnect(uint32_t port) {
+  if (!active_ || listen_fd_.valid() == false) return;
+  for (auto& c : conns_)
+    if (c->unbound && c->peer_port == port) return;
+  auto c = std::make_unique<Conn>();
+  c->token = next_token_++;
+  c->host_initiated = true;
+  c->unbound = true;
+  c->state = Conn::kConnecting;
+  c->peer_port = port;
+  c->local_port = allocate_port();
+  c->stdio = port == abi::kStdioPort;
+  c->pending = kPendRequest;
+  conns_.push_back(std::move(c));
+  if (!pump_rx()) ctx_.interrupt->needs_reset("vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason());
 }
 
 void VsockDevice::promote_deferred() {

@@ -128,6 +128,13 @@ class VsockDevice : public VirtioDevice {
   Result<void> listen(const std::string& uds_path, FdWatcher* watcher);
   void on_fd_event(uint64_t token, uint32_t events);
 
+  // Opens the guest's side of a host connection to `port` before any host
+  // client asks for it (a restored VM sits at its ready point, listening):
+  // the next "CONNECT <port>" from a client is answered at once, which takes
+  // a guest round trip out of every invocation. A refusal (OP_RST) just
+  // drops it; clients then connect the usual way.
+  void preconnect(uint32_t port);
+
   // End of a run. Processes every packet the guest queued; on each stdio
   // connection (host-initiated, guest port kStdioPort) that is at a frame
   // boundary and has carried no kFrameExit, appends `exit` as one (the

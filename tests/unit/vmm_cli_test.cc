@@ -99,5 +99,48 @@ TEST(VmmCli, Errors) {
   expect_usage_error({"run", "--verbose=yes", "p"}, "takes no value");
 }
 
+TEST(VmmCli, SnapshotAndVsockOptionsOfRun) {
+  auto r = parse({"run", "--snapshot-at-ready", "snap/", "--vsock-uds=/tmp/v.sock", "prog"});
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->snapshot_at_ready, "snap/");
+  EXPECT_EQ(r->vsock_uds, "/tmp/v.sock");
+  EXPECT_EQ(r->program, "prog");
+  expect_usage_error({"run", "--snapshot-at-ready", "", "p"}, "needs a directory");
+  expect_usage_error({"run", "--vsock-uds", std::string(101, 'x'), "p"}, "1-100 bytes");
+  for (const char* word : {"--snapshot-at-ready", "--vsock-uds"})
+    EXPECT_NE(run_usage_text().find(word), std::string::npos) << word;
+}
+
+TEST(VmmCli, Restore) {
+  auto r = parse({"restore", "snap"});
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->command, CliOptions::Command::kRestore);
+  EXPECT_EQ(r->restore_dir, "snap");
+  EXPECT_EQ(r->repeat, 1u);
+  EXPECT_TRUE(r->vsock_uds.empty());
+  EXPECT_TRUE(r->seccomp);
+  r = parse({"restore", "-v", "--repeat", "100", "snap", "--timeout-ms=500", "--vsock-uds", "/tmp/s", "--no-seccomp",
+             "--id", "vm-1"});
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->repeat, 100u);
+  EXPECT_EQ(r->timeout_ms, 500u);
+  EXPECT_EQ(r->vsock_uds, "/tmp/s");
+  EXPECT_TRUE(r->verbose);
+  EXPECT_FALSE(r->seccomp);
+  EXPECT_EQ(r->id, "vm-1");
+  EXPECT_EQ(parse({"restore", "--", "-odd-name"})->restore_dir, "-odd-name");
+  EXPECT_EQ(parse({"restore", "--help"})->command, CliOptions::Command::kRestoreHelp);
+  for (const char* word : {"--vsock-uds", "--repeat", "--timeout-ms", "example", "exit status"})
+    EXPECT_NE(restore_usage_text().find(word), std::string::npos) << word;
+  EXPECT_NE(usage_text().find("ember-vmm restore"), std::string::npos);
+  expect_usage_error({"restore"}, "missing snapshot directory");
+  expect_usage_error({"restore", "a", "b"}, "one snapshot directory");
+  expect_usage_error({"restore", "--repeat", "0", "a"}, "--repeat 0");
+  expect_usage_error({"restore", "--repeat", "x", "a"}, "--repeat x");
+  expect_usage_error({"restore", "--repeat"}, "needs a value");
+  expect_usage_error({"restore", "--mem-mib", "64", "a"}, "unknown option '--mem-mib'");
+  expect_usage_error({"restore", "--id", "a b", "a"}, "--id");
+}
+
 }  // namespace
 }  // namespace ember
