@@ -406,6 +406,7 @@ HttpResponse ApiHandlers::route(std::string_view method, std::string_view path, 
               {"id", id_},
               {"state", vm_state_name(controller_->state())},
               {"vmm_version", kEmberVersion}};
+    info["guest_ready"] = controller_->guest_ready();
     if (controller_->state() == VmState::kExited) info["exit_status"] = controller_->exit_status();
     return ok_json(info);
   }

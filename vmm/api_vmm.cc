@@ -19,6 +19,7 @@
 #include "api/control.h"
 #include "vmm/api_handlers.h"
 #include "vmm/api_server.h"
+#include "vmm/api_snapshot.h"
 #include "vmm/fd.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
@@ -94,10 +95,13 @@ class ApiVmm : public VmBackend {
   Result<void> resume() override;
   Result<void> create_snapshot(const SnapshotCreateSpec& spec) override;
   Result<void> load_snapshot(const SnapshotLoadSpec& spec, VmmConfig* config) override;
+  bool guest_ready() const override { return runner_ && runner_->guest_ready(); }
 
  private:
   Result<void> setup();
   Result<void> watch(int fd, Tag tag);
+  MachineConfig machine_config() const;  // what every VM of this process shares
+  Result<void> run_vm(const MachineConfig& mc);
   void on_machine();
   void arm_metrics_timer();
   void add_metrics(nlohmann::json& j) const;
@@ -174,22 +178,8 @@ Result<void> ApiVmm::setup() {
   return Ok();
 }
 
-Result<void> ApiVmm::start(const VmmConfig& config) {
-  const BootSourceSpec& boot = *config.boot_source;
-  if (config.vsock)
-    return Error{"the vsock device is not available in this build yet (configure the VM without PUT /vsock)"};
-  if (boot.initrd_path) {
-    EMBER_TRY(image_, map_image_file(*boot.initrd_path));
-  }
+MachineConfig ApiVmm::machine_config() const {
   MachineConfig mc;
-  mc.kernel_path = boot.kernel_image_path;
-  mc.mem_size = config.machine.mem_size_mib << 20;
-  if (boot.initrd_path) {
-    mc.image = image_.data();
-    mc.image_size = image_.size;
-    mc.image_mapped = image_.mapping.size();
-  }
-  mc.cmdline = boot.boot_args.value_or("");
   mc.verbose = options_.verbose;
   const char* trace = std::getenv("EMBER_TRACE");
   mc.trace = trace && *trace && std::strcmp(trace, "0") != 0;
@@ -200,10 +190,35 @@ Result<void> ApiVmm::start(const VmmConfig& config) {
   // server's syscalls (accept4, file I/O for snapshots and metrics); API mode
   // runs without the filters until there is a list for it.
   mc.seccomp = false;
+  mc.allow_snapshots = true;  // PUT /snapshot/create whenever the VM is paused
+  return mc;
+}
+
+Result<void> ApiVmm::run_vm(const MachineConfig& mc) {
   start_ns_ = monotonic_ns();
   EMBER_TRY(runner_, MachineRunner::boot(mc));
   EMBER_TRY_VOID(watch(runner_->event_fd(), kTagMachine));
   return Ok();
+}
+
+Result<void> ApiVmm::start(const VmmConfig& config) {
+  const BootSourceSpec& boot = *config.boot_source;
+  MachineConfig mc = machine_config();
+  if (boot.initrd_path) {
+    EMBER_TRY(image_, map_image_file(*boot.initrd_path));
+    mc.image = image_.data();
+    mc.image_size = image_.size;
+    mc.image_mapped = image_.mapping.size();
+    mc.image_path = *boot.initrd_path;  // hard-linked into snapshots where possible
+  }
+  mc.kernel_path = boot.kernel_image_path;
+  mc.mem_size = config.machine.mem_size_mib << 20;
+  mc.cmdline = boot.boot_args.value_or("");
+  if (config.vsock) {
+    mc.vsock_uds = config.vsock->uds_path;
+    mc.guest_cid = config.vsock->guest_cid;
+  }
+  return run_vm(mc);
 }
 
 Result<void> ApiVmm::pause() {
@@ -218,12 +233,34 @@ Result<void> ApiVmm::resume() {
   return Ok();
 }
 
-Result<void> ApiVmm::create_snapshot(const SnapshotCreateSpec&) {
-  return Error{"snapshots are not available in this build yet"};
+Result<void> ApiVmm::create_snapshot(const SnapshotCreateSpec& spec) {
+  if (!runner_) return Error{"no VM"};
+  if (spec.type == SnapshotType::kDiff)
+    return Error{"Diff snapshots are not supported yet: use Full (Ember's memory file is sparse: only pages the "
+                 "guest wrote take space)"};
+  SnapshotFilePaths paths{spec.snapshot_path, spec.mem_file_path, snapshot_image_path(spec.snapshot_path)};
+  EMBER_TRY(uint64_t written, runner_->save_snapshot(paths));
+  (void)written;
+  return Ok();
 }
 
-Result<void> ApiVmm::load_snapshot(const SnapshotLoadSpec&, VmmConfig*) {
-  return Error{"snapshots are not available in this build yet"};
+Result<void> ApiVmm::load_snapshot(const SnapshotLoadSpec& spec, VmmConfig* config) {
+  const SnapshotFilePaths paths = snapshot_load_paths(spec.snapshot_path, spec.mem_file_path);
+  MachineConfig mc = machine_config();
+  mc.restore_dir = paths.state;
+  mc.restore_mem_path = paths.mem;
+  mc.restore_image_path = paths.image;
+  mc.start_paused = true;  // the controller resumes it when resume_vm says so
+  if (spec.vsock_uds_override) mc.vsock_uds = *spec.vsock_uds_override;
+  EMBER_TRY_VOID(run_vm(mc));
+  runner_->pause();  // returns once the vCPU is parked
+  config->machine.mem_size_mib = runner_->mem_size() >> 20;
+  config->machine.vcpu_count = 1;
+  // The snapshot does not record the host side of vsock: without an
+  // override the device has no host socket.
+  if (spec.vsock_uds_override) config->vsock = VsockSpec{runner_->guest_cid(), *spec.vsock_uds_override};
+  else config->vsock.reset();
+  return Ok();
 }
 
 void ApiVmm::on_machine() {

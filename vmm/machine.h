@@ -62,6 +62,17 @@ struct MachineConfig {
   // Console input from this buffer (every run starts it over) instead of
   // stdin_fd; restore --repeat feeds each run the same stdin this way.
   const std::string* stdin_data = nullptr;
+
+  // API mode (vmm/api_vmm.h). allow_snapshots: the VM may be snapshotted
+  // whenever it is paused (what to save is decided before the guest runs,
+  // as for --snapshot-at-ready). start_paused: the vCPU parks before its
+  // first KVM_RUN (a loaded snapshot that is not resumed yet).
+  // restore_mem_path: restore_dir is then the state file, and the memory and
+  // image files are these (vmm/api_snapshot.h).
+  bool allow_snapshots = false;
+  bool start_paused = false;
+  std::string restore_mem_path;
+  std::string restore_image_path;
 };
 
 struct RunOutcome {
@@ -82,6 +93,7 @@ Result<RunOutcome> run_machine(const MachineConfig& config);
 Result<RunOutcome> restore_and_run(const MachineConfig& config, uint64_t repeat);
 
 class Machine;  // machine.cc
+struct SnapshotFilePaths;  // vmm/api_snapshot.h
 
 // A VM restored from a snapshot, for in-process use (benchmarks, tests): run
 // the program, put the VM back to the snapshot in place, run it again.
@@ -133,6 +145,13 @@ class MachineRunner {
   void pause();
   void resume();
   bool paused() const;
+  // While paused, with config.allow_snapshots: writes the snapshot's files;
+  // the bytes of memory written.
+  Result<uint64_t> save_snapshot(const SnapshotFilePaths& paths);
+  uint64_t mem_size() const;
+  uint64_t guest_cid() const;
+  // The program has reported "ready" (it first blocked reading stdin).
+  bool guest_ready() const;
 
  private:
   explicit MachineRunner(const MachineConfig& config);

@@ -75,5 +75,8 @@ struct SnapshotFiles {
 };
 
 Result<SnapshotFiles> open_snapshot(const std::string& dir);
+// The same three files under any names (the VMM API's /snapshot/load).
+Result<SnapshotFiles> open_snapshot_files(const std::string& state_path, const std::string& mem_path,
+                                          const std::string& image_path);
 
 }  // namespace ember

@@ -104,6 +104,9 @@ class VmBackend {
   // the snapshot's machine configuration and vsock device (with the
   // override applied).
   virtual Result<void> load_snapshot(const SnapshotLoadSpec& spec, VmmConfig* config) = 0;
+  // The program has first blocked reading stdin (the template snapshot
+  // point); stays true after a snapshot load of such a VM.
+  virtual bool guest_ready() const { return false; }
 };
 
 // The state machine. Requests that break the rules fail with an Error
@@ -113,6 +116,7 @@ class VmmController {
   explicit VmmController(VmBackend* backend) : backend_(backend) {}
 
   VmState state() const { return state_; }
+  bool guest_ready() const { return state_ != VmState::kNotStarted && backend_->guest_ready(); }
   const VmmConfig& config() const { return config_; }
   // After kExited: the program's exit status (or the VMM's 124/125) and why.
   int exit_status() const { return exit_status_; }

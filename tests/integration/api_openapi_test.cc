@@ -46,7 +46,9 @@ class ApiOpenApi : public ::testing::Test {
     ASSERT_TRUE(vmm_->wait_socket(sock_)) << vmm_->stderr_text();
   }
   void TearDown() override {
-    if (vmm_) EXPECT_EQ(vmm_->stop(), 128 + SIGTERM) << vmm_->stderr_text();
+    if (vmm_) {
+      EXPECT_EQ(vmm_->stop(), 128 + SIGTERM) << vmm_->stderr_text();
+    }
     ::unlink(sock_.c_str());
   }
   std::string sock_;
