@@ -30,6 +30,7 @@
 #include "api/boot_info.h"
 #include "api/guest_layout.h"
 #include "jailer/seccomp.h"
+#include "vmm/api_snapshot.h"
 #include "vmm/boot.h"
 #include "vmm/bus.h"
 #include "vmm/console.h"
@@ -38,6 +39,7 @@
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
+#include "vmm/crc32c.h"
 #include "vmm/snapshot.h"
 #include "vmm/teardown.h"
 #include "vmm/vcpu_exit.h"
@@ -154,7 +156,9 @@ struct ConsoleSlot {
 class Machine {
  public:
   explicit Machine(const MachineConfig& config)
-      : config_(config), log_(config.verbose), restoring_(!config.restore_dir.empty()) {}
+      : config_(config), log_(config.verbose), restoring_(!config.restore_dir.empty()) {
+    pause_.store(config.start_paused);  // the vCPU parks before its first KVM_RUN
+  }
   ~Machine() {
     stop_vcpu();
     transports_.clear();  // the vsock device unwatches its fds through watcher_
@@ -168,6 +172,10 @@ class Machine {
   bool step(int timeout_ms);
   RunOutcome finish();  // stops the vCPU, drains the guest's output, the outcome
   int event_fd() const { return epoll_.get(); }
+  // Registers the fds the devices want watched now (step() does at its
+  // start and end): a caller polling event_fd() calls it once after
+  // setup(), or a restored guest that waits for input would never be fed.
+  void watch_fds() { update_fd_interest(); }
   // Parks the vCPU thread outside KVM_RUN (returns once it is parked or has
   // ended); resume() lets it run on.
   void pause();
@@ -182,6 +190,12 @@ class Machine {
   uint64_t resumed_ns();  // waits until the vCPU entered the guest
   uint64_t started_ns() const { return start_ns_; }
   bool stopped_from_outside() const { return stop_outcome_.has_value(); }
+  // API mode (config.allow_snapshots): while paused, writes the snapshot's
+  // three files (vmm/api_snapshot.h); the bytes of memory written.
+  Result<uint64_t> save_snapshot_files(const SnapshotFilePaths& paths);
+  uint64_t mem_size() const { return memory_.ram_size(); }
+  bool guest_ready() const { return control_ && control_->ready(); }
+  uint64_t guest_cid() const { return restoring_ ? snap_.machine.guest_cid : config_.guest_cid; }
   // After the last run: stops the vCPU, prints the trace, hands off teardown.
   void close(const RunOutcome& last);
 
@@ -211,6 +225,10 @@ class Machine {
   Result<void> vcpu_command(Command c, bool wait);
   void wake_vcpu();
   Result<void> write_snapshot();
+  // Drains the devices, saves the stopped vCPU and the VM (on the vCPU
+  // thread) and serializes it all: the vmstate file's bytes.
+  Result<std::vector<uint8_t>> capture_state(uint64_t image_size, uint32_t image_crc);
+  void vcpu_save();  // on the vCPU thread: serves kCmdSave
   void prepare_run();
   void set_phase(Phase p);
   bool wait_phase(Phase p);  // false: aborted
@@ -416,9 +434,11 @@ Result<void> Machine::setup_boot() {
                                      config_.image_path);
     if (!w) return Error{"snapshot " + config_.snapshot_dir + ": " + w.message()};
     writer_.emplace(std::move(*w));
+    mark("snapshot_prepared");
+  }
+  if (writer_ || config_.allow_snapshots) {
     xsave_size_ = static_cast<size_t>(std::max(vm_.check_extension(KVM_CAP_XSAVE2), 4096));
     if (vm_.check_extension(KVM_CAP_XSAVE) <= 0) xsave_size_ = 0;
-    mark("snapshot_prepared");
   }
 
   // Boot info; the vCPU thread adds the clock sample, taken as close to the
@@ -441,11 +461,21 @@ Result<void> Machine::setup_boot() {
 
 Result<void> Machine::setup_restore() {
   {
-    auto f = open_snapshot(config_.restore_dir);
+    // restore_mem_path (API mode): restore_dir is the state file and the
+    // memory and image files are named apart.
+    auto f = config_.restore_mem_path.empty()
+                 ? open_snapshot(config_.restore_dir)
+                 : open_snapshot_files(config_.restore_dir, config_.restore_mem_path, config_.restore_image_path);
     if (!f) return Error{"snapshot " + f.message()};
     files_ = std::move(*f);
   }
   snap_ = files_.state;
+  if (config_.allow_snapshots) {  // a snapshot of this VM saves what the loaded one had
+    cpuid_set_ = snap_.vcpu.cpuid;
+    snapshot_msrs_.clear();
+    for (const auto& m : snap_.vcpu.msrs) snapshot_msrs_.push_back(m.first);
+    xsave_size_ = snap_.vcpu.xsave.size();
+  }
   const VmSnapshot& s = snap_;
   // This VMM builds exactly three devices; a snapshot must have been taken
   // with the same set.
@@ -605,7 +635,7 @@ Result<void> Machine::vcpu_setup_boot() {
   EMBER_TRY_VOID(setup_boot_vcpu(vcpu_, kvm_, kernel_.note));
   vcpu_ready_ns_ = monotonic_ns();
   if (!wait_phase(kPhaseGo)) return Error{"aborted"};
-  if (writer_) {
+  if (writer_ || config_.allow_snapshots) {
     // What a snapshot will save, decided before the guest runs (and before
     // the seccomp filter): the CPUID table as set, the MSRs that can be
     // read and written back.
@@ -704,15 +734,7 @@ bool Machine::vcpu_idle() {
     if (stop_.load()) return false;
     const uint32_t c = cmd_.load();
     if (c == kCmdSave) {
-      // The event loop has drained the devices (whose interrupts may have
-      // changed the LAPIC): now the vCPU and VM state.
-      Result<void> r = complete_pending_io(vcpu_);
-      if (r) r = save_vcpu_state(vcpu_, snapshot_msrs_, xsave_size_, &snap_.vcpu);
-      if (r) r = save_vm_state(vm_, &snap_);
-      snap_.vcpu.cpuid = cpuid_set_;
-      cmd_result_ = r;
-      cmd_.store(kCmdNone);
-      futex_wake(cmd_);
+      vcpu_save();
       continue;
     }
     if (c == kCmdReload) {
@@ -741,13 +763,26 @@ bool Machine::vcpu_idle() {
   }
 }
 
+void Machine::vcpu_save() {
+  // The event loop has drained the devices (whose interrupts may have
+  // changed the LAPIC): now the vCPU and VM state.
+  Result<void> r = complete_pending_io(vcpu_);
+  if (r) r = save_vcpu_state(vcpu_, snapshot_msrs_, xsave_size_, &snap_.vcpu);
+  if (r) r = save_vm_state(vm_, &snap_);
+  snap_.vcpu.cpuid = cpuid_set_;
+  cmd_result_ = r;
+  cmd_.store(kCmdNone);
+  futex_wake(cmd_);
+}
+
 void Machine::wake_vcpu() {
   wake_.fetch_add(1);
   futex_wake(wake_);
 }
 
 Result<void> Machine::vcpu_command(Command c, bool wait) {
-  if (vcpu_state_.load() != kVcpuIdle) return Error{"the vCPU is not stopped"};
+  const int st = vcpu_state_.load();
+  if (st != kVcpuIdle && !(st == kVcpuParked && c == kCmdSave)) return Error{"the vCPU is not stopped"};
   cmd_.store(static_cast<uint32_t>(c));
   wake_vcpu();
   if (!wait) return Ok();
@@ -758,21 +793,33 @@ Result<void> Machine::vcpu_command(Command c, bool wait) {
 void Machine::vcpu_park() {
   vcpu_state_.store(kVcpuParked);
   vcpu_state_.notify_all();
-  while (pause_.load() && !stop_.load()) pause_.wait(true);
+  // Parked, the vCPU thread also saves its state on request (API snapshots
+  // of a paused VM). resume() and stop_vcpu() bump wake_.
+  for (;;) {
+    const uint32_t seen = wake_.load();
+    if (!pause_.load() || stop_.load()) break;
+    if (cmd_.load() == kCmdSave) {
+      vcpu_save();
+      continue;
+    }
+    futex_wait(wake_, seen);
+  }
   vcpu_state_.store(kVcpuRunning);
 }
 
 void Machine::pause() {
-  if (pause_.exchange(true)) return;
+  const bool already = pause_.exchange(true);  // start_paused: set before the vCPU ever ran
   if (vcpu_state_.load() == kVcpuEnded || !vcpu_thread_.joinable()) return;
-  if (kvm_run* run = run_ptr_.load(std::memory_order_seq_cst)) run->immediate_exit = 1;
-  ::pthread_kill(vcpu_thread_.native_handle(), kKickSignal);
+  if (!already) {
+    if (kvm_run* run = run_ptr_.load(std::memory_order_seq_cst)) run->immediate_exit = 1;
+    ::pthread_kill(vcpu_thread_.native_handle(), kKickSignal);
+  }
   for (int s; (s = vcpu_state_.load()) == kVcpuRunning;) vcpu_state_.wait(s);
 }
 
 void Machine::resume() {
   pause_.store(false);
-  pause_.notify_all();
+  wake_vcpu();
 }
 
 void Machine::vcpu_loop() {
@@ -1038,6 +1085,35 @@ void Machine::close(const RunOutcome& last) {
 }
 
 Result<void> Machine::write_snapshot() {
+  EMBER_TRY(const std::vector<uint8_t> state, capture_state(config_.image_size, writer_->image_crc32c()));
+  const uint64_t t0 = monotonic_ns();
+  auto written = writer_->commit(state, memory_.ram(), memory_.ram_size());
+  if (!written) return Error{"snapshot " + config_.snapshot_dir + ": " + written.message()};
+  log_.debug("snapshot written to %s: %llu KiB of memory, %zu bytes of state, %.1f ms", config_.snapshot_dir.c_str(),
+             static_cast<unsigned long long>(*written >> 10), state.size(), (monotonic_ns() - t0) / 1e6);
+  return Ok();
+}
+
+Result<uint64_t> Machine::save_snapshot_files(const SnapshotFilePaths& paths) {
+  if (!config_.allow_snapshots) return Error{"snapshots were not enabled for this VM"};
+  if (vcpu_state_.load() != kVcpuParked) return Error{"the VM is not paused"};
+  const uint8_t* image = restoring_ ? files_.image.bytes() : config_.image;
+  const uint64_t image_size = restoring_ ? files_.image_size : config_.image_size;
+  if (!image || !image_size) return Error{"the VM has no function image (boot-source initrd_path)"};
+  const std::string source = restoring_ ? (config_.restore_image_path.empty() ? config_.restore_dir + "/" + kImageFile
+                                                                               : config_.restore_image_path)
+                                        : config_.image_path;
+  EMBER_TRY(const std::vector<uint8_t> state, capture_state(image_size, crc32c(image, image_size)));
+  const uint64_t t0 = monotonic_ns();
+  EMBER_TRY(const uint64_t written,
+            write_snapshot_files(paths, state, memory_.ram(), memory_.ram_size(), image, image_size, source));
+  log_.debug("snapshot written to %s, %s, %s: %llu KiB of memory, %zu bytes of state, %.1f ms", paths.state.c_str(),
+             paths.mem.c_str(), paths.image.c_str(), static_cast<unsigned long long>(written >> 10), state.size(),
+             (monotonic_ns() - t0) / 1e6);
+  return written;
+}
+
+Result<std::vector<uint8_t>> Machine::capture_state(uint64_t image_size, uint32_t image_crc) {
   // The vCPU is stopped past its ready write. First the devices: what the
   // guest queued is processed, so that the rings in memory and the device
   // state agree (and no output is written twice after a restore).
@@ -1054,11 +1130,13 @@ Result<void> Machine::write_snapshot() {
   if (!r) return Error{"snapshot: " + r.message()};
 
   snap_.machine.mem_size = memory_.ram_size();
-  snap_.machine.image_size = config_.image_size;
-  snap_.machine.image_crc32c = writer_->image_crc32c();
-  snap_.machine.guest_cid = config_.guest_cid;
-  snap_.machine.boot_flags = boot_info_.flags;
-  snap_.machine.tsc_khz = boot_info_.tsc_khz;
+  snap_.machine.image_size = image_size;
+  snap_.machine.image_crc32c = image_crc;
+  snap_.machine.guest_cid = guest_cid();
+  if (!restoring_) {  // a restored VM keeps what its snapshot said
+    snap_.machine.boot_flags = boot_info_.flags;
+    snap_.machine.tsc_khz = boot_info_.tsc_khz;
+  }
   snap_.control_ready = control_->ready();
   snap_.devices.clear();
   for (uint32_t i = 0; i < transports_.size(); i++) {
@@ -1070,13 +1148,7 @@ Result<void> Machine::write_snapshot() {
     else d.vsock = vsock_transport_->locked([&](VirtioDevice&) { return vsock_->save(); });
     snap_.devices.push_back(std::move(d));
   }
-  const std::vector<uint8_t> state = serialize_vmstate(snap_);
-  const uint64_t t0 = monotonic_ns();
-  auto written = writer_->commit(state, memory_.ram(), memory_.ram_size());
-  if (!written) return Error{"snapshot " + config_.snapshot_dir + ": " + written.message()};
-  log_.debug("snapshot written to %s: %llu KiB of memory, %zu bytes of state, %.1f ms", config_.snapshot_dir.c_str(),
-             static_cast<unsigned long long>(*written >> 10), state.size(), (monotonic_ns() - t0) / 1e6);
-  return Ok();
+  return serialize_vmstate(snap_);
 }
 
 Result<void> Machine::reset() {
@@ -1211,6 +1283,7 @@ Result<std::unique_ptr<MachineRunner>> MachineRunner::boot(const MachineConfig& 
   std::unique_ptr<MachineRunner> r(new MachineRunner(config));
   r->machine_ = std::make_unique<Machine>(r->config_);
   EMBER_TRY_VOID(r->machine_->setup());
+  r->machine_->watch_fds();
   return r;
 }
 
@@ -1220,5 +1293,11 @@ RunOutcome MachineRunner::finish() { return machine_->finish(); }
 void MachineRunner::pause() { machine_->pause(); }
 void MachineRunner::resume() { machine_->resume(); }
 bool MachineRunner::paused() const { return machine_->paused(); }
+Result<uint64_t> MachineRunner::save_snapshot(const SnapshotFilePaths& paths) {
+  return machine_->save_snapshot_files(paths);
+}
+uint64_t MachineRunner::mem_size() const { return machine_->mem_size(); }
+bool MachineRunner::guest_ready() const { return machine_->guest_ready(); }
+uint64_t MachineRunner::guest_cid() const { return machine_->guest_cid(); }
 
 }  // namespace ember
