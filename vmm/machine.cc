@@ -308,6 +308,11 @@ class Machine {
   std::atomic<uint32_t> wake_{0};
   Result<void> cmd_result_;
   std::atomic<uint64_t> resumed_ns_{0};  // set by the vCPU thread right before it enters the guest
+  // Restore: the vCPU thread creates the VM while the event loop opens the
+  // snapshot (vm_created_: 0 pending, 1 done, -1 failed with vm_error_).
+  std::atomic<int> vm_created_{0};
+  Vm created_vm_;
+  std::string vm_error_;
   std::atomic<uint32_t> resumed_seq_{0};
   uint64_t start_ns_ = 0;                // when this restore or reset began
   uint64_t cpuid_ns_ = 0, vcpu_ready_ns_ = 0, first_run_ns_ = 0, vcpu_end_ns_ = 0;
@@ -492,7 +497,10 @@ Result<void> Machine::setup_restore() {
     return Error{"snapshot " + config_.restore_dir + ": vsock CID disagrees with the machine's"};
   mark("snapshot_open");
 
-  EMBER_TRY(vm_, kvm_.create_vm());
+  // The vCPU thread created the VM meanwhile.
+  for (int st; (st = vm_created_.load()) == 0;) vm_created_.wait(st);
+  if (vm_created_.load() < 0) return Error{vm_error_};
+  vm_ = std::move(created_vm_);
   mark("create_vm");
   // RAM: the memory file, copy-on-write. Pages the guest never writes stay
   // the page cache's, shared by every VM restored from this file.
@@ -653,6 +661,16 @@ Result<void> Machine::vcpu_setup_boot() {
 }
 
 Result<void> Machine::vcpu_setup_restore() {
+  // KVM_CREATE_VM (~150-450 us here) while the event loop's thread reads and
+  // checks the snapshot files.
+  {
+    auto vm = kvm_.create_vm();
+    if (!vm) vm_error_ = vm.message();
+    else created_vm_ = std::move(*vm);
+    vm_created_.store(vm ? 1 : -1);
+    vm_created_.notify_all();
+    if (!vm) return Error{"aborted"};
+  }
   if (!wait_phase(kPhaseVmReady)) return Error{"aborted"};
   EMBER_TRY(vcpu_, vm_.create_vcpu(0));
   run_ptr_.store(vcpu_.run(), std::memory_order_seq_cst);
