@@ -142,7 +142,8 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
   try {
     EMBER_TRY_VOID(w.known_keys(root, "",
                                 {"listen", "state_dir", "log_level", "vmm_binary", "guest_kernel", "http_threads",
-                                 "refill_workers", "deploy_timeout_ms", "mechanism", "defaults", "limits", "jailer"}));
+                                 "refill_workers", "deploy_timeout_ms", "mechanism", "invocations_per_vm", "defaults",
+                                 "limits", "jailer"}));
     EMBER_TRY_VOID(w.str(root, "", "listen", &c.listen));
     EMBER_TRY_VOID(w.str(root, "", "state_dir", &c.state_dir));
     std::string level;
@@ -158,6 +159,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
     EMBER_TRY_VOID(w.uint(root, "", "http_threads", &c.http_threads, 4, 4096));
     EMBER_TRY_VOID(w.uint(root, "", "refill_workers", &c.refill_workers, 1, 64));
     EMBER_TRY_VOID(w.uint(root, "", "deploy_timeout_ms", &c.deploy_timeout_ms, 100, 3600000));
+    EMBER_TRY_VOID(w.uint(root, "", "invocations_per_vm", &c.invocations_per_vm, 1, 1000000));
 
     if (const YAML::Node d = root["defaults"]) {
       EMBER_TRY_VOID(w.known_keys(d, "defaults", {"memory_mib", "vcpus", "timeout_ms", "pool", "max_concurrency"}));
@@ -233,6 +235,7 @@ std::string config_to_yaml(const Config& c) {
     << "refill_workers: " << c.refill_workers << "\n"
     << "deploy_timeout_ms: " << c.deploy_timeout_ms << "\n"
     << "mechanism: " << c.mechanism << "\n"
+    << "invocations_per_vm: " << c.invocations_per_vm << "\n"
     << "defaults:\n"
     << "  memory_mib: " << c.defaults.memory_mib << "\n"
     << "  vcpus: " << c.defaults.vcpus << "\n"

@@ -42,9 +42,9 @@ struct JailerConfig {
   std::string binary;                   // empty: ember-jailer next to emberd
   std::string chroot_base = "/srv/ember";
   uint32_t uid = 200000;                // VMs run as uid .. uid + uid_count - 1 (one per VM, round robin)
-  uint32_t uid_count = 1;
+  uint32_t uid_count = 65536;
   uint32_t gid = 200000;
-  int cgroup_version = 0;               // 0: what the host has (v2 if mounted, else v1)
+  int cgroup_version = 0;               // 0: what the host has (v2 if it has memory and pids, else v1)
   uint32_t memory_overhead_mib = 64;    // cgroup memory limit = function memory + this
   uint32_t cpu_quota_pct = 0;           // 0: no CPU limit; 100 = one core
   uint32_t pids_max = 16;               // VMM threads and helpers
@@ -61,6 +61,8 @@ struct Config {
   uint32_t refill_workers = 2;            // threads that start pooled VMs in the background
   uint32_t deploy_timeout_ms = 120000;    // boot to ready (template snapshot) at deploy
   std::string mechanism = "auto";         // auto | snapshot | boot (see controller/README.md)
+  uint32_t invocations_per_vm = 100;      // snapshot mechanism: a VM serves up to N invocations of its
+                                          // function, reset in place to the template between them (1: none)
   FunctionDefaults defaults;
   Limits limits;
   JailerConfig jailer;

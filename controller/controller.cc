@@ -114,7 +114,6 @@ Controller::Controller(Config cfg, Logger& log) : cfg_(std::move(cfg)), log_(log
   functions_dir_ = cfg_.state_dir + "/functions";
   run_dir_ = cfg_.state_dir + "/run";
   id_prefix_ = "e" + hex(fnv1a(cfg_.state_dir) & 0xffffff, 6);
-  instance_ = hex(static_cast<uint64_t>(::time(nullptr)) & 0xffffff, 6);
 }
 
 Controller::~Controller() { shutdown(); }
@@ -169,6 +168,22 @@ Result<void> Controller::detect_vmm() {
         log_.warn("VMMs run unjailed: %s", !root ? "emberd is not root" : (jailer_path_ + " does not exist").c_str());
       break;
   }
+  cgroup_version_ = cfg_.jailer.cgroup_version ? cfg_.jailer.cgroup_version : detect_cgroup_version();
+  if (mechanism_ == Mechanism::kSnapshot && jail_) {
+    // Jailed snapshots need an ember-jailer that can jail `ember-vmm restore`
+    // (and `run --snapshot-at-ready`); it says so in its --help.
+    auto jh = run_command({jailer_path_, "--help"}, 5000, kChildEnv);
+    const bool jailer_restores = jh && jh->output.find("restore") != std::string::npos;
+    if (!jailer_restores) {
+      if (cfg_.mechanism == "snapshot")
+        return Error{"mechanism: snapshot, but " + jailer_path_ +
+                     " cannot jail `ember-vmm restore` yet: set mechanism: boot, or jailer.enabled: false"};
+      mechanism_ = Mechanism::kBoot;
+      log_.warn("%s cannot jail `ember-vmm restore` yet: functions use the boot mechanism (a jailed VM booted per "
+                "invocation, parked at ready); `jailer.enabled: false` gives template snapshots, unjailed",
+                jailer_path_.c_str());
+    }
+  }
   return Ok();
 }
 
@@ -199,7 +214,7 @@ void Controller::kill_orphans() {
   for (std::filesystem::directory_iterator it(run_dir_, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string id = it->path().filename().string();
     if (jail_ && path_exists(it->path().string() + "/jailed")) {
-      auto r = run_command({jailer_path_, "--cleanup", "--id", id}, 10000, kChildEnv);
+      auto r = jail_cleanup(id);
       if (!r || r->status.shell_code() != 0)
         log_.warn("ember-jailer --cleanup --id %s: %s", id.c_str(), r ? r->output.c_str() : r.message().c_str());
     }
@@ -270,6 +285,16 @@ void Controller::load_functions() {
 
 Result<void> Controller::start() {
   EMBER_TRY_VOID(lock_state_dir());
+  {
+    // VM ids are PREFIX-INSTANCE-N, INSTANCE counting emberd's starts on this
+    // state dir: a VM id (and its jail, its cgroups) is never reused.
+    const std::string path = cfg_.state_dir + "/emberd.instance";
+    uint64_t n = 0;
+    if (auto t = read_file(path, 64); t) n = std::strtoull(t->c_str(), nullptr, 10);
+    n++;
+    EMBER_TRY_VOID(write_file_atomic(path, std::to_string(n) + "\n", 0600));
+    instance_ = std::to_string(n);
+  }
   EMBER_TRY_VOID(make_dirs(functions_dir_, 0700));
   EMBER_TRY_VOID(make_dirs(run_dir_, 0711));
   EMBER_TRY_VOID(detect_vmm());
@@ -315,7 +340,7 @@ void Controller::shutdown() {
   }
   for (auto& vm : vms) vm->kill("emberd is shutting down");
   const auto deadline = Clock::now() + std::chrono::seconds(10);
-  for (auto& vm : vms) vm->wait_exit(deadline);
+  for (auto& vm : vms) vm->kill_and_wait("emberd is shutting down", deadline);
   {
     std::lock_guard<std::mutex> l(janitor_mu_);
   }
@@ -326,10 +351,14 @@ void Controller::shutdown() {
   std::error_code ec;
   for (std::filesystem::directory_iterator it(run_dir_, ec), end; !ec && it != end; it.increment(ec)) {
     if (jail_ && path_exists(it->path().string() + "/jailed"))
-      (void)run_command({jailer_path_, "--cleanup", "--id", it->path().filename().string()}, 10000, kChildEnv);
+      (void)jail_cleanup(it->path().filename().string());
     remove_tree(it->path().string());
   }
   log_.info("stopped %zu VM(s)", vms.size());
+}
+
+Result<RunResult> Controller::jail_cleanup(const std::string& id) {
+  return run_command({jailer_path_, "--cleanup", "--id", id, "--chroot-base", cfg_.jailer.chroot_base}, 10000, kChildEnv);
 }
 
 // ---------------------------------------------------------------------------
@@ -367,8 +396,8 @@ size_t Controller::vm_count() const {
 // ---------------------------------------------------------------------------
 // VMs
 
-Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv,
-                                  const std::vector<std::string>& jail_files, int in_fd, int out_fd, int err_fd) {
+Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv, int in_fd,
+                                  int out_fd, int err_fd) {
   SpawnOptions o;
   o.env = kChildEnv;
   o.stdin_fd = in_fd;
@@ -381,20 +410,21 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
     j.uid = cfg_.jailer.uid + next_uid_.fetch_add(1) % cfg_.jailer.uid_count;
     j.gid = cfg_.jailer.gid;
     j.chroot_base = cfg_.jailer.chroot_base;
-    j.cgroup_version = cfg_.jailer.cgroup_version;
+    j.cgroup_version = cgroup_version_;
     j.memory_limit_bytes = (static_cast<uint64_t>(vm->fn->rec.spec.memory_mib) + cfg_.jailer.memory_overhead_mib) << 20;
     j.cpu_quota_pct = cfg_.jailer.cpu_quota_pct;
     j.pids_max = cfg_.jailer.pids_max;
     j.no_file = cfg_.jailer.no_file;
-    j.files = jail_files;
     o.argv = jailed_command(j, vmm_argv);
     vm->jailed = true;
+    vm->chroot_base = cfg_.jailer.chroot_base;
     EMBER_TRY_VOID(write_file_atomic(vm->run_dir + "/jailed", vm->id));
   } else {
     o.argv = vmm_argv;
   }
   EMBER_TRY(Child c, spawn_process(o));
   vm->pid = c.pid;
+  if (!jail_) vm->vmm_pid = c.pid;
   vm->pidfd = std::move(c.pidfd);
   register_vm(vm);
   std::weak_ptr<Vm> weak = vm;
@@ -434,7 +464,7 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
     Fd out_r(out[0]), out_w(out[1]);
     if (::pipe2(err, O_CLOEXEC) < 0) return fail(errno_error("pipe").message);
     Fd err_r(err[0]), err_w(err[1]);
-    auto s = spawn_vm(vm, boot_command(vm->id, fn->rec.spec, paths), {fn->image_path}, in_r.get(), out_w.get(), err_w.get());
+    auto s = spawn_vm(vm, boot_command(jail_ ? "" : vm->id, fn->rec.spec, paths), in_r.get(), out_w.get(), err_w.get());
     if (!s) return fail("cannot start ember-vmm: " + s.message());
     vm->in = std::move(in_w);
     vm->out = std::move(out_r);
@@ -446,7 +476,8 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
     paths.vsock_uds = vm->vsock_path;
     Fd log(::open(vm->log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!log.valid()) return fail(errno_error("create " + vm->log_path).message);
-    auto s = spawn_vm(vm, restore_command(vm->id, paths), {fn->snapshot_dir}, -1, log.get(), log.get());
+    vm->max_uses = cfg_.invocations_per_vm;
+    auto s = spawn_vm(vm, restore_command(jail_ ? "" : vm->id, vm->max_uses, paths), -1, log.get(), log.get());
     if (!s) return fail("cannot start ember-vmm: " + s.message());
     // Parked at ready once its vsock socket accepts and the guest answers.
     const auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.deploy_timeout_ms);
@@ -519,9 +550,20 @@ void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
   }
   if (!vm->stop_requested.load() && (was == VmState::kReady || was == VmState::kStarting)) {
     metrics_.vm_deaths->Increment();
-    log_.warn("VM %s (%s v%llu, pid %d) %s while %s: %s", vm->id.c_str(), vm->fn->rec.name.c_str(),
+    // Why: the VMM's (or the jailer's) last words, from its log or its stderr pipe.
+    std::string why;
+    if (!vm->log_path.empty()) {
+      why = last_line(tail_of_file(vm->log_path));
+    } else if (vm->err.valid()) {
+      std::string err;
+      char buf[4096];
+      ::fcntl(vm->err.get(), F_SETFL, O_NONBLOCK);
+      for (ssize_t n; (n = ::read(vm->err.get(), buf, sizeof buf)) > 0 && err.size() < 65536;) err.append(buf, static_cast<size_t>(n));
+      why = last_line(err);
+    }
+    log_.warn("VM %s (%s v%llu, pid %d) %s while %s%s%s", vm->id.c_str(), vm->fn->rec.name.c_str(),
               static_cast<unsigned long long>(vm->fn->rec.version), vm->pid, st.describe().c_str(), vm_state_name(was),
-              vm->log_path.empty() ? "" : last_line(tail_of_file(vm->log_path)).c_str());
+              why.empty() ? "" : ": ", why.c_str());
   } else if (!vm->stop_requested.load() && was == VmState::kBusy && st.signaled) {
     metrics_.vm_deaths->Increment();
   }
@@ -560,7 +602,8 @@ void Controller::drain(const std::shared_ptr<FunctionVersion>& fn, const std::st
 }
 
 std::string Controller::vmm_failure_text(const std::shared_ptr<Vm>& vm, const std::string& captured_err) {
-  std::string line = last_line(captured_err, "ember-vmm: ");
+  std::string line = last_line(captured_err, "ember-jailer: ");
+  if (line.empty()) line = last_line(captured_err, "ember-vmm: ");
   if (line.empty() && !vm->log_path.empty()) line = last_line(tail_of_file(vm->log_path));
   return line;
 }
@@ -628,15 +671,60 @@ void Controller::request_refill(const std::shared_ptr<FunctionVersion>& fn) {
   refill_cv_.notify_one();
 }
 
+void Controller::post_task(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> l(refill_mu_);
+    tasks_.push_back(std::move(task));
+  }
+  refill_cv_.notify_one();
+}
+
+void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited_at) {
+  auto& fn = vm->fn;
+  // The VMM resets the VM after the exit frame; a connection that arrives
+  // before the guest listens again may be refused: try for a while.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  auto c = vsock_connect(vm->vsock_path, abi::kStdioPort, deadline, &vm->leftover);
+  for (int attempt = 0; !c && !vm->exited() && Clock::now() < deadline && attempt < 200; attempt++) {
+    ::usleep(attempt < 10 ? 100 : 2000);
+    c = vsock_connect(vm->vsock_path, abi::kStdioPort, deadline, &vm->leftover);
+  }
+  std::unique_lock<std::mutex> l(fn->mu);
+  fn->starting--;
+  // A VM started on a pool miss may find the pool full: then it goes.
+  const bool full = fn->ready.size() + fn->starting >= fn->rec.spec.pool;
+  if (!c || fn->retired || full || vm->exited() || vm->stop_requested.load()) {
+    if (!c && !vm->exited()) log_.warn("VM %s: no reconnect after its reset: %s", vm->id.c_str(), c.message().c_str());
+    l.unlock();
+    retire_vm(vm, !c ? "no reconnect after reset" : full ? "pool full" : "function replaced");
+    request_refill(fn);
+    return;
+  }
+  vm->sock = std::move(*c);
+  metrics_.lifecycle("reset").Observe(seconds_since(exited_at));
+  vm->state = VmState::kReady;
+  fn->ready.push_back(vm);
+}
+
 void Controller::refill_worker() {
   for (;;) {
     std::shared_ptr<FunctionVersion> fn;
+    std::function<void()> task;
     {
       std::unique_lock<std::mutex> l(refill_mu_);
-      refill_cv_.wait(l, [&] { return stopping_ || !refill_queue_.empty(); });
+      refill_cv_.wait(l, [&] { return stopping_ || !refill_queue_.empty() || !tasks_.empty(); });
       if (stopping_) return;
-      fn = std::move(refill_queue_.front());
-      refill_queue_.pop_front();
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      } else {
+        fn = std::move(refill_queue_.front());
+        refill_queue_.pop_front();
+      }
+    }
+    if (task) {
+      task();
+      continue;
     }
     refill(fn);
   }
@@ -705,7 +793,8 @@ void Controller::housekeeping() {
     std::map<FunctionVersion*, std::pair<uint64_t, uint64_t>> parked;  // sum, count
     for (auto& vm : vms) {
       uint64_t rss = 0, priv = 0;
-      if (!read_process_memory(vm->pid, &rss, &priv)) continue;
+      if (vm->vmm_pid.load() < 0) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
+      if (vm->vmm_pid.load() < 0 || !read_process_memory(vm->vmm_pid.load(), &rss, &priv)) continue;
       vm->rss_bytes = rss;
       const uint64_t old = vm->mem_bytes.exchange(priv);
       {
@@ -756,7 +845,7 @@ void Controller::janitor_run() {
       janitor_queue_.pop_front();
     }
     if (!job.second.empty()) {
-      auto r = run_command({jailer_path_, "--cleanup", "--id", job.second}, 10000, kChildEnv);
+      auto r = jail_cleanup(job.second);
       if (!r || r->status.shell_code() != 0)
         log_.warn("ember-jailer --cleanup --id %s: %s", job.second.c_str(), r ? r->output.c_str() : r.message().c_str());
     }
@@ -1007,11 +1096,14 @@ ApiResult Controller::list_vms() {
   json arr = json::array();
   const auto now = Clock::now();
   for (auto& vm : vms) {
+    if (vm->vmm_pid.load() < 0 && vm->jailed) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
+    const pid_t vmm = vm->vmm_pid.load();
     arr.push_back({{"id", vm->id},
                    {"function", vm->fn->rec.name},
                    {"version", vm->fn->rec.version},
                    {"state", vm_state_name(vm->state.load())},
-                   {"pid", vm->pid},
+                   {"pid", vmm > 0 ? vmm : vm->pid},
+                   {"jailer_pid", vm->jailed ? vm->pid : 0},
                    {"rss_bytes", vm->rss_bytes.load()},
                    {"private_bytes", vm->mem_bytes.load()},
                    {"age_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - vm->created).count()},
@@ -1033,8 +1125,8 @@ ApiResult Controller::delete_vm(const std::string& id) {
     auto& q = vm->fn->ready;
     q.erase(std::remove(q.begin(), q.end(), vm), q.end());
   }
-  retire_vm(vm, "deleted by DELETE /v1/vms/" + id);
-  vm->wait_exit(Clock::now() + std::chrono::seconds(5));
+  vm->kill_and_wait("deleted by DELETE /v1/vms/" + id, Clock::now() + std::chrono::seconds(5));
+  retire_vm(vm, "deleted");
   request_refill(vm->fn);
   return ApiResult{204, "", {}, 0};
 }
@@ -1129,7 +1221,15 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
     (res.pool_hit ? stats.pool_hits : stats.pool_misses)++;
   }
   vm->state = VmState::kBusy;
-  request_refill(fn);
+  // A VM that will be reset in place and parked again keeps its pool slot
+  // while it works (counted as starting); any other is replaced right away.
+  const bool may_reuse = fn->rec.mechanism == Mechanism::kSnapshot && vm->uses + 1 < vm->max_uses;
+  if (may_reuse) {
+    std::lock_guard<std::mutex> l(fn->mu);
+    fn->starting++;
+  } else {
+    request_refill(fn);
+  }
   res.vm_id = vm->id;
 
   const auto deadline = Clock::now() + std::chrono::milliseconds(fn->rec.spec.timeout_ms);
@@ -1156,6 +1256,7 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
         }
         const ExitStatus st = vm->exit_status();
         const std::string vmm_line = last_line(x.err, "ember-vmm: ");
+        const std::string jailer_line = vm->jailed ? last_line(x.err, "ember-jailer: ") : "";
         if (vm->stop_requested.load()) {
           res.status = 502;
           res.error = "the VM was stopped: " + vm->stop_reason();
@@ -1163,6 +1264,11 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
         } else if (st.signaled) {
           res.status = 502;
           res.error = "the VMM was " + st.describe();
+          outcome = "vm_error";
+        } else if (!jailer_line.empty()) {
+          // ember-jailer speaks only when the jail failed or the VMM was killed.
+          res.status = 502;
+          res.error = "the VM failed: " + jailer_line;
           outcome = "vm_error";
         } else if (st.value == 125 && !vmm_line.empty()) {
           res.status = 502;
@@ -1180,8 +1286,8 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
       break;
     }
     case Exchange::End::kTimeout:
+      vm->kill_and_wait("invocation timed out", Clock::now() + std::chrono::seconds(5));
       retire_vm(vm, "invocation timed out");
-      vm->wait_exit(Clock::now() + std::chrono::seconds(5));
       res.status = 504;
       res.error = "function '" + name + "' timed out after " + std::to_string(fn->rec.spec.timeout_ms) + " ms; its VM was killed";
       outcome = "timeout";
@@ -1209,8 +1315,25 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
       break;
     }
   }
-  // One VM, one invocation: never reused.
-  retire_vm(vm, "invocation done");
+  // One VM never serves two functions. Snapshot mechanism: it is reset in
+  // place to the template and parked again (up to invocations_per_vm), if the
+  // pool wants it; otherwise, and always with the boot mechanism, discarded.
+  vm->uses++;
+  if (may_reuse && x.end == Exchange::End::kExited && res.status == 200 && !vm->stop_requested.load()) {
+    vm->sock.reset();
+    vm->state = VmState::kStarting;
+    const auto exited_at = Clock::now();
+    post_task([this, vm, exited_at] { recycle(vm, exited_at); });
+  } else {
+    retire_vm(vm, "invocation done");
+    if (may_reuse) {
+      {
+        std::lock_guard<std::mutex> l(fn->mu);
+        fn->starting--;
+      }
+      request_refill(fn);
+    }
+  }
   if (res.status != 200) log_.info("invoke %s on %s: %d %s", name.c_str(), vm->id.c_str(), res.status, res.error.c_str());
   return finish(outcome);
 }

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -128,12 +129,13 @@ class Controller {
   void kill_orphans();
   void load_functions();
   Result<std::shared_ptr<FunctionVersion>> open_version(const FunctionRecord& rec);
+  Result<RunResult> jail_cleanup(const std::string& id);
   Result<void> take_template(const std::shared_ptr<FunctionVersion>& fn, std::string* user_error);
 
   // VMs
   Result<std::shared_ptr<Vm>> start_vm(const std::shared_ptr<FunctionVersion>& fn);
-  Result<void> spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv, const std::vector<std::string>& jail_files,
-                        int in_fd, int out_fd, int err_fd);
+  Result<void> spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv, int in_fd, int out_fd,
+                        int err_fd);
   void register_vm(const std::shared_ptr<Vm>& vm);
   void unregister_vm(const std::shared_ptr<Vm>& vm);
   void retire_vm(const std::shared_ptr<Vm>& vm, const std::string& reason);
@@ -149,6 +151,10 @@ class Controller {
   // Pools
   void request_refill(const std::shared_ptr<FunctionVersion>& fn);
   void refill_worker();
+  // Snapshot mechanism: after an invocation the VMM resets the VM in place;
+  // reconnect and park it again (on a refill worker, after the answer).
+  void recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited_at);
+  void post_task(std::function<void()> task);
   void refill(const std::shared_ptr<FunctionVersion>& fn);
   void housekeeping();  // memory sampling, gauges, refill retries (1 s)
   void janitor_add(std::string run_dir, std::string jail_id);
@@ -161,6 +167,7 @@ class Controller {
   Reaper reaper_;
   Mechanism mechanism_ = Mechanism::kBoot;
   bool jail_ = false;
+  int cgroup_version_ = 1;
   std::string vmm_path_, jailer_path_;
   std::string functions_dir_, run_dir_;
   std::string id_prefix_;       // unique to the state dir: orphans of a previous run carry it
@@ -182,6 +189,7 @@ class Controller {
   std::condition_variable refill_cv_;  // refill workers only
   std::condition_variable stop_cv_;    // housekeeping's 1 s tick, cut short by shutdown
   std::deque<std::shared_ptr<FunctionVersion>> refill_queue_;
+  std::deque<std::function<void()>> tasks_;  // recycles (run by the refill workers first)
   std::mutex janitor_mu_;
   std::condition_variable janitor_cv_;
   std::deque<std::pair<std::string, std::string>> janitor_queue_;

@@ -1,6 +1,9 @@
 #include "controller/http_api.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -27,8 +30,12 @@ void send_result(httplib::Response& res, const ApiResult& r) {
   if (r.retry_after_s) res.set_header("Retry-After", std::to_string(r.retry_after_s));
 }
 
+// Bodies up to this much past a route's cap are read and dropped before the
+// 413, so that the client, still sending, reads the answer instead of a reset.
+constexpr uint64_t kDrainBytes = 64ull << 20;
+
 // Reads the body through the content reader, refusing more than `max` bytes
-// (413) without buffering it; a declared Content-Length above `max` is
+// (413) without buffering them; a declared Content-Length far above `max` is
 // refused before a byte is read.
 bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader, uint64_t max,
                const char* what, std::string* body) {
@@ -36,23 +43,25 @@ bool read_body(const httplib::Request& req, httplib::Response& res, const httpli
   if (cl.empty() && !req.has_header("Transfer-Encoding")) return true;  // no body at all
   if (!cl.empty()) {
     const unsigned long long n = std::strtoull(cl.c_str(), nullptr, 10);
-    if (n > max) {
+    if (n > max + kDrainBytes) {
       send_error(res, 413, std::string(what) + " of " + cl + " bytes is larger than the " + std::to_string(max) + " allowed");
       res.set_header("Connection", "close");
       return false;
     }
-    body->reserve(n);
+    if (n <= max) body->reserve(n);
   }
-  bool too_big = false;
+  uint64_t dropped = 0;
   const bool ok = reader([&](const char* data, size_t len) {
-    if (body->size() + len > max) {
-      too_big = true;
-      return false;
+    if (dropped || body->size() + len > max) {
+      dropped += len;
+      body->clear();
+      return dropped <= kDrainBytes;
     }
     body->append(data, len);
     return true;
   });
-  if (too_big) {
+  if (dropped) {
+    body->clear();
     send_error(res, 413, std::string(what) + " is larger than the " + std::to_string(max) + " bytes allowed");
     res.set_header("Connection", "close");
     return false;
@@ -79,7 +88,8 @@ HttpApi::HttpApi(Controller& c, Logger& log) : c_(c), log_(log), svr_(std::make_
   const uint32_t threads = c_.config().http_threads;
   svr_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // The largest body any route takes; each route enforces its own cap.
-  svr_->set_payload_max_length(std::max<uint64_t>(c_.config().limits.max_image_bytes, c_.config().limits.max_request_bytes));
+  svr_->set_payload_max_length(std::max<uint64_t>(c_.config().limits.max_image_bytes, c_.config().limits.max_request_bytes) +
+                                kDrainBytes);
   svr_->set_keep_alive_max_count(10000);
   svr_->set_keep_alive_timeout(5);
   svr_->set_read_timeout(30, 0);
@@ -90,17 +100,39 @@ HttpApi::HttpApi(Controller& c, Logger& log) : c_(c), log_(log), svr_(std::make_
 
 HttpApi::~HttpApi() = default;
 
+namespace {
+
+// Debian's cpp-httplib is compiled with a listen backlog of 5: a burst of
+// clients (50 invocations at once) would overflow it. listen() again on the
+// bound socket raises the backlog; the socket is found by its port.
+void raise_backlog(int port) {
+  for (int fd = 3; fd < 1024; fd++) {
+    int accepting = 0;
+    socklen_t len = sizeof accepting;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) continue;
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) continue;
+    int p = -1;
+    if (ss.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    if (p == port) ::listen(fd, 4096);
+  }
+}
+
+}  // namespace
+
 Result<int> HttpApi::bind() {
   std::string host;
   int port = 0;
   EMBER_TRY_VOID(split_listen(c_.config().listen, &host, &port));
   if (port == 0) {
-    const int p = svr_->bind_to_any_port(host);
-    if (p <= 0) return Error{"cannot listen on " + host + ": " + std::strerror(errno)};
-    return p;
-  }
-  if (!svr_->bind_to_port(host, port))
+    port = svr_->bind_to_any_port(host);
+    if (port <= 0) return Error{"cannot listen on " + host + ": " + std::strerror(errno)};
+  } else if (!svr_->bind_to_port(host, port)) {
     return Error{"cannot listen on " + c_.config().listen + ": " + std::strerror(errno) + " (set listen: in the config, or --listen)"};
+  }
+  raise_backlog(port);
   return port;
 }
 

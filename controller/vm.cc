@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 
 namespace ember::controller {
 
@@ -49,7 +52,18 @@ void Vm::kill(const std::string& reason) {
     if (!stop_requested.exchange(true)) stop_reason_ = reason;
   }
   state = VmState::kStopping;
+  if (jailed) {
+    if (vmm_pid.load() < 0) vmm_pid = jailed_vmm_pid(chroot_base, id);
+    if (vmm_pid.load() > 0 && ::kill(vmm_pid.load(), SIGKILL) == 0) return;
+  }
   signal_process(pidfd.get(), SIGKILL);
+}
+
+bool Vm::kill_and_wait(const std::string& reason, Clock::time_point deadline) {
+  kill(reason);
+  if (jailed && !wait_exit(std::min(deadline, Clock::now() + std::chrono::seconds(1))))
+    signal_process(pidfd.get(), SIGKILL);
+  return wait_exit(deadline);
 }
 
 std::string Vm::stop_reason() const {
@@ -58,7 +72,9 @@ std::string Vm::stop_reason() const {
 }
 
 std::vector<std::string> boot_command(const std::string& id, const FunctionSpec& spec, const VmPaths& p) {
-  std::vector<std::string> a = {p.vmm, "run", "--id", id, "--mem-mib", std::to_string(spec.memory_mib)};
+  std::vector<std::string> a = {p.vmm, "run"};
+  if (!id.empty()) a.insert(a.end(), {"--id", id});
+  a.insert(a.end(), {"--mem-mib", std::to_string(spec.memory_mib)});
   if (!p.kernel.empty()) a.insert(a.end(), {"--kernel", p.kernel});
   a.insert(a.end(), {"--image", p.image});
   return a;
@@ -70,24 +86,68 @@ std::vector<std::string> template_command(const std::string& id, const FunctionS
   return a;
 }
 
-std::vector<std::string> restore_command(const std::string& id, const VmPaths& p) {
-  std::vector<std::string> a = {p.vmm, "restore", "--id", id};
+std::vector<std::string> restore_command(const std::string& id, uint32_t runs, const VmPaths& p) {
+  std::vector<std::string> a = {p.vmm, "restore"};
+  if (!id.empty()) a.insert(a.end(), {"--id", id});
+  if (runs > 1) a.insert(a.end(), {"--repeat", std::to_string(runs)});
   a.insert(a.end(), {"--vsock-uds", p.vsock_uds, p.snapshot_dir});
   return a;
 }
 
+int detect_cgroup_version() {
+  std::ifstream f("/sys/fs/cgroup/cgroup.controllers");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return all.find("memory") != std::string::npos && all.find("pids") != std::string::npos ? 2 : 1;
+}
+
 std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std::string>& vmm_command) {
-  std::vector<std::string> a = {j.jailer,       "--id",  j.id, "--exec-file", vmm_command.at(0),
-                                "--uid",        std::to_string(j.uid), "--gid", std::to_string(j.gid),
-                                "--chroot-base", j.chroot_base};
-  if (j.cgroup_version) a.insert(a.end(), {"--cgroup-version", std::to_string(j.cgroup_version)});
-  if (j.memory_limit_bytes) a.insert(a.end(), {"--cgroup", "memory.max=" + std::to_string(j.memory_limit_bytes)});
-  if (j.cpu_quota_pct) a.insert(a.end(), {"--cgroup", "cpu.max=" + std::to_string(j.cpu_quota_pct * 1000) + " 100000"});
-  if (j.pids_max) a.insert(a.end(), {"--cgroup", "pids.max=" + std::to_string(j.pids_max)});
+  std::vector<std::string> a = {j.jailer, "--id",  j.id, "--exec-file", vmm_command.at(0), "--uid",
+                                std::to_string(j.uid), "--gid", std::to_string(j.gid), "--chroot-base", j.chroot_base,
+                                "--cgroup-version", std::to_string(j.cgroup_version)};
+  auto cg = [&](const std::string& kv) { a.insert(a.end(), {"--cgroup", kv}); };
+  if (j.cgroup_version == 2) {
+    if (j.memory_limit_bytes) cg("memory.max=" + std::to_string(j.memory_limit_bytes));
+    if (j.cpu_quota_pct) cg("cpu.max=" + std::to_string(j.cpu_quota_pct * 1000) + " 100000");
+  } else {
+    if (j.memory_limit_bytes) cg("memory.limit_in_bytes=" + std::to_string(j.memory_limit_bytes));
+    if (j.cpu_quota_pct) {
+      cg("cpu.cfs_period_us=100000");
+      cg("cpu.cfs_quota_us=" + std::to_string(j.cpu_quota_pct * 1000));
+    }
+  }
+  if (j.pids_max) cg("pids.max=" + std::to_string(j.pids_max));
   if (j.no_file) a.insert(a.end(), {"--resource-limit", "no-file=" + std::to_string(j.no_file)});
   a.push_back("--");
   a.insert(a.end(), vmm_command.begin() + 1, vmm_command.end());
   return a;
+}
+
+pid_t jailed_vmm_pid(const std::string& chroot_base, const std::string& id) {
+  // ember-jailer records the jail's cgroup directories in an xattr of the
+  // jail directory (or a file "cgroups" in it where xattrs are missing).
+  const std::string jail = chroot_base + "/ember-vmm/" + id;
+  std::string text;
+  char buf[8192];
+  const ssize_t n = ::getxattr(jail.c_str(), "trusted.ember.cgroups", buf, sizeof buf);
+  if (n > 0) {
+    text.assign(buf, static_cast<size_t>(n));
+  } else {
+    std::ifstream rec(jail + "/cgroups");
+    text.assign((std::istreambuf_iterator<char>(rec)), std::istreambuf_iterator<char>());
+  }
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string dir = text.substr(start, end - start);
+    start = end + 1;
+    if (dir.empty()) continue;
+    std::ifstream procs(dir + "/cgroup.procs");
+    long pid = -1;
+    // The VMM is the jail's first process (its teardown helper may follow).
+    if (procs >> pid && pid > 0) return static_cast<pid_t>(pid);
+  }
+  return -1;
 }
 
 bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes) {

@@ -30,7 +30,8 @@ const char* vm_state_name(VmState s);
 struct Vm {
   std::string id;                          // [A-Za-z0-9-], also the jail id
   std::shared_ptr<FunctionVersion> fn;     // keeps the version's files alive while the VM runs
-  pid_t pid = -1;
+  pid_t pid = -1;                          // the process we spawned: ember-vmm, or ember-jailer supervising it
+  std::atomic<pid_t> vmm_pid{-1};          // ember-vmm itself (== pid unless jailed; found lazily)
   Fd pidfd;
   // boot mechanism: the VMM's stdio
   Fd in, out, err;
@@ -41,11 +42,14 @@ struct Vm {
   std::string vsock_path;                  // host path of the VM's vsock Unix socket
   std::string log_path;                    // the VMM's stderr (snapshot mechanism)
   bool jailed = false;
+  std::string chroot_base;                 // jailed: where its jail lives
   Clock::time_point created = Clock::now();
   std::atomic<VmState> state{VmState::kStarting};
   std::atomic<uint64_t> rss_bytes{0};      // resident (sampled)
   std::atomic<uint64_t> mem_bytes{0};      // private resident: what the VM costs the host (sampled or estimated)
   std::atomic<bool> stop_requested{false}; // emberd killed it (timeout, DELETE, drain, shutdown)
+  uint32_t uses = 0;                       // invocations served (snapshot mechanism: reset in place between them)
+  uint32_t max_uses = 1;                   // then it exits by itself (ember-vmm restore --repeat)
 
   // Set once by the reaper.
   void set_exited(ExitStatus s);
@@ -53,8 +57,14 @@ struct Vm {
   // Waits for the exit until the deadline; true if it has exited.
   bool wait_exit(Clock::time_point deadline);
   ExitStatus exit_status() const;
-  // Asks for it to die (SIGKILL through the pidfd); idempotent.
+  // Asks for it to die; idempotent. Unjailed: SIGKILL through the pidfd.
+  // Jailed: SIGKILL to ember-vmm itself, so that ember-jailer reaps it and
+  // exits: once the jailer's exit is seen, the VMM is gone too (and if the
+  // VMM's pid is not known yet, SIGKILL to the jailer, whose death kills it).
   void kill(const std::string& reason);
+  // kill(), then waits for the exit; a jailed VM whose jailer has not exited
+  // after 1 s gets its jailer killed as well.
+  bool kill_and_wait(const std::string& reason, Clock::time_point deadline);
   std::string stop_reason() const;
 
  private:
@@ -74,13 +84,18 @@ struct VmPaths {
   std::string vsock_uds;    // the VM's vsock Unix socket
 };
 
-// `ember-vmm run --id ID --mem-mib M [--kernel K] --image IMG`: boots and
+// `ember-vmm run [--id ID] --mem-mib M [--kernel K] --image IMG`: boots and
 // parks at the program's first read of stdin (stdio over the VMM's own).
+// `id` empty: no --id (ember-jailer adds its own).
 std::vector<std::string> boot_command(const std::string& id, const FunctionSpec& spec, const VmPaths& p);
 // The deploy's template: boots, runs to ready, snapshots into snapshot_dir, exits 0.
 std::vector<std::string> template_command(const std::string& id, const FunctionSpec& spec, const VmPaths& p);
-// Restores from snapshot_dir; the program's stdio goes over vsock_uds.
-std::vector<std::string> restore_command(const std::string& id, const VmPaths& p);
+// Restores from snapshot_dir; the program's stdio goes over vsock_uds; the VM
+// serves `runs` connections, reset in place to the snapshot between them.
+std::vector<std::string> restore_command(const std::string& id, uint32_t runs, const VmPaths& p);
+
+// 2 when the unified hierarchy has the memory and pids controllers, else 1.
+int detect_cgroup_version();
 
 // Wraps a VMM command in ember-jailer (issue 5's command line).
 struct JailSpec {
@@ -88,16 +103,19 @@ struct JailSpec {
   std::string id;
   uint32_t uid = 0, gid = 0;
   std::string chroot_base;
-  int cgroup_version = 0;
+  int cgroup_version = 1;          // 1 or 2: which keys the limits are written with
   uint64_t memory_limit_bytes = 0;
   uint32_t cpu_quota_pct = 0;
   uint32_t pids_max = 0;
   uint32_t no_file = 0;
-  std::vector<std::string> files;  // host files the VMM needs inside the jail
 };
 std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std::string>& vmm_command);
 
 // Private and total resident memory of a process from /proc/PID/statm.
 bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes);
+
+// The pid of ember-vmm inside jail `id` (from the cgroups record ember-jailer
+// writes into the jail directory), or -1.
+pid_t jailed_vmm_pid(const std::string& chroot_base, const std::string& id);
 
 }  // namespace ember::controller

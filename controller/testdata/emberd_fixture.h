@@ -1,0 +1,228 @@
+// Test fixture for emberd's end-to-end tests (tests/integration/emberd_*):
+// starts a real emberd on a fresh state directory and a free port, talks to
+// it over HTTP (cpp-httplib), stops it. Tests skip where /dev/kvm is missing.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "controller/fsutil.h"
+#include "tests/integration/subprocess.h"
+
+extern char** environ;
+
+namespace ember::testing {
+
+inline std::string ctl_bin(const std::string& name) { return std::string(EMBER_BIN_DIR) + "/" + name; }
+inline std::string fnprobe_path() { return std::string(EMBER_BIN_DIR) + "/../controller-testdata/fnprobe"; }
+inline std::string example_image(const std::string& name) {
+  return std::string(EMBER_BIN_DIR) + "/../examples/" + name + ".img";
+}
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+inline bool process_alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  // A zombie is not alive.
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto rp = all.rfind(')');
+  return rp != std::string::npos && rp + 2 < all.size() && all[rp + 2] != 'Z';
+}
+
+class Emberd {
+ public:
+  // Starts emberd on `state_dir` with an optional YAML config.
+  void start(const std::string& state_dir, const std::string& yaml = "") {
+    state_dir_ = state_dir;
+    ::unlink((state_dir + "/emberd.addr").c_str());
+    std::vector<std::string> argv = {ctl_bin("emberd"), "--state-dir", state_dir, "--listen", "127.0.0.1:0"};
+    if (!yaml.empty()) {
+      config_ = state_dir + ".yaml";
+      std::ofstream(config_) << yaml;
+      argv.insert(argv.end(), {"--config", config_});
+    }
+    log_ = state_dir + ".log";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ASSERT_EQ(::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::string addr = slurp(state_dir + "/emberd.addr");
+      if (!addr.empty() && addr.back() == '\n') {
+        addr.pop_back();
+        url_ = addr;
+        client_ = std::make_unique<httplib::Client>(url_);
+        client_->set_read_timeout(120, 0);
+        client_->set_write_timeout(60, 0);
+        return;
+      }
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "emberd exited at start:\n" << slurp(log_);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    FAIL() << "emberd did not start:\n" << slurp(log_);
+  }
+
+  // SIGTERM (graceful) or SIGKILL (crash); waits for the process.
+  int stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, sig);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+    client_.reset();
+    return st;
+  }
+  ~Emberd() { stop(); }
+
+  pid_t pid() const { return pid_; }
+  const std::string& url() const { return url_; }
+  std::string log() const { return slurp(log_); }
+  httplib::Client& http() { return *client_; }
+  // A new client (one per thread: httplib clients are not shared).
+  std::unique_ptr<httplib::Client> new_client() const {
+    auto c = std::make_unique<httplib::Client>(url_);
+    c->set_read_timeout(120, 0);
+    return c;
+  }
+
+  httplib::Result deploy(const std::string& name, const std::string& body, const nlohmann::json& options = {}) {
+    httplib::Headers h;
+    if (!options.is_null()) h.emplace("X-Ember-Function", options.dump());
+    return client_->Put("/v1/functions/" + name, h, body, "application/octet-stream");
+  }
+  httplib::Result invoke(const std::string& name, const std::string& input) {
+    return client_->Post("/v1/functions/" + name + "/invoke", input, "application/octet-stream");
+  }
+  nlohmann::json get_json(const std::string& path) {
+    auto r = client_->Get(path);
+    if (!r || r->status != 200) return nlohmann::json();
+    return nlohmann::json::parse(r->body, nullptr, false);
+  }
+  nlohmann::json function(const std::string& name) { return get_json("/v1/functions/" + name); }
+  nlohmann::json vms() { return get_json("/v1/vms"); }
+
+  // Waits until the function's pool has `n` VMs ready.
+  bool wait_pool(const std::string& name, size_t n, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto f = function(name);
+      if (f.is_object() && f["pool"]["ready"].get<size_t>() >= n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  // The /metrics text as {"name{labels}": value}; fails the test on a line
+  // that is not Prometheus text format.
+  std::map<std::string, double> metrics() {
+    std::map<std::string, double> m;
+    auto r = client_->Get("/metrics");
+    EXPECT_TRUE(r);
+    if (!r) return m;
+    EXPECT_EQ(r->status, 200);
+    EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+    static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$)");
+    static const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .*$)");
+    std::istringstream in(r->body);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      if (line[0] == '#') {
+        EXPECT_TRUE(std::regex_match(line, comment)) << "bad comment line: " << line;
+        continue;
+      }
+      std::smatch sm;
+      if (!std::regex_match(line, sm, sample)) {
+        ADD_FAILURE() << "not Prometheus text format: " << line;
+        continue;
+      }
+      m[sm[1]] = std::stod(sm[3]);
+    }
+    return m;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string state_dir_, config_, log_, url_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+// Every emberd test runs in each of these modes (GetParam()):
+//   defaults        emberd's own choice (as root with ember-jailer: jailed VMs)
+//   unjailed        jailer off: template snapshots + restore over vsock where the VMM has them
+//   boot-unjailed   jailer off, mechanism boot: a VM booted per invocation, stdio over pipes
+inline std::string mode_yaml(const std::string& mode) {
+  if (mode == "unjailed") return "jailer:\n  enabled: false\n";
+  if (mode == "boot-unjailed") return "jailer:\n  enabled: false\nmechanism: boot\n";
+  return "";
+}
+inline const std::vector<std::string>& emberd_modes() {
+  static const std::vector<std::string> m = {"defaults", "unjailed", "boot-unjailed"};
+  return m;
+}
+
+class EmberdTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Starts emberd in this test's mode, with `yaml` (top-level keys other
+  // than jailer/mechanism) on top.
+  void start(const std::string& yaml = "") { d_.start(dir_, mode_yaml(GetParam()) + yaml); }
+
+  void SetUp() override {
+    std::string why;
+    if (!kvm_available(&why)) GTEST_SKIP() << why;
+    ::signal(SIGPIPE, SIG_IGN);  // servers close connections on refused bodies
+    char tmpl[] = "/tmp/emberd-t-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    d_.stop();
+    if (!dir_.empty() && !HasFailure()) {
+      controller::remove_tree(dir_);
+      ::unlink((dir_ + ".log").c_str());
+      ::unlink((dir_ + ".yaml").c_str());
+    } else if (!dir_.empty()) {
+      std::fprintf(stderr, "emberd log (%s.log):\n%s\n", dir_.c_str(), d_.log().c_str());
+    }
+  }
+  // The VMM processes whose --id carries this daemon's prefix (none other
+  // runs with our state dir), as seen in /proc.
+  std::vector<pid_t> vmm_pids() {
+    std::vector<pid_t> pids;
+    auto vms = d_.vms();
+    if (vms.is_array())
+      for (auto& v : vms) pids.push_back(v["pid"].get<pid_t>());
+    return pids;
+  }
+  std::string dir_;
+  Emberd d_;
+};
+
+}  // namespace ember::testing

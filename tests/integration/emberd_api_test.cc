@@ -1,0 +1,255 @@
+// emberd's API against bad input (bad JSON, huge bodies, unknown functions,
+// bad names, wrong methods): clear 4xx and the daemon keeps serving; /metrics
+// in Prometheus text format with counters that match what the test did; the
+// ember CLI against a real daemon; restarts keep functions and leave no
+// orphaned VMMs; delete removes VMs and files.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "controller/testdata/emberd_fixture.h"
+
+namespace ember::testing {
+namespace {
+
+using nlohmann::json;
+
+// One raw HTTP/1.1 exchange (for requests no client library would send).
+std::string raw_http(const std::string& url, const std::string& request) {
+  const auto colon = url.rfind(':');
+  const int port = std::stoi(url.substr(colon + 1));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "";
+  }
+  (void)!::write(fd, request.data(), request.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+int status_of(const std::string& response) {
+  if (response.size() < 12) return -1;
+  return std::atoi(response.c_str() + 9);
+}
+
+class EmberdApi : public EmberdTest {};
+
+TEST_P(EmberdApi, MalformedRequestsGetClear4xxAndTheDaemonKeepsServing) {
+  start("limits:\n  max_request_bytes: 65536\n  max_image_bytes: 4194304\n");
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 1}})->status, 201);
+  auto& h = d_.http();
+  struct Case {
+    std::function<httplib::Result()> send;
+    int status;
+    const char* needle;
+  } cases[] = {
+      {[&] { return h.Put("/v1/functions/x", httplib::Headers{{"X-Ember-Function", "{bad json"}}, slurp(fnprobe_path()), "application/octet-stream"); }, 400, "not valid JSON"},
+      {[&] { return h.Put("/v1/functions/x", httplib::Headers{{"X-Ember-Function", R"({"memory_mib": "lots"})"}}, slurp(fnprobe_path()), "application/octet-stream"); }, 400, "memory_mib"},
+      {[&] { return h.Put("/v1/functions/x", httplib::Headers{{"X-Ember-Function", R"({"colour": 1})"}}, slurp(fnprobe_path()), "application/octet-stream"); }, 400, "colour"},
+      {[&] { return h.Put("/v1/functions/x?pool=-1", slurp(fnprobe_path()), "application/octet-stream"); }, 400, "pool"},
+      {[&] { return h.Put("/v1/functions/x", "#!/bin/sh\necho hi\n", "application/octet-stream"); }, 400, "neither"},
+      {[&] { return h.Put("/v1/functions/x", "", "application/octet-stream"); }, 400, "empty body"},
+      {[&] { return h.Put("/v1/functions/x", std::string(5 << 20, 'x'), "application/octet-stream"); }, 413, "larger than"},
+      {[&] { return h.Post("/v1/functions/probe/invoke", std::string(100000, 'x'), "text/plain"); }, 413, "larger than"},
+      {[&] { return h.Post("/v1/functions/nope/invoke", "x", "text/plain"); }, 404, "no function named 'nope'"},
+      {[&] { return h.Get("/v1/functions/nope"); }, 404, "no function"},
+      {[&] { return h.Delete("/v1/functions/nope"); }, 404, "no function"},
+      {[&] { return h.Post("/v1/functions/Bad_Name/invoke", "x", "text/plain"); }, 400, "invalid function name"},
+      {[&] { return h.Put("/v1/functions/" + std::string(64, 'a'), "x", "text/plain"); }, 400, "invalid function name"},
+      {[&] { return h.Post("/v1/functions/probe/invoke?colour=1", "x", "text/plain"); }, 400, "unknown query parameter"},
+      {[&] { return h.Get("/v2/nothing"); }, 404, "no such endpoint"},
+      {[&] { return h.Patch("/v1/functions/probe", "x", "text/plain"); }, 405, "not allowed"},
+      {[&] { return h.Post("/v1/vms", "x", "text/plain"); }, 405, "not allowed"},
+  };
+  for (size_t i = 0; i < std::size(cases); i++) {
+    auto r = cases[i].send();
+    ASSERT_TRUE(r) << "case " << i;
+    EXPECT_EQ(r->status, cases[i].status) << "case " << i << ": " << r->body;
+    if (r->status != cases[i].status) continue;
+    EXPECT_NE(r->body.find(cases[i].needle), std::string::npos) << "case " << i << ": " << r->body;
+    EXPECT_TRUE(json::accept(r->body)) << "case " << i << ": errors are JSON: " << r->body;
+  }
+  // Names that try to leave the functions directory, sent byte for byte.
+  for (const char* path : {"/v1/functions/../x/invoke", "/v1/functions/..%2Fx/invoke", "/v1/functions/..", "/v1/functions/%2e%2e"}) {
+    const std::string resp = raw_http(d_.url(), std::string("POST ") + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    const int st = status_of(resp);
+    EXPECT_TRUE(st == 400 || st == 404 || st == 405) << path << ": " << resp;
+  }
+  // Garbage that is not HTTP at all, and a body that never ends.
+  EXPECT_EQ(status_of(raw_http(d_.url(), "\x01\x02 nonsense\r\nConnection: close\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(raw_http(d_.url(), "POST /v1/functions/probe/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\nabc")), 413);
+  EXPECT_FALSE(controller::path_exists(dir_ + "/functions/x"));
+  EXPECT_FALSE(controller::path_exists(dir_ + "/x"));
+  // Still serving.
+  auto ok = d_.invoke("probe", "still here");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, "still here");
+  EXPECT_EQ(h.Get("/healthz")->status, 200);
+}
+
+TEST_P(EmberdApi, MetricsMatchWhatHappened) {
+  start();
+  ASSERT_EQ(d_.deploy("m", slurp(fnprobe_path()), json{{"pool", 1}, {"timeout_ms", 400}})->status, 201);
+  for (int i = 0; i < 5; i++) EXPECT_EQ(d_.invoke("m", "exit 0")->status, 200);
+  for (int i = 0; i < 3; i++) EXPECT_EQ(d_.invoke("m", "exit 2")->status, 200);
+  EXPECT_EQ(d_.invoke("m", "spin")->status, 504);
+  EXPECT_EQ(d_.invoke("nope", "x")->status, 404);
+  auto m = d_.metrics();
+  EXPECT_EQ(m["ember_invocations_total{function=\"m\",outcome=\"ok\"}"], 5);
+  EXPECT_EQ(m["ember_invocations_total{function=\"m\",outcome=\"error\"}"], 3);
+  EXPECT_EQ(m["ember_invocations_total{function=\"m\",outcome=\"timeout\"}"], 1);
+  EXPECT_EQ(m["ember_invocation_duration_seconds_count{function=\"m\"}"], 9);
+  EXPECT_EQ(m["ember_pool_hits_total{function=\"m\"}"] + m["ember_pool_misses_total{function=\"m\"}"], 9);
+  EXPECT_EQ(m["ember_deploys_total"], 1);
+  EXPECT_EQ(m["ember_functions"], 1);
+  EXPECT_EQ(m["ember_pool_target_vms{function=\"m\"}"], 1);
+  EXPECT_EQ(m["ember_http_requests_total{code=\"201\"}"], 1);
+  EXPECT_EQ(m["ember_http_requests_total{code=\"504\"}"], 1);
+  EXPECT_EQ(m["ember_http_requests_total{code=\"404\"}"], 1);
+  // Snapshot mechanism: VMs are reset in place between invocations, so
+  // fewer starts than invocations.
+  EXPECT_GE(m["ember_vm_starts_total"], 1);
+  EXPECT_GT(m["ember_vm_memory_budget_bytes"], 0);
+  EXPECT_TRUE(m.count("ember_vms{state=\"ready\"}"));
+  EXPECT_TRUE(m.count("ember_vm_memory_bytes"));
+  EXPECT_TRUE(m.count("ember_vm_lifecycle_seconds_count{step=\"restore\"}"));
+  EXPECT_TRUE(m.count("ember_vm_lifecycle_seconds_bucket{step=\"boot\",le=\"+Inf\"}"));
+  // Deleting the function drops its series.
+  EXPECT_EQ(d_.http().Delete("/v1/functions/m")->status, 204);
+  auto after = d_.metrics();
+  EXPECT_FALSE(after.count("ember_invocations_total{function=\"m\",outcome=\"ok\"}"));
+  EXPECT_EQ(after["ember_functions"], 0);
+}
+
+TEST_P(EmberdApi, CliAgainstARealDaemon) {
+  start();
+  auto ember = [&](std::vector<std::string> args, const std::string& input = "") {
+    args.insert(args.begin(), {ctl_bin("ember"), "--url", d_.url()});
+    return run_process(args, input);
+  };
+  auto dep = ember({"deploy", "probe", fnprobe_path(), "--pool", "1", "--env", "WHO=cli", "--memory-mib", "64"});
+  EXPECT_EQ(dep.status, 0) << dep.err;
+  EXPECT_NE(dep.out.find("deployed probe version 1"), std::string::npos) << dep.out;
+  auto inv = ember({"invoke", "probe"}, "exit 9");
+  EXPECT_EQ(inv.status, 9);
+  EXPECT_EQ(inv.out, "exit 9\n");
+  auto env = ember({"invoke", "probe"}, "env WHO");
+  EXPECT_EQ(env.status, 0);
+  EXPECT_EQ(env.out, "cli\n");
+  auto se = ember({"invoke", "probe", "--stderr"}, "stderr");
+  EXPECT_EQ(se.status, 3);
+  EXPECT_EQ(se.out, "out\n");
+  EXPECT_NE(se.err.find("err"), std::string::npos);
+  auto js = ember({"--json", "invoke", "probe"}, "exit 4");
+  EXPECT_EQ(js.status, 4);
+  EXPECT_EQ(json::parse(js.out)["stdout"], "exit 4\n");
+  auto ls = ember({"ls"});
+  EXPECT_EQ(ls.status, 0);
+  EXPECT_NE(ls.out.find("probe"), std::string::npos);
+  auto lsj = ember({"--json", "ls"});
+  EXPECT_EQ(json::parse(lsj.out)[0]["config"]["memory_mib"], 64);
+  ASSERT_TRUE(d_.wait_pool("probe", 1));
+  auto vms = ember({"vms"});
+  EXPECT_EQ(vms.status, 0);
+  EXPECT_NE(vms.out.find("probe"), std::string::npos);
+  auto missing = ember({"invoke", "nope"}, "x");
+  EXPECT_EQ(missing.status, 125);
+  EXPECT_NE(missing.err.find("404"), std::string::npos);
+  auto rm = ember({"rm", "probe"});
+  EXPECT_EQ(rm.status, 0);
+  EXPECT_EQ(ember({"rm", "probe"}).status, 1);
+  auto usage = ember({"deploy", "x"});
+  EXPECT_EQ(usage.status, 2);
+  auto down = run_process({ctl_bin("ember"), "--url", "http://127.0.0.1:1", "ls"});
+  EXPECT_EQ(down.status, 1);
+  EXPECT_NE(down.err.find("cannot reach emberd"), std::string::npos);
+}
+
+TEST_P(EmberdApi, RestartKeepsFunctionsAndLeavesNoOrphans) {
+  start();
+  ASSERT_EQ(d_.deploy("a", slurp(fnprobe_path()), json{{"pool", 2}, {"env", {{"N", "a"}}}})->status, 201);
+  ASSERT_EQ(d_.deploy("b", slurp(example_image("echo")), json{{"pool", 1}})->status, 201);
+  ASSERT_EQ(d_.deploy("b", slurp(example_image("echo")), json{{"pool", 1}})->status, 201);  // version 2
+  ASSERT_TRUE(d_.wait_pool("a", 2));
+  ASSERT_TRUE(d_.wait_pool("b", 1));
+  std::vector<pid_t> before = vmm_pids();
+  ASSERT_EQ(before.size(), 3u);
+
+  // A crash: emberd dies, its VMMs are orphaned.
+  d_.stop(SIGKILL);
+  for (pid_t p : before) EXPECT_TRUE(process_alive(p));
+  start();
+  for (pid_t p : before) EXPECT_FALSE(process_alive(p)) << "orphaned VMM " << p << " survived the restart";
+  // (VMs booted per invocation see EOF on stdin when emberd dies and finish
+  // on their own; restored ones wait on vsock and are killed as orphans.)
+  json fns = d_.get_json("/v1/functions");
+  ASSERT_EQ(fns.size(), 2u);
+  EXPECT_EQ(d_.function("b")["version"], 2);
+  EXPECT_EQ(d_.invoke("a", "env N")->body, "a\n");
+  EXPECT_EQ(d_.invoke("b", "after the crash")->body, "after the crash");
+  ASSERT_TRUE(d_.wait_pool("a", 2));
+
+  // A graceful stop leaves no VMM either.
+  std::vector<pid_t> running = vmm_pids();
+  ASSERT_FALSE(running.empty());
+  d_.stop(SIGTERM);
+  for (pid_t p : running) EXPECT_FALSE(process_alive(p)) << "VMM " << p << " outlived emberd";
+  EXPECT_TRUE(controller::path_exists(dir_ + "/functions/a/function.json"));
+  start();
+  EXPECT_EQ(d_.invoke("b", "third start")->body, "third start");
+}
+
+TEST_P(EmberdApi, DeleteRemovesVmsAndFiles) {
+  start();
+  ASSERT_EQ(d_.deploy("gone", slurp(fnprobe_path()), json{{"pool", 3}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("gone", 3));
+  std::vector<pid_t> pids = vmm_pids();
+  auto del = d_.http().Delete("/v1/functions/gone");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 204);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (pid_t p : pids) EXPECT_FALSE(process_alive(p));
+  EXPECT_EQ(d_.vms().size(), 0u);
+  EXPECT_FALSE(controller::path_exists(dir_ + "/functions/gone"));
+  EXPECT_EQ(d_.invoke("gone", "x")->status, 404);
+  // Gone after a restart too.
+  d_.stop();
+  start();
+  EXPECT_EQ(d_.get_json("/v1/functions").size(), 0u);
+}
+
+TEST_P(EmberdApi, BadConfigIsAClearStartupError) {
+  const std::string yaml = dir_ + "-bad.yaml";
+  std::ofstream(yaml) << "limits:\n  max_pool: lots\n";
+  auto r = run_process({ctl_bin("emberd"), "--config", yaml, "--state-dir", dir_});
+  ::unlink(yaml.c_str());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("limits.max_pool"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(":2"), std::string::npos) << r.err;
+  // Two daemons on one state directory: the second refuses.
+  start();
+  auto second = run_process({ctl_bin("emberd"), "--state-dir", dir_, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(second.status, 1);
+  EXPECT_NE(second.err.find("another emberd"), std::string::npos) << second.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, EmberdApi, ::testing::ValuesIn(emberd_modes()),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           for (auto& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace ember::testing

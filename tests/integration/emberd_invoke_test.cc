@@ -1,0 +1,285 @@
+// emberd end to end over HTTP with real microVMs: deploy, invoke (exact
+// output, exit codes, stderr), 50 concurrent invocations, timeouts, a VMM
+// killed mid-invocation, redeploy under load, saturation.
+#include <atomic>
+#include <thread>
+
+#include "controller/testdata/emberd_fixture.h"
+
+namespace ember::testing {
+namespace {
+
+using nlohmann::json;
+
+class EmberdInvoke : public EmberdTest {};
+
+TEST_P(EmberdInvoke, DeployAndInvokeExactOutput) {
+  start();
+  auto r = d_.deploy("echo", slurp(example_image("echo")));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  json f = json::parse(r->body);
+  EXPECT_EQ(f["name"], "echo");
+  EXPECT_EQ(f["version"], 1);
+  EXPECT_EQ(f["source"], "image");
+  EXPECT_EQ(f["pool"]["target"], 1);
+
+  std::string binary;
+  for (int i = 0; i < 256; i++) binary += static_cast<char>(i);
+  for (const std::string input : {std::string("hello from the host"), std::string(), binary, std::string(1 << 20, 'z')}) {
+    auto inv = d_.invoke("echo", input);
+    ASSERT_TRUE(inv);
+    ASSERT_EQ(inv->status, 200) << inv->body;
+    EXPECT_EQ(inv->body, input);
+    EXPECT_EQ(inv->get_header_value("X-Ember-Exit-Code"), "0");
+    EXPECT_FALSE(inv->get_header_value("X-Ember-VM").empty());
+    EXPECT_GT(std::stoull(inv->get_header_value("X-Ember-Duration-Us")), 0u);
+  }
+  json after = d_.function("echo");
+  EXPECT_EQ(after["invocations"]["ok"], 4);
+  EXPECT_GT(after["latency_us"]["p50"].get<uint64_t>(), 0u);
+}
+
+TEST_P(EmberdInvoke, ExitCodesStderrCrashesAndEnv) {
+  start();
+  auto r = d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 2}, {"env", {{"GREETING", "bonjour"}}}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(json::parse(r->body)["source"], "elf");
+  for (int code : {0, 1, 7, 42, 255}) {
+    auto inv = d_.invoke("probe", "exit " + std::to_string(code));
+    ASSERT_TRUE(inv);
+    ASSERT_EQ(inv->status, 200) << inv->body;
+    EXPECT_EQ(inv->get_header_value("X-Ember-Exit-Code"), std::to_string(code));
+    EXPECT_EQ(inv->body, "exit " + std::to_string(code) + "\n");
+  }
+  auto crash = d_.invoke("probe", "crash");
+  ASSERT_TRUE(crash);
+  EXPECT_EQ(crash->status, 200) << crash->body;  // the program's answer, not a VM failure
+  EXPECT_EQ(crash->get_header_value("X-Ember-Exit-Code"), "139");
+
+  auto se = d_.http().Post("/v1/functions/probe/invoke?stderr=1", "stderr", "application/octet-stream");
+  ASSERT_TRUE(se);
+  ASSERT_EQ(se->status, 200) << se->body;
+  json j = json::parse(se->body);
+  EXPECT_EQ(j["stdout"], "out\n");
+  EXPECT_NE(j["stderr"].get<std::string>().find("err\n"), std::string::npos);
+  EXPECT_EQ(j["exit_code"], 3);
+
+  auto env = d_.invoke("probe", "env GREETING");
+  ASSERT_TRUE(env);
+  EXPECT_EQ(env->body, "bonjour\n");
+  // Every invocation gets a VM of its own: the program's counter is always 1.
+  for (int i = 0; i < 3; i++) EXPECT_EQ(d_.invoke("probe", "counter")->body, "1\n");
+  auto big = d_.invoke("probe", "big 3000000");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->body.size(), 3000000u);
+}
+
+TEST_P(EmberdInvoke, FiftyConcurrentInvocations) {
+  start();
+  auto r = d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 8}, {"max_concurrency", 64}, {"timeout_ms", 60000}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  ASSERT_TRUE(d_.wait_pool("probe", 8));
+  std::atomic<int> ok{0};
+  std::vector<std::string> errors(50);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; i++) {
+    threads.emplace_back([&, i] {
+      auto c = d_.new_client();
+      const std::string input = "request number " + std::to_string(i) + " " + std::string(i * 100, 'a' + i % 26);
+      auto inv = c->Post("/v1/functions/probe/invoke", input, "application/octet-stream");
+      if (!inv) errors[i] = "no answer: " + httplib::to_string(inv.error());
+      else if (inv->status != 200) errors[i] = std::to_string(inv->status) + " " + inv->body;
+      else if (inv->body != input) errors[i] = "wrong output";
+      else ok++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 50; i++) EXPECT_EQ(errors[i], "") << "invocation " << i;
+  EXPECT_EQ(ok.load(), 50);
+  json f = d_.function("probe");
+  EXPECT_EQ(f["invocations"]["ok"], 50);
+  EXPECT_EQ(f["invocations"]["pool_hits"].get<int>() + f["invocations"]["pool_misses"].get<int>(), 50);
+  EXPECT_TRUE(d_.wait_pool("probe", 8));  // refilled
+}
+
+TEST_P(EmberdInvoke, TimeoutAnswers504AndTheVmIsGone) {
+  start();
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 1}, {"timeout_ms", 300}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("probe", 1));
+  const pid_t parked = vmm_pids().at(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto inv = d_.invoke("probe", "spin");
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->status, 504) << inv->body;
+  EXPECT_NE(inv->body.find("timed out after 300 ms"), std::string::npos) << inv->body;
+  EXPECT_LT(took, std::chrono::seconds(5));
+  const std::string id = inv->get_header_value("X-Ember-VM");
+  ASSERT_FALSE(id.empty());
+  for (auto& v : d_.vms()) EXPECT_NE(v["id"], id);
+  EXPECT_FALSE(process_alive(parked)) << "the timed-out VM's VMM (pid " << parked << ") is still running";
+  EXPECT_EQ(d_.function("probe")["invocations"]["timeout"], 1);
+  // The function still works afterwards.
+  auto again = d_.invoke("probe", "exit 0");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+}
+
+TEST_P(EmberdInvoke, VmmKilledMidInvocationAnswers502AndThePoolRecovers) {
+  start();
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 2}, {"timeout_ms", 30000}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("probe", 2));
+  std::optional<httplib::Result> answer;
+  std::thread t([&] {
+    auto c = d_.new_client();
+    answer = c->Post("/v1/functions/probe/invoke", "sleep 20000", "application/octet-stream");
+  });
+  // Find the busy VM and kill its VMM from outside.
+  pid_t busy = -1;
+  for (int i = 0; i < 2000 && busy < 0; i++) {
+    for (auto& v : d_.vms())
+      if (v["state"] == "busy") busy = v["pid"].get<pid_t>();
+    if (busy < 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GT(busy, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(::kill(busy, SIGKILL), 0);
+  t.join();
+  ASSERT_TRUE(answer && *answer);
+  EXPECT_EQ((*answer)->status, 502) << (*answer)->body;
+  EXPECT_NE((*answer)->body.find("SIGKILL"), std::string::npos) << (*answer)->body;
+  EXPECT_TRUE(d_.wait_pool("probe", 2));
+  for (auto& v : d_.vms()) EXPECT_NE(v["pid"].get<pid_t>(), busy);
+  auto again = d_.invoke("probe", "exit 5");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(again->get_header_value("X-Ember-Exit-Code"), "5");
+  // A parked VM killed from outside is noticed and replaced too.
+  ASSERT_TRUE(d_.wait_pool("probe", 2));
+  const pid_t parked = vmm_pids().at(0);
+  ASSERT_EQ(::kill(parked, SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(d_.wait_pool("probe", 2));
+  for (auto& v : d_.vms()) EXPECT_NE(v["pid"].get<pid_t>(), parked);
+  auto m = d_.metrics();
+  EXPECT_GE(m["ember_vm_deaths_total"], 1);
+  EXPECT_EQ(m["ember_invocations_total{function=\"probe\",outcome=\"vm_error\"}"], 1);
+}
+
+TEST_P(EmberdInvoke, DeleteVmAnswers502ToItsInvocation) {
+  start();
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 1}})->status, 201);
+  std::optional<httplib::Result> answer;
+  std::thread t([&] { answer = d_.new_client()->Post("/v1/functions/probe/invoke", "sleep 20000", "text/plain"); });
+  std::string busy;
+  for (int i = 0; i < 2000 && busy.empty(); i++) {
+    for (auto& v : d_.vms())
+      if (v["state"] == "busy") busy = v["id"];
+    if (busy.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_FALSE(busy.empty());
+  auto del = d_.http().Delete("/v1/vms/" + busy);
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 204);
+  t.join();
+  ASSERT_TRUE(answer && *answer);
+  EXPECT_EQ((*answer)->status, 502);
+  EXPECT_NE((*answer)->body.find("DELETE /v1/vms"), std::string::npos) << (*answer)->body;
+  EXPECT_EQ(d_.http().Delete("/v1/vms/nope")->status, 404);
+}
+
+TEST_P(EmberdInvoke, SaturationAnswers429WithRetryAfter) {
+  start();
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 1}, {"max_concurrency", 1}})->status, 201);
+  std::optional<httplib::Result> first;
+  std::thread t([&] { first = d_.new_client()->Post("/v1/functions/probe/invoke", "sleep 1500", "text/plain"); });
+  for (int i = 0; i < 2000; i++) {
+    if (d_.function("probe")["invocations"]["inflight"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  auto second = d_.invoke("probe", "exit 0");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 429) << second->body;
+  EXPECT_EQ(second->get_header_value("Retry-After"), "1");
+  EXPECT_NE(second->body.find("max_concurrency"), std::string::npos);
+  t.join();
+  ASSERT_TRUE(first && *first);
+  EXPECT_EQ((*first)->status, 200);
+  EXPECT_EQ((*first)->body, "slept 1500\n");
+  EXPECT_EQ(d_.function("probe")["invocations"]["rejected"], 1);
+}
+
+TEST_P(EmberdInvoke, PoolZeroRestoresOnTheSpot) {
+  start();
+  ASSERT_EQ(d_.deploy("cold", slurp(fnprobe_path()), json{{"pool", 0}})->status, 201);
+  EXPECT_EQ(d_.vms().size(), 0u);
+  auto inv = d_.invoke("cold", "hi");
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->status, 200);
+  EXPECT_EQ(inv->body, "hi");
+  EXPECT_EQ(inv->get_header_value("X-Ember-Pool"), "miss");
+  EXPECT_EQ(d_.function("cold")["invocations"]["pool_misses"], 1);
+}
+
+TEST_P(EmberdInvoke, RedeployUnderLoad) {
+  start();
+  auto deploy = [&](const std::string& v) {
+    return d_.deploy("fn", slurp(fnprobe_path()), json{{"pool", 2}, {"env", {{"VERSION", v}}}});
+  };
+  ASSERT_EQ(deploy("v1")->status, 201);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, bad{0};
+  std::vector<std::thread> load;
+  std::mutex mu;
+  std::vector<std::string> failures;
+  for (int i = 0; i < 4; i++) {
+    load.emplace_back([&] {
+      auto c = d_.new_client();
+      while (!stop) {
+        auto r = c->Post("/v1/functions/fn/invoke", "env VERSION", "text/plain");
+        if (r && r->status == 200 && (r->body == "v1\n" || r->body == "v2\n" || r->body == "v3\n")) {
+          ok++;
+        } else {
+          bad++;
+          std::lock_guard<std::mutex> l(mu);
+          failures.push_back(r ? std::to_string(r->status) + " " + r->body : "no answer");
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto r2 = deploy("v2");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 201) << r2->body;
+  EXPECT_EQ(json::parse(r2->body)["version"], 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto r3 = deploy("v3");
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->status, 201) << r3->body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  for (auto& t : load) t.join();
+  EXPECT_EQ(bad.load(), 0) << (failures.empty() ? "" : failures[0]);
+  EXPECT_GT(ok.load(), 10);
+  EXPECT_EQ(d_.invoke("fn", "env VERSION")->body, "v3\n");
+  // Old versions are gone from disk once their last invocation finished.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(controller::path_exists(dir_ + "/functions/fn/v1"));
+  EXPECT_FALSE(controller::path_exists(dir_ + "/functions/fn/v2"));
+  EXPECT_TRUE(controller::path_exists(dir_ + "/functions/fn/v3"));
+  for (auto& v : d_.vms()) EXPECT_EQ(v["version"], 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, EmberdInvoke, ::testing::ValuesIn(emberd_modes()),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           for (auto& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace ember::testing
