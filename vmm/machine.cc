@@ -311,6 +311,7 @@ class Machine {
   // Restore: the vCPU thread creates the VM while the event loop opens the
   // snapshot (vm_created_: 0 pending, 1 done, -1 failed with vm_error_).
   std::atomic<int> vm_created_{0};
+  std::atomic<uint32_t> main_ready_{1};  // reset: the event loop's part is done (1) or failed (2)
   Vm created_vm_;
   std::string vm_error_;
   std::atomic<uint32_t> resumed_seq_{0};
@@ -756,11 +757,14 @@ bool Machine::vcpu_idle() {
       continue;
     }
     if (c == kCmdReload) {
-      // Reset in place: the event loop has dropped the private pages and
-      // restored the devices; the vCPU's own state is loaded here.
+      // Reset in place: the vCPU's own state is loaded here while the event
+      // loop drops the private pages and restores the devices; the boot
+      // info (in guest memory) is written once that is done.
       Result<void> r = complete_pending_io(vcpu_);
       if (r) r = load_vcpu_state(vcpu_, snap_.vcpu, /*set_cpuid=*/false);
       if (r) r = load_vm_state(vm_, snap_);
+      for (uint32_t m; (m = main_ready_.load()) == 0;) futex_wait(main_ready_, m);
+      if (r && main_ready_.load() != 1) r = Error{"the event loop could not reset the devices"};
       if (r) r = write_restore_boot_info();
       if (r) kick_device_irqs();
       cmd_result_ = r;
@@ -1173,16 +1177,24 @@ Result<void> Machine::reset() {
   if (!restoring_) return Error{"reset: only a restored VM can be reset"};
   if (vcpu_state_.load() != kVcpuIdle) return Error{"reset: the VM has not stopped"};
   start_ns_ = monotonic_ns();
-  // Memory: drop every page the guest wrote; the next access reads vm.mem
-  // again (the page cache). KVM's MMU notifier unmaps them from the guest.
-  if (::madvise(memory_.ram(), memory_.ram_size(), MADV_DONTNEED) < 0) return errno_error("madvise(MADV_DONTNEED)");
-  EMBER_TRY_VOID(restore_devices());
-  if (!config_.vsock_uds.empty()) vsock_transport_->locked([&](VirtioDevice&) { vsock_->preconnect(abi::kStdioPort); });
+  // The vCPU thread loads its own state meanwhile, then waits for this
+  // thread's part before it rewrites the boot info and runs on.
+  main_ready_.store(0);
+  EMBER_TRY_VOID(vcpu_command(kCmdReload, false));
   vcpu_ended_ = false;
   stop_outcome_.reset();
+  auto r = [&]() -> Result<void> {
+    // Memory: drop every page the guest wrote; the next access reads vm.mem
+    // again (the page cache). KVM's MMU notifier unmaps them from the guest.
+    if (::madvise(memory_.ram(), memory_.ram_size(), MADV_DONTNEED) < 0) return errno_error("madvise(MADV_DONTNEED)");
+    EMBER_TRY_VOID(restore_devices());
+    if (!config_.vsock_uds.empty()) vsock_transport_->locked([&](VirtioDevice&) { vsock_->preconnect(abi::kStdioPort); });
+    return Ok();
+  }();
+  main_ready_.store(r ? 1 : 2);
+  futex_wake(main_ready_);
+  if (!r) return r;
   prepare_run();
-  // The vCPU loads its own state, rewrites the boot info and runs on.
-  EMBER_TRY_VOID(vcpu_command(kCmdReload, false));
   last_reset_us_ = (monotonic_ns() - start_ns_) / 1000;
   return Ok();
 }
