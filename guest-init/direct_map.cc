@@ -87,4 +87,10 @@ uint64_t apply_direct_map(const LoadPlan& plan, uint64_t file_gpa, bool* direct)
   return pages;
 }
 
+bool program_page_writable(uint64_t va, uint64_t mem_size) {
+  if (va < abi::kProgramMin || va >= mem_size) return false;
+  const uint64_t* pt = table_of(region_of(va));
+  return !pt || (pt[(va / kPage) % 512] & kRw);
+}
+
 }  // namespace ember::guest

@@ -32,4 +32,8 @@ void plan_direct_map(const LoadPlan& plan, uint64_t file_gpa, bool* direct);
 // Returns the number of pages mapped.
 uint64_t apply_direct_map(const LoadPlan& plan, uint64_t file_gpa, bool* direct);
 
+// Whether the program's page at va may be written: RAM below mem_size and
+// not one of the read-only pages mapped from the image.
+bool program_page_writable(uint64_t va, uint64_t mem_size);
+
 }  // namespace ember::guest

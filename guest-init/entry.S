@@ -157,6 +157,7 @@ ember_call_on_stack:
 
     .data
     .balign 8
+    .globl ember_user_rsp
 ember_user_rsp:
     .quad 0
     .globl ember_kstack

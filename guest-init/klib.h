@@ -67,6 +67,11 @@ inline uint64_t rdtsc() {
 
 inline void cpu_relax() { asm volatile("pause" ::: "memory"); }
 inline void compiler_barrier() { asm volatile("" ::: "memory"); }
+// Writes the byte at p without changing it (an atomic no-op, safe on memory
+// a device writes concurrently): makes the page present and private now.
+inline void touch_for_write(const volatile void* p) {
+  asm volatile("lock orb $0, (%0)" : : "r"(p) : "memory", "cc");
+}
 // Full barrier (StoreLoad) without SSE2's mfence: a locked no-op on the stack.
 inline void full_barrier() { asm volatile("lock orq $0, (%%rsp)" ::: "memory", "cc"); }
 

@@ -17,6 +17,8 @@ void ember_gate_timed_wait(const volatile uint16_t* word, uint32_t seen, uint64_
 [[noreturn]] void ember_gate_pvh_exit(uint32_t status);
 [[noreturn]] void ember_enter_program(uint64_t entry, uint64_t sp);
 uint64_t ember_call_on_stack(uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t stack_top);
+// entry.S: the program's rsp at its last syscall.
+extern uint64_t ember_user_rsp;
 // nucleus.S: incremented by every interrupt (wait on several sources).
 extern volatile uint16_t ember_wake_count;
 }

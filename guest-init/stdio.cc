@@ -43,6 +43,7 @@ int64_t Stdio::read(uint8_t* out, uint64_t n, bool block) {
     }
     if (!block) return -1;
     flush_all();  // whoever feeds stdin may be waiting for our output
+    g_vsock.set_pending_read(out);
     g_platform.signal_ready();
     wait_any(~0ull);
   }

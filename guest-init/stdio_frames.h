@@ -54,6 +54,8 @@ class ByteRing {
   // The readable bytes after the first contiguous piece (the wrapped part).
   const uint8_t* peek_second(uint32_t* n) const;
   void pop(uint32_t n) { tail_ += n; }
+  // Where the next push writes.
+  uint8_t* head_ptr() const { return mem_ + (head_ & (size_ - 1)); }
 
  private:
   uint8_t* mem_ = nullptr;

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "guest-init/klib.h"
+
 namespace ember::guest {
 
 struct VirtqDesc {
@@ -39,6 +41,18 @@ class Virtqueue {
   // The next used element, if any.
   bool pop_used(uint32_t* id, uint32_t* len);
   bool has_used() const { return used_idx() != last_used_; }
+  // Write-touches the descriptor table, avail and used ring pages (restore
+  // warm-up, vsock.h).
+  void touch_pages() {
+    touch_for_write(desc_);
+    touch_for_write(avail_);
+    touch_for_write(used_);
+  }
+  // The descriptor id the device will return next if it returns buffers in
+  // the order they were made available, `ahead` places further on.
+  uint16_t next_avail_id(uint16_t ahead) const {
+    return reinterpret_cast<const volatile uint16_t*>(avail_ + 4)[static_cast<uint16_t>(last_used_ + ahead) % size_];
+  }
   // Interrupts for this queue's used buffers on or off (VRING_AVAIL_F_NO_INTERRUPT);
   // for waits on several queues at once (Platform::wait_wake).
   void interrupts(bool on) { *avail_flags() = on ? 0 : kAvailFlagNoInterrupt; }

@@ -3,6 +3,7 @@
 #include "api/boot_info.h"
 #include "api/guest_layout.h"
 #include "api/stdio_protocol.h"
+#include "guest-init/direct_map.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
 #include "guest-init/runtime.h"
@@ -106,6 +107,32 @@ void Vsock::post_rx(uint16_t id) {
   rx_owned_++;
 }
 
+void Vsock::warm_up() {
+  rx_q_.touch_pages();
+  tx_q_.touch_pages();
+  ev_q_.touch_pages();
+  // The buffers the device fills next (the connection request, the first
+  // data), in the order they were made available; the device's own writes
+  // then find them private already.
+  for (uint16_t k = 0; k < 3; k++) {
+    const uint16_t id = rx_q_.next_avail_id(k);
+    if (id < rx_count_) touch_for_write(g_rx_pool[id]);
+  }
+  touch_for_write(stream_.head_ptr());
+  touch_for_write(g_tx_ring + head_ % kTxRingBytes);
+  touch_for_write(g_ctrl);
+  // The syscall path's data: the entry's saved rsp, the counters.
+  touch_for_write(&ember_user_rsp);
+  touch_for_write(&g_stats);
+  // The program's side: its stack below the blocked syscall, and the
+  // buffer that read will fill (if it is writable RAM at all).
+  const uint64_t mem = g_platform.boot().mem_size;
+  const uint64_t sp = ember_user_rsp;
+  const uint64_t program_pages[] = {sp - 8, sp - 4096 - 8, pending_read_};
+  for (uint64_t a : program_pages)
+    if (program_page_writable(a, mem)) touch_for_write(reinterpret_cast<void*>(a));
+}
+
 void Vsock::arm_rx(bool on) {
   if (!present_) return;
   rx_q_.interrupts(on);
@@ -151,6 +178,11 @@ void Vsock::poll() {
         conn_.transport_reset();
         owed_ = 0;
         if (read_once(g_platform.boot().guest_cid) == 0 && regs_) cfg_cid_ = read_cid_config(regs_);
+        const uint64_t gen = g_platform.generation();
+        if (gen != warm_generation_) {
+          warm_generation_ = gen;
+          warm_up();
+        }
       }
     }
     ev_q_.set_desc(static_cast<uint16_t>(id), reinterpret_cast<uint64_t>(g_events[id]), sizeof g_events[id],
@@ -179,6 +211,16 @@ void Vsock::handle_packet(const uint8_t* buf, uint32_t len) {
   }
   if (r.ended && was_open) end_connection();
   if (r.reply.op) queue_reply(r.reply);
+  if (r.accepted) {
+    // A VMM that connects ahead of its client right after a restore gives
+    // us the idle moment to warm up: answer first, then touch the pages.
+    const uint64_t gen = g_platform.generation();
+    if (gen != warm_generation_) {
+      warm_generation_ = gen;
+      pump_control();
+      warm_up();
+    }
+  }
 }
 
 void Vsock::end_connection() {

@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
   const double connected_us = now_us();
   fcntl(fd, F_SETFL, O_NONBLOCK);
 
-  int rc = 0;
+  int rc = 0, eof_queued = 0;
   if (lines > 0) {
     double* rtt = malloc(sizeof(double) * (size_t)lines);
     char* msg = malloc((size_t)size);
@@ -231,7 +231,11 @@ int main(int argc, char** argv) {
         size_t want = 1 + (seed >> 8) % chunk;
         size_t r = fread(data, 1, want, in);
         if (r) queue_frame(kStdin, data, (uint32_t)r);
-        if (r < want) done = 1;
+        if (r < want) {
+          done = 1;
+          queue_frame(kStdinEof, NULL, 0);  /* with the last data: one write, as a controller would */
+          eof_queued = 1;
+        }
       }
       if (!out_have) continue;  /* nothing to send yet: read more input first (or stop) */
       if (!step(fd, 1) && !exit_seen) { errno = 0; die("guest closed the connection"); }
@@ -240,7 +244,7 @@ int main(int argc, char** argv) {
     if (in) fclose(in);
   }
   if (!exit_seen) {
-    queue_frame(kStdinEof, NULL, 0);
+    if (!eof_queued) queue_frame(kStdinEof, NULL, 0);
     while (!exit_seen) {
       if (!step(fd, out_have > 0)) break;
     }
