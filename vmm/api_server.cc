@@ -1,5 +1,6 @@
 #include "vmm/api_server.h"
 
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -43,7 +44,8 @@ Result<void> clear_stale_socket(const std::string& path, const sockaddr_un& addr
   if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
     return Error{"API socket " + path + " is in use by another process"};
   if (errno != ECONNREFUSED) return errno_error("API socket " + path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("removing stale API socket " + path);
+  if (::unlinkat(AT_FDCWD, path.c_str(), 0) != 0 && errno != ENOENT)
+    return errno_error("removing stale API socket " + path);
   return Ok();
 }
 
@@ -57,7 +59,7 @@ Result<Fd> listen_unix(const std::string& path, int backlog) {
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return errno_error("bind " + path);
   if (::listen(fd.get(), backlog) != 0) {
     const int err = errno;
-    ::unlink(path.c_str());
+    ::unlinkat(AT_FDCWD, path.c_str(), 0);
     return errno_error("listen " + path, err);
   }
   return fd;
@@ -139,7 +141,7 @@ ApiServer::~ApiServer() {
     MHD_stop_daemon(daemon_);
     if (taken != MHD_INVALID_SOCKET) ::close(taken);
   }
-  if (unlink_on_exit_) ::unlink(options_.socket_path.c_str());
+  if (unlink_on_exit_) ::unlinkat(AT_FDCWD, options_.socket_path.c_str(), 0);
 }
 
 unsigned ApiServer::connections() const {

@@ -28,30 +28,32 @@ Result<void> pwrite_all(int fd, const uint8_t* p, uint64_t n, const std::string&
 }
 
 // A file written under a temporary name and renamed into place, or removed
-// if it never got there.
+// if it never got there. The *at() calls are the ones the seccomp lists
+// already know (unlinkat, renameat2, linkat), not unlink/rename/link.
 class TempFile {
  public:
   explicit TempFile(std::string final_path)
       : final_(std::move(final_path)), tmp_(final_ + ".tmp-" + std::to_string(::getpid())) {}
   ~TempFile() {
-    if (!done_) ::unlink(tmp_.c_str());
+    if (!done_) ::unlinkat(AT_FDCWD, tmp_.c_str(), 0);
   }
   Result<void> create() {
-    ::unlink(tmp_.c_str());  // left by a crashed ember-vmm with our pid
+    ::unlinkat(AT_FDCWD, tmp_.c_str(), 0);  // left by a crashed ember-vmm with our pid
     fd_ = Fd(::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!fd_.valid()) return errno_error("creating " + tmp_);
     return Ok();
   }
   // The image as a hard link, when that works.
   bool link_from(const std::string& source) {
-    ::unlink(tmp_.c_str());
-    return ::link(source.c_str(), tmp_.c_str()) == 0;
+    ::unlinkat(AT_FDCWD, tmp_.c_str(), 0);
+    return ::linkat(AT_FDCWD, source.c_str(), AT_FDCWD, tmp_.c_str(), 0) == 0;
   }
   int fd() const { return fd_.get(); }
   const std::string& path() const { return final_; }
   Result<void> commit() {
     if (fd_.valid() && ::fsync(fd_.get()) < 0) return errno_error("fsync " + tmp_);
-    if (::rename(tmp_.c_str(), final_.c_str()) < 0) return errno_error("renaming " + tmp_ + " to " + final_);
+    if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, final_.c_str(), 0) < 0)
+      return errno_error("renaming " + tmp_ + " to " + final_);
     done_ = true;
     return Ok();
   }
