@@ -24,6 +24,7 @@ std::string usage_text() {
   return "usage: ember-vmm run [OPTIONS] (--image IMG | PROGRAM) [-- ARGS...]\n"
          "       ember-vmm restore [OPTIONS] DIR\n"
          "       ember-vmm run --help | ember-vmm restore --help\n"
+         "       ember-vmm --api-sock PATH [--id ID] | --config-file FILE [--no-api]\n"
          "\n"
          "ember-vmm boots one microVM that runs one program and exits with the\n"
          "program's exit status (128+N when it died of signal N). The program's\n"
@@ -35,9 +36,11 @@ std::string usage_text() {
          "  ember-vmm run --image fn.img < request.txt\n"
          "  ember-vmm run --snapshot-at-ready snap/ ./prog   # snapshot where it first reads stdin\n"
          "  ember-vmm restore snap/ < request.txt             # continue from there\n"
+         "  ember-vmm --api-sock /tmp/vm.sock                 # Firecracker-compatible API\n"
          "\n"
          "Exit status: the program's; 124 timeout; 125 VM or VMM failure; 2 usage error.\n"
-         "See `ember-vmm run --help` and `ember-vmm restore --help` for every option.\n";
+         "See `ember-vmm run --help`, `ember-vmm restore --help` and\n"
+         "`ember-vmm --api-sock PATH --help` for every option.\n";
 }
 
 std::string run_usage_text() {
