@@ -428,10 +428,8 @@ Result<std::vector<Fd>> create_cgroups(const CgroupPlan& plan, std::vector<std::
     created->push_back(d.path);
     if (d.version == 1 && d.controller == "cpuset") EMBER_TRY_VOID(inherit_cpuset(d.path));
     for (const CgroupSetting& s : d.settings) EMBER_TRY_VOID(write_file(d.path + "/" + s.key, s.value));
-    // v1: the child is moved in through "tasks" (it is single-threaded then):
-    // moving one thread skips the thread-group lock that a cgroup.procs
-    // write takes, which waits for an RCU grace period (1-5 ms here).
-    // v2: the directory itself, for clone3(CLONE_INTO_CGROUP): no move at all.
+    // v1: "tasks", through which the jailed child moves itself in (see
+    // jail.cc); v2: the directory itself, for clone3(CLONE_INTO_CGROUP).
     const std::string file = d.version == 1 ? d.path + "/tasks" : d.path;
     Fd fd(::open(file.c_str(), d.version == 1 ? O_WRONLY | O_CLOEXEC : O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd.valid()) return errno_error("open " + file);

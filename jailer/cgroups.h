@@ -69,8 +69,8 @@ Result<CgroupPlan> plan_cgroups_here(const JailerOptions& o);
 
 // Creates the plan's directories and writes the settings. `created` gets
 // every directory made (innermost last) even on failure, for removal.
-// Returns one fd per directory: v1, its "tasks" file (writing a thread id
-// moves that thread in); v2, the directory (for clone3's CLONE_INTO_CGROUP).
+// Returns one fd per directory: v1, its "tasks" file; v2, the directory (for
+// clone3's CLONE_INTO_CGROUP).
 Result<std::vector<Fd>> create_cgroups(const CgroupPlan& plan, std::vector<std::string>* created);
 
 // Kills every process in a jail cgroup directory, waits (up to ~5 s) until it

@@ -318,7 +318,7 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     CHILD_CHECK(4, ::setrlimit(RLIMIT_FSIZE, &fsize) == 0, "setrlimit fsize");
   }
   // 5. the cgroups: v2, this process was created in its cgroup (clone3
-  // CLONE_INTO_CGROUP); v1, the parent moves it in (see run_jail).
+  // CLONE_INTO_CGROUP); v1, it moves itself in below, once they exist.
 
   // 6. mount namespace and the new root. Each file is brought in as a
   // detached read-only clone of the mount of exactly the fd validated in
@@ -347,6 +347,17 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   }
   if (go != 'g') ::_exit(kExitJailFailed);
   g_trace.mark("go");
+  // 5 (v1): into each cgroup through "tasks", as "0": a thread moving itself
+  // is the one move that skips the global thread-group lock (whose RCU grace
+  // period costs 1-15 ms here); moving another pid or a cgroup.procs write
+  // takes it.
+  if (p.cgroups.version == 1)
+    for (const CgroupDir& d : p.cgroups.dirs) {
+      const std::string tasks = d.path + "/tasks";
+      Fd f(::open(tasks.c_str(), O_WRONLY | O_CLOEXEC));
+      CHILD_CHECK(5, f.valid() && ::write(f.get(), "0", 1) == 1, "join " + tasks);
+    }
+  g_trace.mark("joined");
   // The new root: a small tmpfs on the jail directory (a mount point, as
   // pivot_root needs; in memory, so building it writes nothing to the host's
   // file system; charged to the jail's memory cgroup).
@@ -582,16 +593,17 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   if (!fork_into_cgroup) {
     auto r = create_cgroups(p.cgroups, &rb.cgroups);
     if (!r) return fail_after_fork(5, r.message());
-    procs = std::move(*r);
-    // v1: move the child's one thread in through each "tasks" file.
-    const std::string tid = std::to_string(child);
-    for (size_t i = 0; i < procs.size(); i++)
-      if (::write(procs[i].get(), tid.data(), tid.size()) != static_cast<ssize_t>(tid.size()))
-        return fail_after_fork(5, errno_error("move the VMM into " + p.cgroups.dirs[i].path + "/tasks").message);
+    procs = std::move(*r);  // v1: the child moves itself in once told to go
   }
   g_trace.mark("cgroups");
   if (auto r = write_cgroup_record(jail->get(), p.jail_dir, rb.cgroups); !r) return fail_after_fork(5, r.message());
+  g_trace.mark("record");
   if (::write(go_write.get(), "g", 1) != 1) return fail_after_fork(6, errno_error("signal the child").message);
+  if (g_trace.on) {
+    const std::string line = "ember-jailer-trace (parent):" + g_trace.line + "\n";
+    ssize_t w = ::write(2, line.data(), line.size());
+    (void)w;
+  }
   go_write.reset();
 
   // The parent: did the child reach exec? (the pipe closes on exec)
