@@ -642,16 +642,17 @@ Result<void> Machine::vcpu_setup_boot() {
   EMBER_TRY(vcpu_, vm_.create_vcpu(0));
   run_ptr_.store(vcpu_.run(), std::memory_order_seq_cst);
   EMBER_TRY_VOID(setup_boot_vcpu(vcpu_, kvm_, kernel_.note));
-  vcpu_ready_ns_ = monotonic_ns();
-  if (!wait_phase(kPhaseGo)) return Error{"aborted"};
-  if (writer_ || config_.allow_snapshots) {
+  if (!config_.snapshot_dir.empty() || config_.allow_snapshots) {
     // What a snapshot will save, decided before the guest runs (and before
     // the seccomp filter): the CPUID table as set, the MSRs that can be
-    // read and written back.
+    // read and written back. Probing the MSRs takes a few hundred µs here:
+    // done while the event loop still builds the devices, not after.
     const auto entries = kvm_.supported_cpuid_entries();
     cpuid_set_.assign(entries.begin(), entries.end());
     EMBER_TRY(snapshot_msrs_, snapshot_msr_list(kvm_, vcpu_));
   }
+  vcpu_ready_ns_ = monotonic_ns();
+  if (!wait_phase(kPhaseGo)) return Error{"aborted"};
   // The clock sample: guest TSC and host realtime, read back to back.
   auto khz = vcpu_.tsc_khz();
   boot_info_.tsc_khz = khz ? *khz : 0;
