@@ -1232,13 +1232,15 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
   }
   res.vm_id = vm->id;
 
-  const auto deadline = Clock::now() + std::chrono::milliseconds(fn->rec.spec.timeout_ms);
+  const auto t_vm = Clock::now();
+  const auto deadline = t_vm + std::chrono::milliseconds(fn->rec.spec.timeout_ms);
   Exchange x;
   if (fn->rec.mechanism == Mechanism::kSnapshot) {
     x = vsock_exchange(vm->sock.get(), input, std::move(vm->leftover), deadline, cfg_.limits.max_output_bytes);
   } else {
     x = pipes_exchange(std::move(vm->in), vm->out.get(), vm->err.get(), input, deadline, cfg_.limits.max_output_bytes);
   }
+  const auto t_exchanged = Clock::now();
   const char* outcome = "ok";
   switch (x.end) {
     case Exchange::End::kExited: {
@@ -1335,6 +1337,12 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
     }
   }
   if (res.status != 200) log_.info("invoke %s on %s: %d %s", name.c_str(), vm->id.c_str(), res.status, res.error.c_str());
+  if (log_.enabled(LogLevel::kDebug))
+    log_.debug("invoke %s on %s (%s): vm %llu us, exchange %llu us, after %llu us", name.c_str(), vm->id.c_str(),
+               res.pool_hit ? "hit" : "miss",
+               static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(t_vm - t0).count()),
+               static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(t_exchanged - t_vm).count()),
+               static_cast<unsigned long long>(us_since(t_exchanged)));
   return finish(outcome);
 }
 
