@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -121,6 +122,15 @@ class ApiVmm : public VmBackend {
   bool vm_ended_ = false;
   int vm_status_ = 0;
   uint64_t start_ns_ = 0;
+  // Firecracker's "latencies_us" metrics: the last of each operation, µs.
+  std::map<std::string, uint64_t> latencies_us_;
+  uint64_t snapshots_ = 0;
+  struct Timed {  // records how long a scope took under `name`
+    ApiVmm* vmm;
+    const char* name;
+    uint64_t t0 = monotonic_ns();
+    ~Timed() { vmm->latencies_us_[name] = (monotonic_ns() - t0) / 1000; }
+  };
 };
 
 Result<void> ApiVmm::watch(int fd, Tag tag) {
@@ -202,6 +212,7 @@ Result<void> ApiVmm::run_vm(const MachineConfig& mc) {
 }
 
 Result<void> ApiVmm::start(const VmmConfig& config) {
+  Timed t{this, "instance_start"};
   const BootSourceSpec& boot = *config.boot_source;
   MachineConfig mc = machine_config();
   if (boot.initrd_path) {
@@ -222,18 +233,21 @@ Result<void> ApiVmm::start(const VmmConfig& config) {
 }
 
 Result<void> ApiVmm::pause() {
+  Timed t{this, "pause_vm"};
   if (!runner_) return Error{"no VM"};
   runner_->pause();
   return Ok();
 }
 
 Result<void> ApiVmm::resume() {
+  Timed t{this, "resume_vm"};
   if (!runner_) return Error{"no VM"};
   runner_->resume();
   return Ok();
 }
 
 Result<void> ApiVmm::create_snapshot(const SnapshotCreateSpec& spec) {
+  Timed t{this, "full_create_snapshot"};
   if (!runner_) return Error{"no VM"};
   if (spec.type == SnapshotType::kDiff)
     return Error{"Diff snapshots are not supported yet: use Full (Ember's memory file is sparse: only pages the "
@@ -241,10 +255,12 @@ Result<void> ApiVmm::create_snapshot(const SnapshotCreateSpec& spec) {
   SnapshotFilePaths paths{spec.snapshot_path, spec.mem_file_path, snapshot_image_path(spec.snapshot_path)};
   EMBER_TRY(uint64_t written, runner_->save_snapshot(paths));
   (void)written;
+  snapshots_++;
   return Ok();
 }
 
 Result<void> ApiVmm::load_snapshot(const SnapshotLoadSpec& spec, VmmConfig* config) {
+  Timed t{this, "load_snapshot"};
   const SnapshotFilePaths paths = snapshot_load_paths(spec.snapshot_path, spec.mem_file_path);
   MachineConfig mc = machine_config();
   mc.restore_dir = paths.state;
@@ -285,6 +301,8 @@ void ApiVmm::arm_metrics_timer() {
 
 void ApiVmm::add_metrics(nlohmann::json& j) const {
   j["uptime_ms"] = (monotonic_ns() - t0_) / 1000000;
+  j["snapshots_created"] = snapshots_;
+  if (!latencies_us_.empty()) j["latencies_us"] = latencies_us_;
   if (server_) j["api_connections"] = server_->connections();
 }
 

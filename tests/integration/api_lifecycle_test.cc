@@ -268,6 +268,8 @@ TEST_F(ApiLifecycle, MetricsLines) {
   EXPECT_EQ(lines[0]["put_api_requests"]["machine_cfg_fails"], 1);
   EXPECT_EQ(lines[1]["vmm"]["state"], "Exited");
   EXPECT_EQ(lines[1]["vmm"]["exit_status"], 0);
+  EXPECT_TRUE(lines[1]["vmm"]["latencies_us"]["instance_start"].is_number_unsigned()) << lines[1].dump();
+  EXPECT_FALSE(lines[0]["vmm"].contains("latencies_us"));
   EXPECT_GE(lines[2]["api_server"]["requests"].get<int>(), 6);
 }
 
