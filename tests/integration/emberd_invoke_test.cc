@@ -26,7 +26,7 @@ TEST_P(EmberdInvoke, DeployAndInvokeExactOutput) {
 
   std::string binary;
   for (int i = 0; i < 256; i++) binary += static_cast<char>(i);
-  for (const std::string input : {std::string("hello from the host"), std::string(), binary, std::string(1 << 20, 'z')}) {
+  for (const std::string& input : {std::string("hello from the host"), std::string(), binary, std::string(1 << 20, 'z')}) {
     auto inv = d_.invoke("echo", input);
     ASSERT_TRUE(inv);
     ASSERT_EQ(inv->status, 200) << inv->body;
