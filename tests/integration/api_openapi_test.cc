@@ -6,37 +6,17 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cstring>
-#include <functional>
 #include <set>
 #include <string>
 
 #include "tests/integration/api_client.h"
+#include "tests/integration/openapi_check.h"
 #include "tests/integration/vm_fixture.h"
 
 namespace ember::testing {
 namespace {
 
 std::string spec_path() { return std::string(EMBER_SOURCE_DIR) + "/api/openapi-vmm.yaml"; }
-
-// "/drives/{drive_id}" -> "/drives/d1"
-std::string concrete(const std::string& path) {
-  std::string out;
-  for (size_t i = 0; i < path.size(); i++) {
-    if (path[i] == '{') {
-      i = path.find('}', i);
-      out += "d1";
-    } else {
-      out += path[i];
-    }
-  }
-  return out;
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
 
 class ApiOpenApi : public ::testing::Test {
  protected:
@@ -59,38 +39,12 @@ TEST_F(ApiOpenApi, SpecParsesAndIsComplete) {
   YAML::Node spec = YAML::LoadFile(spec_path());
   ASSERT_TRUE(spec["openapi"]) << "not an OpenAPI document";
   ASSERT_TRUE(spec["paths"].IsMap());
-  std::set<std::string> documented;
-  for (auto p : spec["paths"]) documented.insert(p.first.as<std::string>());
+  const std::set<std::string> documented = documented_paths(spec);
   for (const char* must : {"/", "/version", "/actions", "/boot-source", "/machine-config", "/vsock", "/vm",
                            "/vm/config", "/snapshot/create", "/snapshot/load", "/metrics", "/drives/{drive_id}",
                            "/network-interfaces/{iface_id}"})
     EXPECT_TRUE(documented.count(must)) << must << " is served but not documented";
-  // Every $ref resolves.
-  std::function<void(const YAML::Node&)> walk = [&](const YAML::Node& n) {
-    if (n.IsMap()) {
-      for (auto kv : n) {
-        if (kv.first.as<std::string>() == "$ref") {
-          std::string ref = kv.second.as<std::string>();
-          ASSERT_EQ(ref.rfind("#/components/", 0), 0u) << ref;
-          // Node::reset, not operator=: assigning a yaml-cpp Node writes
-          // through to the node it refers to.
-          YAML::Node target;
-          target.reset(spec["components"]);
-          std::string rest = ref.substr(std::strlen("#/components/"));
-          for (size_t pos; (pos = rest.find('/')) != std::string::npos; rest = rest.substr(pos + 1)) {
-            YAML::Node next = target[rest.substr(0, pos)];
-            target.reset(next);
-          }
-          EXPECT_TRUE(target[rest]) << "dangling " << ref;
-        } else {
-          walk(kv.second);
-        }
-      }
-    } else if (n.IsSequence()) {
-      for (auto e : n) walk(e);
-    }
-  };
-  walk(spec);
+  expect_refs_resolve(spec);
 }
 
 TEST_F(ApiOpenApi, EveryDocumentedPathAndMethodAnswers) {
@@ -100,15 +54,10 @@ TEST_F(ApiOpenApi, EveryDocumentedPathAndMethodAnswers) {
   int checked = 0;
   for (auto p : spec["paths"]) {
     const std::string path = p.first.as<std::string>();
-    const std::string url = concrete(path);
+    const std::string url = concrete(path, "d1");
     std::set<std::string> methods;
-    for (auto m : p.second) {
-      const std::string name = m.first.as<std::string>();  // "get", "put", ...
-      if (name == "parameters" || name == "summary" || name == "description") continue;
-      const std::string method = upper(name);
+    for (const auto& [method, documented_statuses] : operations(p.second)) {
       methods.insert(method);
-      std::set<long> documented_statuses;
-      for (auto r : m.second["responses"]) documented_statuses.insert(std::stol(r.first.as<std::string>()));
       const ApiReply r = api.request(method, url, method == "GET" ? "" : "{}");
       ASSERT_NE(r.status, 0) << method << " " << url << ": " << r.error;
       EXPECT_NE(r.status, 404) << method << " " << url << " is documented but not served";
