@@ -6,6 +6,7 @@
 
 #include "bench/api_bench.h"
 #include "bench/boot_bench.h"
+#include "bench/emberd_bench.h"
 #include "bench/snapshot_bench.h"
 
 int main(int argc, char** argv) {
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
         "  api       VMM API: start to socket ready, request latency, idle memory\n"
         "  restore   snapshot restore-to-ready, new process and in-process; snapshot size\n"
         "  reset     reset in place to ready; echo invocation latency over vsock\n"
+        "  invoke    emberd over HTTP: warm and cold invocations, throughput, density\n"
         "\n"
         "`ember-bench BENCHMARK --help` lists a benchmark's options.\n"
         "example: ember-bench boot -n 200 --json boot.json\n");
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
   if (name == "api") return ember::bench::api_bench(args);
   if (name == "restore") return ember::bench::restore_bench(args);
   if (name == "reset") return ember::bench::reset_bench(args);
+  if (name == "invoke") return ember::bench::emberd_bench(args);
   fprintf(stderr, "ember-bench: unknown benchmark '%s' (see --help)\n", name.c_str());
   return 2;
 }
