@@ -31,6 +31,7 @@
 #include "jailer/paths.h"
 #include "jailer/vmm_args.h"
 #include "vmm/fd.h"
+#include "vmm/snapshot.h"
 
 namespace ember::jail {
 
@@ -124,6 +125,7 @@ struct BroughtFile {
   std::string host_path;  // absolute
   Fd fd;                  // O_RDONLY, validated
   bool executable = false;
+  bool directory = false;  // a snapshot directory: always bound, never copied
 };
 
 struct Prepared {
@@ -131,6 +133,7 @@ struct Prepared {
   gid_t gid = 0;
   std::vector<BroughtFile> files;  // [0]: the VMM binary
   std::vector<std::string> vmm_args;
+  std::vector<std::string> outputs;  // what the VMM creates in the jail's /run
   std::string base, jails_dir, jail_dir, root;
   CgroupPlan cgroups;
   Fd netns;
@@ -142,6 +145,27 @@ Result<dev_t> char_device(const char* path, const char* why) {
   if (::stat(path, &st) < 0) return errno_error(std::string(path) + " (" + why + ")");
   if (!S_ISCHR(st.st_mode)) return Error{std::string(path) + ": not a character device"};
   return st.st_rdev;
+}
+
+// A snapshot directory for `restore`: bound read-only into the jail as it is
+// (copying would cost the shared page cache that makes restores cheap), so
+// the VMM's uid must be able to search it and read each of its files.
+Result<Fd> open_snapshot_dir(const std::string& abs, uid_t uid, gid_t gid) {
+  EMBER_TRY(Fd dir, open_directory(abs, "snapshot directory"));
+  struct stat st;
+  if (::fstat(dir.get(), &st) < 0) return errno_error(abs);
+  if (!executable_by(st, uid, gid))
+    return Error{"snapshot directory " + abs + ": uid " + std::to_string(uid) + "/gid " + std::to_string(gid) +
+                 " may not search it (it is bind-mounted into the jail as it is): change its mode"};
+  for (const char* name : {kVmstateFile, kMemFile, kImageFile}) {
+    const std::string shown = abs + "/" + name;
+    if (::fstatat(dir.get(), name, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno_error("snapshot directory: " + shown);
+    if (!S_ISREG(st.st_mode)) return Error{"snapshot directory: " + shown + ": not a regular file"};
+    if (!readable_by(st, uid, gid))
+      return Error{"snapshot directory: " + shown + ": uid " + std::to_string(uid) + "/gid " + std::to_string(gid) +
+                   " may not read it: change its mode"};
+  }
+  return dir;
 }
 
 // Step 1: everything is checked before anything is created.
@@ -160,13 +184,21 @@ Result<Prepared> validate(const JailerOptions& o) {
     if (!(st.st_mode & 0111)) return Error{"--exec-file " + exec + ": not executable"};
   }
   EMBER_TRY(VmmInvocation inv, rewrite_vmm_args(o.vmm_args, o.id, dirname_of(exec) + "/ember-guest.elf",
-                                                {exec_name, "dev"}));
+                                                {exec_name, "dev", kJailRunDir}));
   p.vmm_args = inv.args;
+  p.outputs = inv.outputs;
   std::vector<std::pair<std::string, std::string>> wanted = {{exec, exec_name}};
+  std::vector<BroughtFile> dirs;
   for (const JailFile& f : inv.files) {
     const char* what = f.role == JailFile::Role::kKernel ? "guest kernel" :
-                       f.role == JailFile::Role::kImage ? "image" : "program";
+                       f.role == JailFile::Role::kImage ? "image" :
+                       f.role == JailFile::Role::kSnapshot ? "snapshot directory" : "program";
     EMBER_TRY(std::string abs, absolute_path(f.host_path, what));
+    if (f.role == JailFile::Role::kSnapshot) {
+      EMBER_TRY(Fd dir, open_snapshot_dir(abs, p.uid, p.gid));
+      dirs.push_back(BroughtFile{f.jail_name, abs, std::move(dir), false, true});
+      continue;
+    }
     wanted.emplace_back(abs, f.jail_name);
   }
   for (size_t i = 0; i < wanted.size(); i++) {
@@ -184,6 +216,7 @@ Result<Prepared> validate(const JailerOptions& o) {
     }
     p.files.push_back(BroughtFile{wanted[i].second, wanted[i].first, std::move(fd), i == 0});
   }
+  for (BroughtFile& d : dirs) p.files.push_back(std::move(d));
 
   // Where the jail goes: below directories only root can change, and new.
   EMBER_TRY(p.base, absolute_path(o.chroot_base, "--chroot-base"));
@@ -271,6 +304,11 @@ Result<Fd> build_jail_dir(const JailerOptions& o, const Prepared& p, Rollback* r
   Fd root(::openat(jail.get(), "root", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return errno_error("open " + p.root);
   if (::fchmod(root.get(), 0755) < 0) return errno_error("chmod " + p.root);
+  if (!p.outputs.empty()) {  // the jail's /run: the one place the VMM may create files
+    const std::string run = p.jail_dir + "/" + kJailRunDir;
+    if (::mkdirat(jail.get(), kJailRunDir, 0700) < 0) return errno_error("mkdir " + run);
+    if (::fchownat(jail.get(), kJailRunDir, p.uid, p.gid, AT_SYMLINK_NOFOLLOW) < 0) return errno_error("chown " + run);
+  }
   return jail;
 }
 
@@ -325,16 +363,15 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   // step 1 (open_tree: no second path lookup), made before the new namespace
   // exists and attached inside it.
   std::vector<Fd> trees;
-  if (!o.copy_files) {
-    for (const BroughtFile& f : p.files) {
-      Fd tree(::open_tree(f.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-      CHILD_CHECK(6, tree.valid(), "open_tree " + f.host_path);
-      mount_attr attr{};
-      attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (f.executable ? 0 : MOUNT_ATTR_NOEXEC);
-      CHILD_CHECK(6, ::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) == 0,
-                  "make the bind mount of " + f.host_path + " read-only");
-      trees.push_back(std::move(tree));
-    }
+  for (const BroughtFile& f : p.files) {
+    if (o.copy_files && !f.directory) continue;
+    Fd tree(::open_tree(f.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    CHILD_CHECK(6, tree.valid(), "open_tree " + f.host_path);
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (f.executable ? 0 : MOUNT_ATTR_NOEXEC);
+    CHILD_CHECK(6, ::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) == 0,
+                "make the bind mount of " + f.host_path + " read-only");
+    trees.push_back(std::move(tree));
   }
   g_trace.mark("child_trees");
   CHILD_CHECK(6, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
@@ -374,7 +411,9 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   for (const BroughtFile& f : p.files) {
     const std::string shown = p.root + "/" + f.jail_name;
     const mode_t mode = f.executable ? 0555 : 0444;
-    if (o.copy_files) {
+    if (f.directory) {
+      CHILD_CHECK(6, ::mkdir(f.jail_name.c_str(), 0555) == 0, "create the mount point " + shown);
+    } else if (o.copy_files) {
       if (auto r = copy_into(f.fd.get(), AT_FDCWD, f.jail_name, mode, shown); !r) child_fail(err_fd, 6, r.message());
     } else {
       Fd target(::open(f.jail_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
@@ -389,10 +428,21 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     CHILD_CHECK(6, ::mknod("dev/net/tun", S_IFCHR | 0600, p.tun_rdev) == 0, "mknod " + p.root + "/dev/net/tun");
     CHILD_CHECK(6, ::lchown("dev/net/tun", p.uid, p.gid) == 0, "chown " + p.root + "/dev/net/tun");
   }
-  for (size_t i = 0; i < trees.size(); i++) {
+  // trees[] holds the bound files in p.files order (copies skipped).
+  for (size_t i = 0, t = 0; i < p.files.size(); i++) {
     const BroughtFile& f = p.files[i];
-    CHILD_CHECK(6, ::move_mount(trees[i].get(), "", AT_FDCWD, f.jail_name.c_str(), MOVE_MOUNT_F_EMPTY_PATH) == 0,
+    if (o.copy_files && !f.directory) continue;
+    CHILD_CHECK(6, ::move_mount(trees[t++].get(), "", AT_FDCWD, f.jail_name.c_str(), MOVE_MOUNT_F_EMPTY_PATH) == 0,
                 "bind " + f.host_path + " on " + p.root + "/" + f.jail_name);
+  }
+  if (!p.outputs.empty()) {
+    const std::string run = p.jail_dir + "/" + kJailRunDir;
+    CHILD_CHECK(6, ::mkdir(kJailRunDir, 0755) == 0, "create the mount point " + p.root + "/" + kJailRunDir);
+    CHILD_CHECK(6, ::mount(run.c_str(), kJailRunDir, nullptr, MS_BIND, nullptr) == 0,
+                "bind " + run + " on " + p.root + "/" + kJailRunDir);
+    CHILD_CHECK(6, ::mount(nullptr, kJailRunDir, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           nullptr) == 0,
+                "make " + p.root + "/" + kJailRunDir + " nosuid, nodev, noexec");
   }
   g_trace.mark("mounts");
   CHILD_CHECK(6, ::syscall(SYS_pivot_root, ".", ".") == 0, "pivot_root " + p.root);

@@ -182,6 +182,15 @@ Result<Fd> open_regular_file(const std::string& absolute, const std::string& wha
   return fd;
 }
 
+Result<Fd> open_directory(const std::string& absolute, const std::string& what) {
+  EMBER_TRY(DirWalk w, walk_dirs(absolute, false, what + " " + absolute));
+  if (!w.missing.empty())
+    return Error{what + " " + absolute + ": " + join_path(w.deepest_path, w.missing[0]) + ": No such file or directory"};
+  Fd fd(::openat(w.deepest.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return errno_error(what + " " + absolute);
+  return fd;
+}
+
 Result<void> remove_tree(int parent_fd, const std::string& name, const std::string& display) {
   struct stat st;
   if (::fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {

@@ -29,6 +29,10 @@ std::string basename_of(const std::string& path);                         // "/a
 // ("--exec-file /x/ember-vmm: ...").
 Result<Fd> open_regular_file(const std::string& absolute, const std::string& what);
 
+// Opens an existing directory for reading, with the same rule: no symlink in
+// any component.
+Result<Fd> open_directory(const std::string& absolute, const std::string& what);
+
 // What walking a directory path found: the deepest existing directory and
 // the components below it that do not exist yet.
 struct DirWalk {

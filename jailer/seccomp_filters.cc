@@ -68,7 +68,7 @@ std::vector<Rule> main_rules() {
       // these remain to be done.
       {"pwrite64", {}, "snapshot: guest RAM into the pre-opened vm.mem (sparse: non-zero pages at their offsets)"},
       {"fsync", {}, "snapshot: vm.mem and vm.vmstate made durable before the directory is renamed into place"},
-      {"renameat2", {}, "snapshot: the prepared directory replaces DIR (RENAME_NOREPLACE or RENAME_EXCHANGE)"},
+      {"renameat2", {}, "snapshot: the prepared directory replaces DIR (RENAME_NOREPLACE, RENAME_EXCHANGE; plain where the file system has neither)"},
       {"unlinkat", {}, "snapshot: the older snapshot it replaced is removed (three files and their directory)"},
       // virtio-vsock's host side (--vsock-uds): the listening socket is made
       // before the guest runs.

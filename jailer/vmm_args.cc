@@ -18,26 +18,63 @@ const std::vector<std::string>& vmm_flag_options() {
   return v;
 }
 
+const std::vector<std::string>& vmm_restore_value_options() {
+  static const std::vector<std::string> v = {"--vsock-uds", "--repeat", "--timeout-ms", "--id"};
+  return v;
+}
+
+const std::vector<std::string>& vmm_restore_flag_options() {
+  static const std::vector<std::string> v = {"-v", "--verbose", "--no-seccomp", "-h", "--help"};
+  return v;
+}
+
+namespace {
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+Result<std::string> base_name(const std::string& path) {
+  if (path.empty()) return Error{"empty path in the VMM arguments"};
+  const std::string name = basename_of(path);
+  if (name.empty() || name == "." || name == "..") return Error{"VMM argument " + path + ": not a file name"};
+  return name;
+}
+
+}  // namespace
+
 Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const std::string& id,
                                        const std::string& default_kernel, const std::vector<std::string>& reserved) {
-  if (in.empty() || in[0] != "run")
-    return Error{"the VMM arguments after -- must start with `run` (ember-jailer runs `ember-vmm run ...`)"};
+  if (in.empty() || (in[0] != "run" && in[0] != "restore"))
+    return Error{"the VMM arguments after -- must start with `run` or `restore` (ember-jailer runs `ember-vmm run "
+                 "...` or `ember-vmm restore ...`)"};
+  const bool restore = in[0] == "restore";
   VmmInvocation out;
-  out.args = {"run", "--id", id};
-  std::vector<std::string> taken = reserved;
+  out.args = {in[0], "--id", id};
+  std::vector<std::string> taken = reserved;  // names in the jail's root
+  // A file or directory the VM reads, brought into the jail's root.
   auto bring = [&](JailFile::Role role, const std::string& path) -> Result<std::string> {
-    if (path.empty()) return Error{"empty path in the VMM arguments"};
-    const std::string name = basename_of(path);
-    if (name.empty() || name == "." || name == "..")
-      return Error{"VMM argument " + path + ": not a file name"};
-    if (std::find(taken.begin(), taken.end(), name) != taken.end())
+    EMBER_TRY(std::string name, base_name(path));
+    if (contains(taken, name))
       return Error{"VMM argument " + path + ": its name '" + name +
                    "' is already taken in the jail (each file keeps its base name there): rename it"};
     taken.push_back(name);
     out.files.push_back(JailFile{role, path, name});
     return "/" + name;
   };
+  // Something the VMM creates: in the jail's /run.
+  auto create = [&](const std::string& option, const std::string& path) -> Result<std::string> {
+    EMBER_TRY(std::string name, base_name(path));
+    if (contains(out.outputs, name))
+      return Error{"VMM argument " + option + " " + path + ": its name '" + name +
+                   "' is already taken in the jail's /" + kJailRunDir + ": rename it"};
+    out.outputs.push_back(name);
+    return "/" + std::string(kJailRunDir) + "/" + name;
+  };
 
+  const auto& vals = restore ? vmm_restore_value_options() : vmm_value_options();
+  const auto& flags = restore ? vmm_restore_flag_options() : vmm_flag_options();
+  const std::string command_help = "`ember-vmm " + in[0] + " --help`";
   size_t i = 1;
   bool kernel_given = false;
   bool image_given = false;
@@ -45,7 +82,7 @@ Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const
   for (; i < in.size(); i++) {
     const std::string& a = in[i];
     if (a == "--") break;
-    if (a.size() < 2 || a[0] != '-') break;  // PROGRAM
+    if (a.size() < 2 || a[0] != '-') break;  // PROGRAM or DIR
     std::string name = a, inline_value;
     bool has_inline = false;
     if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
@@ -53,14 +90,12 @@ Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const
       inline_value = a.substr(a.find('=') + 1);
       has_inline = true;
     }
-    const auto& vals = vmm_value_options();
-    const auto& flags = vmm_flag_options();
-    if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
+    if (contains(flags, name)) {
       options.push_back(a);
       continue;
     }
-    if (std::find(vals.begin(), vals.end(), name) == vals.end())
-      return Error{"VMM argument '" + a + "': an option ember-jailer does not know (see `ember-vmm run --help`)"};
+    if (!contains(vals, name))
+      return Error{"VMM argument '" + a + "': an option ember-jailer does not know (see " + command_help + ")"};
     std::string v;
     if (has_inline) {
       v = inline_value;
@@ -69,11 +104,9 @@ Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const
       v = in[++i];
     }
     if (name == "--id") return Error{"VMM argument --id: ember-jailer passes the jail's own --id"};
-    // Paths the VMM creates (a socket, a snapshot directory) would have to
-    // be placed in the jail and handed back out: not done yet.
-    if (name == "--vsock-uds" || name == "--snapshot-at-ready")
-      return Error{"VMM argument " + name + ": not supported through ember-jailer yet"};
-    if (name == "--kernel") {
+    if (name == "--vsock-uds" || name == "--snapshot-at-ready") {
+      EMBER_TRY(v, create(name, v));
+    } else if (name == "--kernel") {
       EMBER_TRY(v, bring(JailFile::Role::kKernel, v));
       kernel_given = true;
     } else if (name == "--image") {
@@ -83,13 +116,19 @@ Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const
     options.push_back(name);
     options.push_back(v);
   }
-  if (!kernel_given) {
+  if (!restore && !kernel_given) {  // a snapshot carries its guest; a boot needs the kernel
     EMBER_TRY(std::string k, bring(JailFile::Role::kKernel, default_kernel));
     out.args.push_back("--kernel");
     out.args.push_back(k);
   }
   out.args.insert(out.args.end(), options.begin(), options.end());
-  if (!image_given) {
+  if (restore) {
+    if (i < in.size() && in[i] == "--") i++;
+    if (i >= in.size()) return Error{"VMM arguments: missing the snapshot directory DIR of `restore`"};
+    EMBER_TRY(std::string d, bring(JailFile::Role::kSnapshot, in[i]));
+    out.args.push_back(d);
+    i++;
+  } else if (!image_given) {
     if (i < in.size() && in[i] == "--") i++;
     if (i >= in.size()) return Error{"VMM arguments: missing PROGRAM or --image IMG"};
     EMBER_TRY(std::string p, bring(JailFile::Role::kProgram, in[i]));

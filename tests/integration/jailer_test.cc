@@ -29,7 +29,9 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/snapshot_fixture.h"
 #include "tests/integration/vm_fixture.h"
+#include "vmm/stdio_client.h"
 
 extern char** environ;
 
@@ -309,6 +311,51 @@ TEST_F(Jailer, InsideTheJailFromTheHost) {
   ASSERT_EQ(waitpid(jailer, &ws, 0), jailer);
   EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << ws << " " << read_file(err_path);
   EXPECT_EQ(read_file(out_path), "jailed\n");
+}
+
+// A template snapshot taken in a jail (written to the jail's run/, on the
+// host CHROOT_BASE/ember-vmm/ID/run) and restored in other jails, where the
+// snapshot directory is bound read-only and the program's stdio goes over the
+// vsock socket that the VMM makes in run/: what emberd does for every VM.
+TEST_F(Jailer, SnapshotInOneJailRestoreInAnother) {
+  const std::string tpl_id = new_id("tpl");
+  const ProcessResult made =
+      jailed(tpl_id, {}, {"--timeout-ms", "30000", "--snapshot-at-ready", "/anywhere/tpl", guest_program("echo-musl")});
+  ASSERT_EQ(made.status, 0) << made.err;
+  const std::string made_dir = jail_dir(tpl_id) + "/run/tpl";
+  for (const char* f : {"vm.vmstate", "vm.mem", "vm.img"}) ASSERT_TRUE(exists(made_dir + "/" + f)) << f;
+  struct stat st;
+  ASSERT_EQ(stat(made_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kUid) << "the VMM wrote it, as its own uid";
+  // What emberd does: copy it out, root-owned, then remove the jail.
+  const std::string snap = base_ + "/snap";
+  ASSERT_EQ(run_process({"/bin/cp", "-r", "--sparse=always", made_dir, snap}).status, 0);
+  ASSERT_EQ(run_process({bin("ember-jailer"), "--cleanup", "--id", tpl_id, "--chroot-base", base_}).status, 0);
+  EXPECT_FALSE(exists(jail_dir(tpl_id)));
+  const std::string mem_before = read_file(snap + "/vm.mem");
+  ASSERT_FALSE(mem_before.empty());
+
+  for (int vm = 0; vm < 2; vm++) {
+    const std::string id = new_id("restore" + std::to_string(vm));
+    std::vector<std::string> argv = {bin("ember-jailer"), "--id", id, "--exec-file", bin("ember-vmm"), "--uid",
+                                     std::to_string(kUid + 1 + vm), "--gid", std::to_string(kGid), "--chroot-base",
+                                     base_, "--", "restore", "--repeat", "2", "--vsock-uds", "/x/v.sock", snap};
+    Background b(argv, base_ + "/" + id + ".out", base_ + "/" + id + ".err");
+    ASSERT_TRUE(b.started());
+    const std::string sock = jail_dir(id) + "/run/v.sock";
+    for (int run = 0; run < 2; run++) {
+      auto c = StdioClient::connect(sock, 20000);
+      ASSERT_TRUE(c) << c.message() << "; " << read_file(base_ + "/" + id + ".err");
+      const std::string input = "vm " + std::to_string(vm) + " run " + std::to_string(run) + "\n";
+      auto r = c->run(input);
+      ASSERT_TRUE(r) << r.message();
+      EXPECT_EQ(r->out, input);
+      EXPECT_EQ(r->status(), 0);
+    }
+    EXPECT_EQ(b.wait(), 0) << read_file(base_ + "/" + id + ".err");
+  }
+  // The guests wrote to their memory; the snapshot they came from is as it was.
+  EXPECT_TRUE(read_file(snap + "/vm.mem") == mem_before) << "a restore changed the template's memory file";
 }
 
 TEST_F(Jailer, MemoryLimitKillsTheVmAndSaysSo) {

@@ -291,8 +291,39 @@ TEST(JailerVmmArgs, RewritesFilesToInJailPaths) {
   EXPECT_EQ(r->files[1].role, JailFile::Role::kImage);
 }
 
+TEST(JailerVmmArgs, WhatTheVmmCreatesGoesToRun) {
+  auto r = rewrite_vmm_args({"run", "--vsock-uds", "/s/dir/v.sock", "--snapshot-at-ready=/var/lib/x/snap", "--image",
+                             "/i/fn.img"},
+                            "vm-2", "/opt/ember-guest.elf", {"ember-vmm", "dev", "run"});
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_EQ(r->args, (std::vector<std::string>{"run", "--id", "vm-2", "--kernel", "/ember-guest.elf", "--vsock-uds",
+                                               "/run/v.sock", "--snapshot-at-ready", "/run/snap", "--image", "/fn.img"}));
+  EXPECT_EQ(r->outputs, (std::vector<std::string>{"v.sock", "snap"}));
+  ASSERT_EQ(r->files.size(), 2u);  // the image and the default kernel; nothing for the outputs
+
+  r = rewrite_vmm_args({"run", "--image", "/i/fn.img"}, "a", "/opt/ember-guest.elf", {"ember-vmm", "dev", "run"});
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_TRUE(r->outputs.empty()) << "no /run unless the VMM creates something";
+}
+
+TEST(JailerVmmArgs, RestoreBringsTheSnapshotDirectoryAndNoKernel) {
+  auto r = rewrite_vmm_args({"restore", "--repeat", "3", "--vsock-uds", "/r/vm-7/v.sock", "-v", "/state/fn/snapshot"},
+                            "vm-7", "/opt/ember-guest.elf", {"ember-vmm", "dev", "run"});
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_EQ(r->args, (std::vector<std::string>{"restore", "--id", "vm-7", "--repeat", "3", "--vsock-uds",
+                                               "/run/v.sock", "-v", "/snapshot"}));
+  ASSERT_EQ(r->files.size(), 1u);
+  EXPECT_EQ(r->files[0].role, JailFile::Role::kSnapshot);
+  EXPECT_EQ(r->files[0].host_path, "/state/fn/snapshot");
+  EXPECT_EQ(r->outputs, (std::vector<std::string>{"v.sock"}));
+
+  r = rewrite_vmm_args({"restore", "--", "snap"}, "b", "/opt/ember-guest.elf", {"ember-vmm", "dev", "run"});
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_EQ(r->args, (std::vector<std::string>{"restore", "--id", "b", "/snap"}));
+}
+
 TEST(JailerVmmArgs, Refusals) {
-  const std::vector<std::string> reserved = {"ember-vmm", "dev"};
+  const std::vector<std::string> reserved = {"ember-vmm", "dev", "run"};
   struct Case {
     std::vector<std::string> args;
     const char* expect;
@@ -308,6 +339,14 @@ TEST(JailerVmmArgs, Refusals) {
       {{"run", "/x/ember-guest.elf"}, "already taken"},
       {{"run", "--mem-mib", "7", "./hello"}, "--mem-mib 7"},  // ember-vmm's own parser has the last word
       {{"run", "--image", "a.img", "./hello"}, "image carries"},
+      {{"restore"}, "missing the snapshot directory"},
+      {{"restore", "--kernel", "k", "snap"}, "does not know"},  // a snapshot carries its guest
+      {{"restore", "--id", "x", "snap"}, "passes the jail's own --id"},
+      {{"restore", "/x/run"}, "already taken"},
+      {{"restore", "snap", "second"}, "second"},  // ember-vmm's own parser
+      {{"restore", "--vsock-uds", "/a/s", "--repeat", "0", "snap"}, "--repeat 0"},
+      {{"run", "--vsock-uds", "/a/x", "--snapshot-at-ready", "/b/x", "./hello"}, "already taken in the jail's /run"},
+      {{"api"}, "must start with `run` or `restore`"},
   };
   for (const Case& c : cases) {
     auto r = rewrite_vmm_args(c.args, "id", "/x/ember-guest.elf", reserved);
@@ -316,12 +355,14 @@ TEST(JailerVmmArgs, Refusals) {
   }
 }
 
-// Every option `ember-vmm run --help` lists must be known to the rewriting,
-// or a new option that names a file could reach the jail with a host path.
-TEST(JailerVmmArgs, KnowsEveryVmmRunOption) {
-  std::set<std::string> known(vmm_value_options().begin(), vmm_value_options().end());
-  known.insert(vmm_flag_options().begin(), vmm_flag_options().end());
-  std::istringstream help(ember::run_usage_text());
+// Every option `ember-vmm run --help` and `ember-vmm restore --help` list
+// must be known to the rewriting, or a new option that names a file could
+// reach the jail with a host path.
+void expect_every_option_known(const std::string& help_text, const std::vector<std::string>& values,
+                               const std::vector<std::string>& flags, const char* command) {
+  std::set<std::string> known(values.begin(), values.end());
+  known.insert(flags.begin(), flags.end());
+  std::istringstream help(help_text);
   int seen = 0;
   for (std::string line; std::getline(help, line);) {
     if (line.rfind("  -", 0) != 0) continue;  // option lines start with two spaces and a dash
@@ -329,11 +370,20 @@ TEST(JailerVmmArgs, KnowsEveryVmmRunOption) {
     for (std::string w; words >> w;) {
       if (w.empty() || w[0] != '-') break;
       if (w.back() == ',') w.pop_back();
-      EXPECT_TRUE(known.count(w)) << "ember-vmm run option " << w << " is unknown to jailer/vmm_args.cc";
+      EXPECT_TRUE(known.count(w)) << "ember-vmm " << command << " option " << w << " is unknown to jailer/vmm_args.cc";
       seen++;
     }
   }
   EXPECT_GT(seen, 5);
+}
+
+TEST(JailerVmmArgs, KnowsEveryVmmRunOption) {
+  expect_every_option_known(ember::run_usage_text(), vmm_value_options(), vmm_flag_options(), "run");
+}
+
+TEST(JailerVmmArgs, KnowsEveryVmmRestoreOption) {
+  expect_every_option_known(ember::restore_usage_text(), vmm_restore_value_options(), vmm_restore_flag_options(),
+                            "restore");
 }
 
 }  // namespace
