@@ -183,7 +183,11 @@ Result<uint64_t> SnapshotWriter::commit(std::span<const uint8_t> vmstate, const 
       ::unlinkat(parent_.get(), (tmp_name_ + "/" + f).c_str(), 0);
     ::unlinkat(parent_.get(), tmp_name_.c_str(), AT_REMOVEDIR);
   } else if (renameat2_(parent_.get(), tmp_name_.c_str(), parent_.get(), final_name_.c_str(), RENAME_NOREPLACE) < 0) {
-    return errno_error("creating " + dir_);
+    // File systems without RENAME_NOREPLACE (9p, some FUSE) say EINVAL: a
+    // plain rename then. DIR was absent or empty at prepare(); a plain
+    // rename replaces at most an empty directory (a full one: ENOTEMPTY).
+    if (errno != EINVAL || renameat2_(parent_.get(), tmp_name_.c_str(), parent_.get(), final_name_.c_str(), 0) < 0)
+      return errno_error("creating " + dir_);
   }
   ::fsync(parent_.get());
   done_ = true;
