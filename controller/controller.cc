@@ -17,6 +17,7 @@
 #include "controller/fsutil.h"
 #include "controller/image_build.h"
 #include "controller/system_limits.h"
+#include "vmm/snapshot.h"
 
 namespace ember::controller {
 
@@ -169,21 +170,6 @@ Result<void> Controller::detect_vmm() {
       break;
   }
   cgroup_version_ = cfg_.jailer.cgroup_version ? cfg_.jailer.cgroup_version : detect_cgroup_version();
-  if (mechanism_ == Mechanism::kSnapshot && jail_) {
-    // Jailed snapshots need an ember-jailer that can jail `ember-vmm restore`
-    // (and `run --snapshot-at-ready`); it says so in its --help.
-    auto jh = run_command({jailer_path_, "--help"}, 5000, kChildEnv);
-    const bool jailer_restores = jh && jh->output.find("restore") != std::string::npos;
-    if (!jailer_restores) {
-      if (cfg_.mechanism == "snapshot")
-        return Error{"mechanism: snapshot, but " + jailer_path_ +
-                     " cannot jail `ember-vmm restore` yet: set mechanism: boot, or jailer.enabled: false"};
-      mechanism_ = Mechanism::kBoot;
-      log_.warn("%s cannot jail `ember-vmm restore` yet: functions use the boot mechanism (a jailed VM booted per "
-                "invocation, parked at ready); `jailer.enabled: false` gives template snapshots, unjailed",
-                jailer_path_.c_str());
-    }
-  }
   return Ok();
 }
 
@@ -361,6 +347,21 @@ Result<RunResult> Controller::jail_cleanup(const std::string& id) {
   return run_command({jailer_path_, "--cleanup", "--id", id, "--chroot-base", cfg_.jailer.chroot_base}, 10000, kChildEnv);
 }
 
+JailSpec Controller::jail_spec(const std::string& id, const FunctionVersion& fn) {
+  JailSpec j;
+  j.jailer = jailer_path_;
+  j.id = id;
+  j.uid = cfg_.jailer.uid + next_uid_.fetch_add(1) % cfg_.jailer.uid_count;
+  j.gid = cfg_.jailer.gid;
+  j.chroot_base = cfg_.jailer.chroot_base;
+  j.cgroup_version = cgroup_version_;
+  j.memory_limit_bytes = (static_cast<uint64_t>(fn.rec.spec.memory_mib) + cfg_.jailer.memory_overhead_mib) << 20;
+  j.cpu_quota_pct = cfg_.jailer.cpu_quota_pct;
+  j.pids_max = cfg_.jailer.pids_max;
+  j.no_file = cfg_.jailer.no_file;
+  return j;
+}
+
 // ---------------------------------------------------------------------------
 // Registry helpers
 
@@ -404,18 +405,7 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
   o.stdout_fd = out_fd;
   o.stderr_fd = err_fd;
   if (jail_) {
-    JailSpec j;
-    j.jailer = jailer_path_;
-    j.id = vm->id;
-    j.uid = cfg_.jailer.uid + next_uid_.fetch_add(1) % cfg_.jailer.uid_count;
-    j.gid = cfg_.jailer.gid;
-    j.chroot_base = cfg_.jailer.chroot_base;
-    j.cgroup_version = cgroup_version_;
-    j.memory_limit_bytes = (static_cast<uint64_t>(vm->fn->rec.spec.memory_mib) + cfg_.jailer.memory_overhead_mib) << 20;
-    j.cpu_quota_pct = cfg_.jailer.cpu_quota_pct;
-    j.pids_max = cfg_.jailer.pids_max;
-    j.no_file = cfg_.jailer.no_file;
-    o.argv = jailed_command(j, vmm_argv);
+    o.argv = jailed_command(jail_spec(vm->id, *vm->fn), vmm_argv);
     vm->jailed = true;
     vm->chroot_base = cfg_.jailer.chroot_base;
     EMBER_TRY_VOID(write_file_atomic(vm->run_dir + "/jailed", vm->id));
@@ -472,8 +462,9 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
     metrics_.lifecycle("boot").Observe(seconds_since(t0));
   } else {
     vm->log_path = vm->run_dir + "/vmm.log";
-    vm->vsock_path = vm->run_dir + "/v.sock";
-    paths.vsock_uds = vm->vsock_path;
+    paths.vsock_uds = vm->run_dir + "/v.sock";
+    // Jailed, the VMM makes its socket in the jail's /run.
+    vm->vsock_path = jail_ ? jail_run_path(cfg_.jailer.chroot_base, vm->id, "v.sock") : paths.vsock_uds;
     Fd log(::open(vm->log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!log.valid()) return fail(errno_error("create " + vm->log_path).message);
     vm->max_uses = cfg_.invocations_per_vm;
@@ -885,7 +876,9 @@ void Controller::update_gauges() {
 
 Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& fn, std::string* user_error) {
   // Boot the image, let the program run its start-up until it first reads
-  // stdin, snapshot there (ember-vmm run --snapshot-at-ready).
+  // stdin, snapshot there (ember-vmm run --snapshot-at-ready). The program
+  // is untrusted from its first instruction: jailed like every VM, its
+  // snapshot is written to the jail's /run and copied out from there.
   const auto t0 = Clock::now();
   const std::string id = new_vm_id();
   VmPaths p;
@@ -893,16 +886,41 @@ Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& f
   p.kernel = cfg_.guest_kernel;
   p.image = fn->image_path;
   p.snapshot_dir = fn->snapshot_dir;
-  std::vector<std::string> argv = template_command(id, fn->rec.spec, p);
-  EMBER_TRY(RunResult r, run_command(argv, cfg_.deploy_timeout_ms, kChildEnv));
-  if (r.timed_out) {
+  std::vector<std::string> argv = template_command(jail_ ? "" : id, fn->rec.spec, p);
+  const std::string run_dir = run_dir_ + "/" + id;  // marks the jail for a restart's orphan cleanup
+  if (jail_) {
+    argv = jailed_command(jail_spec(id, *fn), argv);
+    if (auto m = make_dirs(run_dir, 0711); !m) return m.error();
+    if (auto w = write_file_atomic(run_dir + "/jailed", id); !w) return w.error();
+  }
+  auto r = run_command(argv, cfg_.deploy_timeout_ms, kChildEnv);
+  if (jail_) {
+    Result<void> out = Ok();
+    if (r && !r->timed_out && r->status.shell_code() == 0) {
+      // vm.mem is at most the guest's memory; vm.img is the image.
+      struct stat img {};
+      (void)::stat(fn->image_path.c_str(), &img);
+      const uint64_t cap = (static_cast<uint64_t>(fn->rec.spec.memory_mib) << 20) + static_cast<uint64_t>(img.st_size) +
+                           (64ull << 20);
+      const std::string made = jail_run_path(cfg_.jailer.chroot_base, id, std::filesystem::path(fn->snapshot_dir).filename());
+      out = copy_untrusted_files(made, fn->snapshot_dir, {kVmstateFile, kMemFile, kImageFile}, cap);
+    }
+    janitor_add(run_dir, id);  // the jail goes, whatever happened in it
+    if (!out) {
+      *user_error = "the template snapshot could not be taken out of its jail: " + out.message();
+      return Error{*user_error};
+    }
+  }
+  if (!r) return r.error();
+  if (r->timed_out) {
     *user_error = "the program did not read stdin within " + std::to_string(cfg_.deploy_timeout_ms) +
                   " ms of booting (deploy_timeout_ms), so no template snapshot could be taken";
     return Error{*user_error};
   }
-  if (r.status.shell_code() != 0 || !path_exists(fn->snapshot_dir)) {
-    const std::string line = last_line(r.output, "ember-vmm: ");
-    *user_error = "the template boot " + r.status.describe() + " instead of pausing at the program's first read of stdin" +
+  if (r->status.shell_code() != 0 || !path_exists(fn->snapshot_dir)) {
+    std::string line = last_line(r->output, "ember-vmm: ");
+    if (line.empty()) line = last_line(r->output, "ember-jailer: ");  // the jail could not be built
+    *user_error = "the template boot " + r->status.describe() + " instead of pausing at the program's first read of stdin" +
                   (line.empty() ? "" : ": " + line) + " (a function must read its request from stdin)";
     return Error{*user_error};
   }

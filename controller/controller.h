@@ -130,6 +130,8 @@ class Controller {
   void load_functions();
   Result<std::shared_ptr<FunctionVersion>> open_version(const FunctionRecord& rec);
   Result<RunResult> jail_cleanup(const std::string& id);
+  // The jailer options for a VM of `fn` in jail `id` (one uid per VM, round robin).
+  JailSpec jail_spec(const std::string& id, const FunctionVersion& fn);
   Result<void> take_template(const std::shared_ptr<FunctionVersion>& fn, std::string* user_error);
 
   // VMs

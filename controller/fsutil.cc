@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 #include <system_error>
 
 #include "vmm/fd.h"
@@ -110,6 +112,81 @@ uint64_t disk_usage(const std::string& path) {
       total += disk_usage(it->path().string());
   }
   return total;
+}
+
+namespace {
+
+// Copies `size` bytes of `in` to `out` (empty, same size afterwards) data
+// extent by data extent, so that holes stay holes.
+Result<void> copy_sparse(int in, int out, uint64_t size, const std::string& shown) {
+  std::vector<char> buf(1 << 20);
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < size) {
+    off_t data = ::lseek(in, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole is left
+      return errno_error("seek in " + shown);
+    }
+    off_t hole = ::lseek(in, data, SEEK_HOLE);
+    if (hole < 0) return errno_error("seek in " + shown);
+    if (static_cast<uint64_t>(hole) > size) hole = static_cast<off_t>(size);
+    for (off_t off = data; off < hole;) {
+      const size_t want = static_cast<size_t>(std::min<off_t>(hole - off, static_cast<off_t>(buf.size())));
+      const ssize_t n = ::pread(in, buf.data(), want, off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno_error("read " + shown);
+      if (n == 0) return Error{"read " + shown + ": it shrank while being copied"};
+      for (ssize_t done = 0; done < n;) {
+        const ssize_t w = ::pwrite(out, buf.data() + done, static_cast<size_t>(n - done), off + done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno_error("write the copy of " + shown);
+        done += w;
+      }
+      off += n;
+    }
+    pos = hole;
+  }
+  if (::ftruncate(out, static_cast<off_t>(size)) < 0) return errno_error("size the copy of " + shown);
+  return Ok();
+}
+
+}  // namespace
+
+Result<void> copy_untrusted_files(const std::string& from, const std::string& to, const std::vector<std::string>& names,
+                                  uint64_t max_bytes) {
+  Fd src(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!src.valid()) return errno_error("open " + from);
+  const std::string tmp = to + ".tmp." + std::to_string(::getpid());
+  remove_tree(tmp);
+  if (::mkdir(tmp.c_str(), 0755) < 0) return errno_error("mkdir " + tmp);
+  Fd dst(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  auto fail = [&](Error e) -> Error {
+    remove_tree(tmp);
+    return e;
+  };
+  if (!dst.valid()) return fail(errno_error("open " + tmp));
+  uint64_t total = 0;
+  for (const std::string& name : names) {
+    const std::string shown = from + "/" + name;
+    Fd in(::openat(src.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!in.valid()) return fail(errno_error("open " + shown));
+    struct stat st;
+    if (::fstat(in.get(), &st) < 0) return fail(errno_error("stat " + shown));
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) return fail(Error{shown + ": not a plain regular file"});
+    total += static_cast<uint64_t>(st.st_size);
+    if (total > max_bytes)
+      return fail(Error{from + ": more than " + std::to_string(max_bytes) + " bytes (" + name + " is " +
+                        std::to_string(st.st_size) + ")"});
+    Fd out(::openat(dst.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!out.valid()) return fail(errno_error("create " + tmp + "/" + name));
+    if (auto r = copy_sparse(in.get(), out.get(), static_cast<uint64_t>(st.st_size), shown); !r) return fail(r.error());
+    if (::fsync(out.get()) < 0) return fail(errno_error("fsync " + tmp + "/" + name));
+  }
+  if (::fsync(dst.get()) < 0) return fail(errno_error("fsync " + tmp));
+  if (::rename(tmp.c_str(), to.c_str()) < 0) return fail(errno_error("rename " + tmp + " to " + to));
+  const auto slash = to.rfind('/');
+  if (slash != std::string::npos) (void)fsync_path(slash == 0 ? "/" : to.substr(0, slash));
+  return Ok();
 }
 
 std::string self_dir() {

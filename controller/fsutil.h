@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vmm/result.h"
 
@@ -33,6 +34,15 @@ bool path_exists(const std::string& path);
 // Bytes used on disk (allocated blocks) by a file or a tree: sparse files count
 // what they really take.
 uint64_t disk_usage(const std::string& path);
+
+// Copies the regular files `names` from the directory `from` into a new
+// directory `to` (which must not exist; made as to.tmp.<pid>, then renamed),
+// keeping holes, owned by this process's user, files 0644. `from` is
+// untrusted (a jailed VMM wrote it): symlinks anywhere, anything but a plain
+// regular file with one link, and more than `max_bytes` in all are refused;
+// the copies are new inodes that no other process holds open.
+Result<void> copy_untrusted_files(const std::string& from, const std::string& to, const std::vector<std::string>& names,
+                                  uint64_t max_bytes);
 
 // Directory of the running executable ("/usr/bin" for /usr/bin/emberd).
 std::string self_dir();

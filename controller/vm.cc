@@ -122,6 +122,10 @@ std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std
   return a;
 }
 
+std::string jail_run_path(const std::string& chroot_base, const std::string& id, const std::string& name) {
+  return chroot_base + "/ember-vmm/" + id + "/run/" + name;
+}
+
 pid_t jailed_vmm_pid(const std::string& chroot_base, const std::string& id) {
   // ember-jailer records the jail's cgroup directories in an xattr of the
   // jail directory (or a file "cgroups" in it where xattrs are missing).

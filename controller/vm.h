@@ -111,6 +111,11 @@ struct JailSpec {
 };
 std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std::string>& vmm_command);
 
+// Where ember-jailer puts what the VMM of jail `id` creates (its --vsock-uds
+// socket, its --snapshot-at-ready directory) under base name `name`: the
+// jail's /run, CHROOT_BASE/ember-vmm/ID/run on the host.
+std::string jail_run_path(const std::string& chroot_base, const std::string& id, const std::string& name);
+
 // Private and total resident memory of a process from /proc/PID/statm.
 bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes);
 

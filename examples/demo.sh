@@ -80,25 +80,10 @@ all_examples() {
   ember ls
 }
 
-# 1. emberd exactly as it comes: no configuration file.
+# emberd exactly as it comes: no configuration file.
 start_emberd "$state/a"
 all_examples
 stop_emberd
 
-# 2. Where the defaults could not use template snapshots (VMs jailed by an
-#    ember-jailer that cannot jail `ember-vmm restore` yet), the same again
-#    with the jailer off, to show what snapshots do for start-up-heavy functions.
-if [[ "$mechanism" != snapshot ]]; then
-  printf 'jailer:\n  enabled: false\n' >"$state/unjailed.yaml"
-  echo
-  echo "---- again with template snapshots (jailer.enabled: false) ----"
-  start_emberd "$state/b" --config "$state/unjailed.yaml"
-  if [[ "$mechanism" == snapshot ]]; then
-    all_examples
-  else
-    echo "  (this ember-vmm cannot snapshot: skipped)"
-  fi
-  stop_emberd
-fi
 echo
 echo "demo: all example functions answered; emberd stopped"

@@ -131,6 +131,30 @@ TEST_P(EmberdApi, MetricsMatchWhatHappened) {
   EXPECT_EQ(after["ember_functions"], 0);
 }
 
+// As root with ember-jailer beside it, emberd's defaults jail every VM and
+// still use template snapshots (the jailer restores too); the other modes
+// are what their configuration says.
+TEST_P(EmberdApi, HealthSaysHowVmsRun) {
+  start();
+  json h = d_.get_json("/healthz");
+  ASSERT_TRUE(h.is_object());
+  const std::string mode = GetParam();
+  EXPECT_EQ(h["mechanism"], mode == "boot-unjailed" ? "boot" : "snapshot") << h.dump();
+  EXPECT_EQ(h["jailed"], mode == "defaults" && ::geteuid() == 0) << h.dump();
+  if (mode != "defaults" || ::geteuid() != 0) return;
+  // A jailed function's VMs: each its own jail, the VMM not a child of emberd.
+  ASSERT_EQ(d_.deploy("j", slurp(example_image("echo")), json{{"pool", 2}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("j", 2));
+  json vms = d_.vms();
+  ASSERT_EQ(vms.size(), 2u);
+  for (const json& v : vms) {
+    EXPECT_TRUE(v["jailed"].get<bool>()) << v.dump();
+    EXPECT_GT(v["jailer_pid"].get<int>(), 0) << v.dump();
+    EXPECT_NE(v["pid"], v["jailer_pid"]) << v.dump();
+  }
+  EXPECT_EQ(d_.invoke("j", "through the jail")->body, "through the jail");
+}
+
 TEST_P(EmberdApi, CliAgainstARealDaemon) {
   start();
   auto ember = [&](std::vector<std::string> args, const std::string& input = "") {
