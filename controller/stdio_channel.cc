@@ -109,17 +109,20 @@ Exchange vsock_exchange(int fd, std::string_view input, std::string leftover, Cl
     }
     return true;
   };
-  next_frame();
-  // Try the first batch at once, before any poll.
-  {
-    const ssize_t w = ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // Sends what it can of the pending bytes (the socket is non-blocking).
+  // An error other than "full": the guest stopped reading (the program
+  // exited early), so keep reading for its output and exit status.
+  auto send_pending = [&] {
+    const ssize_t w = ::send(fd, frame.data() + frame_off, frame.size() - frame_off, MSG_NOSIGNAL);
     if (w > 0) {
-      frame_off = static_cast<size_t>(w);
+      frame_off += static_cast<size_t>(w);
       if (frame_off == frame.size()) next_frame();
     } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
       write_dead = true;
     }
-  }
+  };
+  next_frame();
+  send_pending();  // the first batch at once, before any poll
   std::string rbuf = std::move(leftover);
   size_t rpos = 0;
   char chunk[65536];
@@ -193,15 +196,7 @@ Exchange vsock_exchange(int fd, std::string_view input, std::string leftover, Cl
       }
     }
     if (want_write && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
-      const ssize_t w = ::send(fd, frame.data() + frame_off, frame.size() - frame_off, MSG_NOSIGNAL);
-      if (w > 0) {
-        frame_off += static_cast<size_t>(w);
-        if (frame_off == frame.size()) next_frame();
-      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        // The guest stopped reading (the program exited early): keep reading
-        // for its output and exit status.
-        write_dead = true;
-      }
+      send_pending();
     } else if (!(p.revents & POLLIN) && (p.revents & (POLLERR | POLLHUP))) {
       x.end = Exchange::End::kBroken;
       x.error = "the VM closed the stdio connection before the program's exit status";
