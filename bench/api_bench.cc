@@ -242,11 +242,6 @@ void usage() {
       "example: ember-bench api -n 200 --requests 1000\n");
 }
 
-json summary_json(const Summary& s) {
-  return json{{"n", s.n}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99}, {"max", s.max},
-              {"mean", s.mean}};
-}
-
 }  // namespace
 
 int api_bench(const std::vector<std::string>& args) {

@@ -251,32 +251,28 @@ int boot_bench(const std::vector<std::string>& args) {
   report["runs"] = runs;
   report["failures"] = failures;
   report["machine"] = nlohmann::json::parse(machine_json());
-  auto to_json = [](const Summary& s) {
-    return nlohmann::json{{"n", s.n}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99},
-                          {"max", s.max}, {"mean", s.mean}};
-  };
   printf("%-34s %8s %10s %10s %10s %10s\n", "boot (whole process, µs)", "n", "min", "p50", "p99", "max");
   const double floor_p50 = summarize(contenders[1].wall_us).p50;
   for (auto& c : contenders) {
     Summary s = summarize(c.wall_us);
     printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f\n", c.name.c_str(), s.n, s.min, s.p50, s.p99, s.max);
-    report["wall_us"][c.name] = to_json(s);
+    report["wall_us"][c.name] = summary_json(s);
     if (floor_p50 > 0) report["ratio_p50_vs_fork_exec"][c.name] = s.p50 / floor_p50;
     for (auto& [phase, values] : c.phases) {
       Summary ps = summarize(values);
       printf("  %-32s %8zu %10.1f %10.1f %10.1f %10.1f\n", phase.c_str(), ps.n, ps.min, ps.p50, ps.p99, ps.max);
-      report["vmm_trace"][phase] = to_json(ps);
+      report["vmm_trace"][phase] = summary_json(ps);
     }
   }
   if (jailed) {
     Summary s = summarize(cleanup.wall_us);
     printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (after each jailed run, not in its time)\n",
            cleanup.name.c_str(), s.n, s.min, s.p50, s.p99, s.max);
-    report["wall_us"][cleanup.name] = to_json(s);
+    report["wall_us"][cleanup.name] = summary_json(s);
     Summary d = summarize(jail_overhead_us);
     printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (jailed - ember-vmm, same round)\n", "jail overhead", d.n, d.min,
            d.p50, d.p99, d.max);
-    report["jail_overhead_us"] = to_json(d);
+    report["jail_overhead_us"] = summary_json(d);
     report["jail_args"] = jail_args;
     std::filesystem::remove_all(jail_base);
   }

@@ -245,16 +245,6 @@ Invocation invoke(httplib::Client& c, const std::string& name, const std::string
   return v;
 }
 
-void header(const char* title) {
-  std::printf("\n%-50s %7s %9s %9s %9s %9s\n", title, "n", "min", "p50", "p99", "max");
-}
-
-void row(const char* what, const std::vector<double>& samples, json& out, const char* key) {
-  const Summary s = summarize(samples);
-  std::printf("%-50s %7zu %9.1f %9.1f %9.1f %9.1f\n", what, s.n, s.min, s.p50, s.p99, s.max);
-  out[key] = {{"n", s.n}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99}, {"max", s.max}};
-}
-
 // N sequential invocations; the pool is given time to refill between them
 // only by the client's own pace (that is what "warm" means to a user).
 json sequential(httplib::Client& c, const std::string& name, int n, const char* title, int* failures) {
@@ -272,9 +262,9 @@ json sequential(httplib::Client& c, const std::string& name, int n, const char* 
     hits += v.pool_hit;
   }
   json j;
-  header(title);
-  row("  HTTP round trip, client side (µs)", client, j, "client_us");
-  row("  inside emberd, X-Ember-Duration-Us (µs)", inside, j, "emberd_us");
+  print_header(title);
+  print_row("  HTTP round trip, client side (µs)", client, j, "client_us");
+  print_row("  inside emberd, X-Ember-Duration-Us (µs)", inside, j, "emberd_us");
   j["pool_hits"] = hits;
   std::printf("  pool hits: %d of %zu\n", hits, client.size());
   return j;
@@ -316,8 +306,8 @@ json throughput(const Daemon& d, const std::string& name, int clients, int secon
   j["ok"] = ok.load();
   j["failed"] = bad.load();
   j["per_second"] = ok.load() / secs;
-  header("throughput, each client invoking back to back");
-  row("  HTTP round trip under load (µs)", lat, j, "client_us");
+  print_header("throughput, each client invoking back to back");
+  print_row("  HTTP round trip under load (µs)", lat, j, "client_us");
   std::printf("  %d clients: %.0f invocations/s (%d ok, %d failed in %.1f s)\n", clients, ok.load() / secs, ok.load(),
               bad.load(), secs);
   return j;
@@ -408,8 +398,8 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   const double across_s = us_since(t1) / 1e6;
   j["invoke_all"] = {{"ok", ok.load()}, {"failed", bad.load()}, {"pool_hits", hits.load()}, {"seconds", across_s}};
   *failures += bad.load();
-  header("  one invocation on each parked VM");
-  row("    HTTP round trip (µs)", lat, j["invoke_all"], "client_us");
+  print_header("  one invocation on each parked VM");
+  print_row("    HTTP round trip (µs)", lat, j["invoke_all"], "client_us");
   std::printf("    %d ok (%d pool hits), %d failed, in %.1f s\n", ok.load(), hits.load(), bad.load(), across_s);
   auto del = c->Delete("/v1/functions/" + name);  // frees the memory for the next size
   if (!del || del->status != 204) std::fprintf(stderr, "ember-bench invoke: could not remove %s\n", name.c_str());

@@ -124,21 +124,6 @@ std::map<std::string, double> parse_trace(const std::string& text) {
   return kv;
 }
 
-nlohmann::json to_json(const Summary& s) {
-  return nlohmann::json{{"n", s.n}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90},
-                        {"p99", s.p99}, {"max", s.max}, {"mean", s.mean}};
-}
-
-void row(const char* what, const std::vector<double>& v, nlohmann::json& out, const char* key) {
-  const Summary s = summarize(v);
-  std::printf("%-48s %6zu %9.1f %9.1f %9.1f %9.1f\n", what, s.n, s.min, s.p50, s.p99, s.max);
-  out[key] = to_json(s);
-}
-
-void header(const char* title) {
-  std::printf("%-48s %6s %9s %9s %9s %9s\n", title, "n", "min", "p50", "p99", "max");
-}
-
 class TempDir {
  public:
   TempDir() {
@@ -298,15 +283,15 @@ int restore_bench(const std::vector<std::string>& args) {
   report["runs"] = o.runs;
   report["snapshot_create_us"] = snap_us;
   report["snapshot_size"] = snapshot_size(dir);
-  header("restore (µs)");
-  row("restore-to-ready, new process (spawn -> guest)", proc_ready, report["us"], "process_restore_to_ready");
-  row("  whole ember-vmm restore process (EOF stdin)", proc_whole, report["us"], "process_whole");
+  print_header("restore (µs)");
+  print_row("restore-to-ready, new process (spawn -> guest)", proc_ready, report["us"], "process_restore_to_ready");
+  print_row("  whole ember-vmm restore process (EOF stdin)", proc_whole, report["us"], "process_whole");
   for (auto& [p, v] : phases) {
     const std::string label = "    " + p.substr(0, p.size() - 3) + " (since main)";
-    row(label.c_str(), v, report["us"]["process_phases_since_main"], p.c_str());
+    print_row(label.c_str(), v, report["us"]["process_phases_since_main"], p.c_str());
   }
-  row("restore-to-ready, in-process", inproc_ready, report["us"], "inprocess_restore_to_ready");
-  row("  in-process VM teardown (not counted above)", inproc_teardown, report["us"], "inprocess_teardown");
+  print_row("restore-to-ready, in-process", inproc_ready, report["us"], "inprocess_restore_to_ready");
+  print_row("  in-process VM teardown (not counted above)", inproc_teardown, report["us"], "inprocess_teardown");
   print_size(report["snapshot_size"]);
   std::printf("snapshot creation (whole ember-vmm run --snapshot-at-ready): %.1f ms\n", snap_us / 1e3);
   ::close(devnull);
@@ -428,12 +413,12 @@ int reset_bench(const std::vector<std::string>& args) {
   report["runs"] = o.runs;
   report["snapshot_size_counter"] = snapshot_size(counter);
   report["snapshot_size_echo"] = snapshot_size(echo);
-  header("reset in place (µs)");
-  row("reset-to-ready (reset() -> guest)", reset_ready, report["us"], "reset_to_ready");
-  row("  reset() on the event loop's thread", reset_main, report["us"], "reset_main_thread");
-  row("run + reset cycle, snapshot_counter, console", cycle, report["us"], "cycle_console");
-  row("echo invocation over vsock (connect -> exit)", echo_us, report["us"], "echo_vsock");
-  row("  reset-to-ready after each echo", echo_reset_ready, report["us"], "echo_reset_to_ready");
+  print_header("reset in place (µs)");
+  print_row("reset-to-ready (reset() -> guest)", reset_ready, report["us"], "reset_to_ready");
+  print_row("  reset() on the event loop's thread", reset_main, report["us"], "reset_main_thread");
+  print_row("run + reset cycle, snapshot_counter, console", cycle, report["us"], "cycle_console");
+  print_row("echo invocation over vsock (connect -> exit)", echo_us, report["us"], "echo_vsock");
+  print_row("  reset-to-ready after each echo", echo_reset_ready, report["us"], "echo_reset_to_ready");
   print_size(report["snapshot_size_echo"]);
   ::close(devnull);
   return finish(report, o.json_path, failures);

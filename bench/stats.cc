@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -12,6 +13,21 @@
 #include <nlohmann/json.hpp>
 
 namespace ember::bench {
+
+nlohmann::json summary_json(const Summary& s) {
+  return nlohmann::json{{"n", s.n},     {"min", s.min}, {"p50", s.p50}, {"p90", s.p90},
+                        {"p99", s.p99}, {"max", s.max}, {"mean", s.mean}};
+}
+
+void print_header(const char* title) {
+  std::printf("%-48s %6s %9s %9s %9s %9s\n", title, "n", "min", "p50", "p99", "max");
+}
+
+void print_row(const char* what, const std::vector<double>& samples, nlohmann::json& out, const char* key) {
+  const Summary s = summarize(samples);
+  std::printf("%-48s %6zu %9.1f %9.1f %9.1f %9.1f\n", what, s.n, s.min, s.p50, s.p99, s.max);
+  out[key] = summary_json(s);
+}
 
 Summary summarize(std::vector<double> v) {
   Summary s;
