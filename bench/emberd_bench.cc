@@ -195,6 +195,7 @@ class Daemon {
     c->set_read_timeout(600, 0);
     c->set_write_timeout(60, 0);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);  // else each POST's body waits out a delayed ACK (40 ms)
     return c;
   }
   const std::string& url() const { return url_; }
