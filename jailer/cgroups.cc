@@ -110,6 +110,19 @@ std::string strip_slashes(const std::string& p) {
   return p.substr(b, e - b);
 }
 
+// "a/b/c" -> {"a/b", "a", ""}: the ancestors below a hierarchy's root,
+// nearest first, the root itself ("") last.
+std::vector<std::string> ancestors_of(const std::string& rel) {
+  std::vector<std::string> out;
+  if (rel.empty()) return out;
+  for (std::string cur = rel; cur.find('/') != std::string::npos;) {
+    cur.resize(cur.rfind('/'));
+    out.push_back(cur);
+  }
+  out.push_back("");
+  return out;
+}
+
 Result<void> write_file(const std::string& path, const std::string& value, const std::string& hint = "") {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return errno_error("open " + path);
@@ -235,7 +248,7 @@ std::string own_cgroup(const std::string& proc_self_cgroup, int version, const s
 }
 
 Result<CgroupPlan> plan_cgroups(const JailerOptions& o, const std::vector<CgroupMount>& mounts,
-                                const std::string& proc_self_cgroup) {
+                                const std::string& proc_self_cgroup, const HasProcesses& v2_has_processes) {
   CgroupPlan plan;
   // Version: asked for, or forced by the keys, or what the machine offers.
   int version = o.cgroup_version;
@@ -277,7 +290,15 @@ Result<CgroupPlan> plan_cgroups(const JailerOptions& o, const std::vector<Cgroup
   auto parent_for = [&](int v, const std::string& controller) -> std::string {
     if (!o.parent_cgroup.empty()) return strip_slashes(o.parent_cgroup);
     const std::string own = strip_slashes(own_cgroup(proc_self_cgroup, v, controller));
-    return own.empty() ? std::string("ember") : own + "/ember";
+    if (own.empty()) return "ember";
+    // v2's "no internal processes" rule: a cgroup (but the root) with
+    // processes of its own, as the jailer's own cgroup always has (the
+    // jailer), cannot give its children controllers. With controllers to
+    // enable, the jails go below the nearest ancestor without processes.
+    if (v == 2 && !needed.empty())
+      for (const std::string& a : ancestors_of(own))
+        if (a.empty() || !v2_has_processes(a)) return a.empty() ? std::string("ember") : a + "/ember";
+    return own + "/ember";
   };
 
   if (version == 1) {
@@ -374,7 +395,11 @@ Result<CgroupPlan> plan_cgroups_here(const JailerOptions& o) {
   }
   for (CgroupMount& m : mounts)
     if (m.version == 2) m.controllers = words_of(read_text(m.path + "/cgroup.controllers"));
-  return plan_cgroups(o, mounts, read_text("/proc/self/cgroup"));
+  const CgroupMount* v2 = find_mount(mounts, 2, "");
+  auto has_processes = [&](const std::string& rel) {
+    return !trim(read_text(join(v2 ? v2->path : "/sys/fs/cgroup", rel) + "/cgroup.procs")).empty();
+  };
+  return plan_cgroups(o, mounts, read_text("/proc/self/cgroup"), has_processes);
 }
 
 namespace {
@@ -474,7 +499,8 @@ std::vector<std::string> candidate_cgroup_dirs(const JailerOptions& o) {
     if (!o.parent_cgroup.empty()) parents.push_back(strip_slashes(o.parent_cgroup));
     const std::string own = strip_slashes(own_cgroup(self, m.version, m.version == 1 ? m.controllers[0] : ""));
     parents.push_back(own.empty() ? "ember" : own + "/ember");
-    parents.push_back("ember");
+    // v2: where plan_cgroups may have moved the default, an ancestor's ember/
+    for (const std::string& a : ancestors_of(own)) parents.push_back(a.empty() ? "ember" : a + "/ember");
     for (const std::string& p : parents) {
       const std::string dir = join(join(m.path, p), o.id);
       if (std::find(out.begin(), out.end(), dir) == out.end()) out.push_back(dir);

@@ -6,13 +6,17 @@
 //   <mount>/<parent>/<ID>
 // where <parent> is --parent-cgroup, or by default "<the jailer's own
 // cgroup>/ember": a jailed VM never leaves the resource limits its caller
-// runs under. v1: one directory per controller used by a key, plus pids
+// runs under. Except on v2 with limits to set: a cgroup with processes of its
+// own (the jailer's cgroup has the jailer) cannot enable controllers for its
+// children, so the default is "<nearest ancestor without processes>/ember"
+// (the root's at worst), as it is for a systemd service without Delegate=. v1: one directory per controller used by a key, plus pids
 // always (so that --cleanup can find and kill every process of the jail);
 // v2: one directory, with the keys' controllers enabled on the way down.
 #pragma once
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,10 +63,14 @@ struct CgroupPlan {
   std::vector<CgroupDir> dirs;
 };
 
+// Whether a v2 cgroup ("a/b" below the v2 mount, "" the root) has processes
+// of its own.
+using HasProcesses = std::function<bool(const std::string& rel)>;
+
 // Decides version and directories. `mounts` v2 entries must have their
 // controllers filled. Errors name what is missing and what to do.
 Result<CgroupPlan> plan_cgroups(const JailerOptions& o, const std::vector<CgroupMount>& mounts,
-                                const std::string& proc_self_cgroup);
+                                const std::string& proc_self_cgroup, const HasProcesses& v2_has_processes);
 
 // Reads the system: mountinfo and /proc/self/cgroup, v2 controllers.
 Result<CgroupPlan> plan_cgroups_here(const JailerOptions& o);

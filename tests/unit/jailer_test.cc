@@ -197,6 +197,10 @@ JailerOptions with_cgroups(std::vector<CgroupSetting> s, int version = 0) {
   return o;
 }
 
+// The jailer's own cgroup always has the jailer in it; these say which of its
+// ancestors have processes of their own too.
+bool no_processes(const std::string&) { return false; }
+
 std::vector<CgroupMount> hybrid_mounts() { return parse_cgroup_mounts(kHybridMountinfo); }
 
 std::vector<CgroupMount> v2_mounts(std::vector<std::string> controllers) {
@@ -207,7 +211,7 @@ std::vector<CgroupMount> v2_mounts(std::vector<std::string> controllers) {
 
 TEST(JailerCgroups, HybridMachinesUseV1UnderTheCallersCgroup) {
   auto plan = plan_cgroups(with_cgroups({{"memory.limit_in_bytes", "64M"}, {"cpu.shares", "512"}}), hybrid_mounts(),
-                           kHybridSelf);
+                           kHybridSelf, no_processes);
   ASSERT_TRUE(plan) << plan.message();
   EXPECT_EQ(plan->version, 1);
   std::vector<std::string> paths;
@@ -222,7 +226,7 @@ TEST(JailerCgroups, HybridMachinesUseV1UnderTheCallersCgroup) {
   EXPECT_EQ(memory_limit_text(*plan), "memory.limit_in_bytes=64M");
 
   // No keys: still a pids cgroup, so the jail's processes can be found.
-  plan = plan_cgroups(with_cgroups({}), hybrid_mounts(), kHybridSelf);
+  plan = plan_cgroups(with_cgroups({}), hybrid_mounts(), kHybridSelf, no_processes);
   ASSERT_TRUE(plan) << plan.message();
   EXPECT_EQ(plan->version, 1);
   ASSERT_EQ(plan->dirs.size(), 1u);
@@ -231,43 +235,62 @@ TEST(JailerCgroups, HybridMachinesUseV1UnderTheCallersCgroup) {
   // --parent-cgroup places it elsewhere.
   auto o = with_cgroups({{"pids.max", "8"}});
   o.parent_cgroup = "/vms/";
-  plan = plan_cgroups(o, hybrid_mounts(), kHybridSelf);
+  plan = plan_cgroups(o, hybrid_mounts(), kHybridSelf, no_processes);
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/pids/vms/vm-1");
 }
 
-TEST(JailerCgroups, V2WhereItHasTheControllers) {
+TEST(JailerCgroups, V2GoesBelowTheNearestAncestorWithoutProcesses) {
+  // The jailer's own cgroup (x.scope) has the jailer in it, so it cannot give
+  // its children controllers: the jail goes below its parent.
   auto plan = plan_cgroups(with_cgroups({{"memory.max", "64M"}, {"pids.max", "16"}}), v2_mounts({"memory", "pids"}),
-                           "0::/user.slice/x.scope\n");
+                           "0::/user.slice/x.scope\n", no_processes);
   ASSERT_TRUE(plan) << plan.message();
   EXPECT_EQ(plan->version, 2);
   ASSERT_EQ(plan->dirs.size(), 1u);
-  EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/user.slice/x.scope/ember/vm-1");
+  EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/user.slice/ember/vm-1");
   EXPECT_EQ(plan->dirs[0].enable, (std::vector<std::string>{"memory", "pids"}));
   EXPECT_EQ(plan->dirs[0].settings.size(), 2u);
-  // Shared keys pick v2 on a pure v2 machine.
-  plan = plan_cgroups(with_cgroups({{"pids.max", "16"}}), v2_mounts({"pids"}), "0::/\n");
+  // Ancestors with processes of their own are passed over, up to the root
+  // (which the rule exempts), as in a container whose cgroup is shared.
+  auto busy = [](const std::string& rel) { return rel == "process_api/abc" || rel == "process_api"; };
+  plan = plan_cgroups(with_cgroups({{"memory.max", "64M"}}), v2_mounts({"memory"}), "0::/process_api/abc/shell\n",
+                      busy);
+  ASSERT_TRUE(plan) << plan.message();
+  EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/ember/vm-1");
+  // Nothing to enable: the jailer's own cgroup is fine.
+  plan = plan_cgroups(with_cgroups({}, 2), v2_mounts({"memory", "pids"}), "0::/user.slice/x.scope\n", no_processes);
+  ASSERT_TRUE(plan) << plan.message();
+  EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/user.slice/x.scope/ember/vm-1");
+  // Shared keys pick v2 on a pure v2 machine; at the root, the root's ember/.
+  plan = plan_cgroups(with_cgroups({{"pids.max", "16"}}), v2_mounts({"pids"}), "0::/\n", no_processes);
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->version, 2);
   EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/ember/vm-1");
+  // --parent-cgroup is taken as given.
+  auto o = with_cgroups({{"pids.max", "8"}});
+  o.parent_cgroup = "vms";
+  plan = plan_cgroups(o, v2_mounts({"pids"}), "0::/user.slice/x.scope\n", no_processes);
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/vms/vm-1");
 }
 
 TEST(JailerCgroups, ClearErrors) {
   // v2 keys on a hybrid machine whose memory controller is bound to v1.
-  auto plan = plan_cgroups(with_cgroups({{"memory.max", "64M"}}), hybrid_mounts(), kHybridSelf);
+  auto plan = plan_cgroups(with_cgroups({{"memory.max", "64M"}}), hybrid_mounts(), kHybridSelf, no_processes);
   ASSERT_FALSE(plan);
   EXPECT_NE(plan.message().find("bound to the cgroup v1 hierarchy /sys/fs/cgroup/memory"), std::string::npos)
       << plan.message();
   // v1 keys where there is only v2.
-  plan = plan_cgroups(with_cgroups({{"memory.limit_in_bytes", "64M"}}), v2_mounts({"memory"}), "0::/\n");
+  plan = plan_cgroups(with_cgroups({{"memory.limit_in_bytes", "64M"}}), v2_mounts({"memory"}), "0::/\n", no_processes);
   ASSERT_FALSE(plan);
   EXPECT_NE(plan.message().find("available in cgroup v2"), std::string::npos) << plan.message();
   // Mixed versions.
-  plan = plan_cgroups(with_cgroups({{"memory.max", "1"}, {"cpu.shares", "2"}}), hybrid_mounts(), kHybridSelf);
+  plan = plan_cgroups(with_cgroups({{"memory.max", "1"}, {"cpu.shares", "2"}}), hybrid_mounts(), kHybridSelf, no_processes);
   ASSERT_FALSE(plan);
   EXPECT_NE(plan.message().find("mix"), std::string::npos);
   // Nothing mounted.
-  plan = plan_cgroups(with_cgroups({}), {}, "");
+  plan = plan_cgroups(with_cgroups({}), {}, "", no_processes);
   ASSERT_FALSE(plan);
 }
 
