@@ -10,6 +10,9 @@
 #include "bench/snapshot_bench.h"
 
 int main(int argc, char** argv) {
+  // Line-buffered even into a pipe: a run cut short (timeout, Ctrl-C) keeps
+  // every table line it printed.
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     printf(

@@ -331,7 +331,7 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   }
   // Fill until the pool is full, or it has not grown for 30 s.
   size_t ready = 0, best = 0;
-  auto last_growth = Clock::now();
+  auto last_growth = Clock::now(), last_note = Clock::now();
   json fn;
   while (true) {
     fn = get_json(*c, "/v1/functions/" + name);
@@ -342,6 +342,10 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
     }
     if (ready >= static_cast<size_t>(n)) break;
     if (Clock::now() - last_growth > std::chrono::seconds(30)) break;
+    if (Clock::now() - last_note > std::chrono::seconds(5)) {  // big pools take a while: show that it moves
+      std::printf("density %d: %zu parked after %.0f s\n", n, ready, us_since(t0) / 1e6);
+      last_note = Clock::now();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   const double fill_s = us_since(t0) / 1e6;
