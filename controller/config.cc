@@ -142,7 +142,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
   try {
     EMBER_TRY_VOID(w.known_keys(root, "",
                                 {"listen", "state_dir", "log_level", "vmm_binary", "guest_kernel", "http_threads",
-                                 "refill_workers", "deploy_timeout_ms", "mechanism", "invocations_per_vm", "defaults",
+                                 "refill_workers", "deploy_timeout_ms", "mechanism", "invocations_per_vm", "idle_vm_ms", "defaults",
                                  "limits", "jailer"}));
     EMBER_TRY_VOID(w.str(root, "", "listen", &c.listen));
     EMBER_TRY_VOID(w.str(root, "", "state_dir", &c.state_dir));
@@ -160,6 +160,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
     EMBER_TRY_VOID(w.uint(root, "", "refill_workers", &c.refill_workers, 1, 64));
     EMBER_TRY_VOID(w.uint(root, "", "deploy_timeout_ms", &c.deploy_timeout_ms, 100, 3600000));
     EMBER_TRY_VOID(w.uint(root, "", "invocations_per_vm", &c.invocations_per_vm, 1, 1000000));
+    EMBER_TRY_VOID(w.uint(root, "", "idle_vm_ms", &c.idle_vm_ms, 0, 86400000));
 
     if (const YAML::Node d = root["defaults"]) {
       EMBER_TRY_VOID(w.known_keys(d, "defaults", {"memory_mib", "vcpus", "timeout_ms", "pool", "max_concurrency"}));
@@ -236,6 +237,7 @@ std::string config_to_yaml(const Config& c) {
     << "deploy_timeout_ms: " << c.deploy_timeout_ms << "\n"
     << "mechanism: " << c.mechanism << "\n"
     << "invocations_per_vm: " << c.invocations_per_vm << "\n"
+    << "idle_vm_ms: " << c.idle_vm_ms << "\n"
     << "defaults:\n"
     << "  memory_mib: " << c.defaults.memory_mib << "\n"
     << "  vcpus: " << c.defaults.vcpus << "\n"

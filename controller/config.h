@@ -63,6 +63,8 @@ struct Config {
   std::string mechanism = "auto";         // auto | snapshot | boot (see controller/README.md)
   uint32_t invocations_per_vm = 100;      // snapshot mechanism: a VM serves up to N invocations of its
                                           // function, reset in place to the template between them (1: none)
+  uint32_t idle_vm_ms = 10000;            // a VM parked beyond its function's pool (kept after a burst of
+                                          // concurrent invocations) is stopped once idle this long
   FunctionDefaults defaults;
   Limits limits;
   JailerConfig jailer;

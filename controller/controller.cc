@@ -572,9 +572,11 @@ void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
 
 std::shared_ptr<Vm> Controller::take_ready(const std::shared_ptr<FunctionVersion>& fn) {
   std::lock_guard<std::mutex> l(fn->mu);
+  // The most recently parked first: the VMs at the front then stay idle
+  // and the pool's extras can age out (trim_idle_extras).
   while (!fn->ready.empty()) {
-    auto vm = std::move(fn->ready.front());
-    fn->ready.pop_front();
+    auto vm = std::move(fn->ready.back());
+    fn->ready.pop_back();
     if (vm->exited()) continue;
     vm->state = VmState::kBusy;
     return vm;
@@ -670,7 +672,7 @@ void Controller::post_task(std::function<void()> task) {
   refill_cv_.notify_one();
 }
 
-void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited_at) {
+void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited_at, uint32_t others_inflight) {
   auto& fn = vm->fn;
   // The VMM resets the VM after the exit frame; a connection that arrives
   // before the guest listens again may be refused: try for a while.
@@ -682,8 +684,12 @@ void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited
   }
   std::unique_lock<std::mutex> l(fn->mu);
   fn->starting--;
-  // A VM started on a pool miss may find the pool full: then it goes.
-  const bool full = fn->ready.size() + fn->starting >= fn->rec.spec.pool;
+  // A VM beyond the pool size (started on a pool miss) stays while more of
+  // the function's invocations were in flight, when this one ended, than VMs
+  // are parked: under concurrent load the next request takes it, and a reset
+  // costs ~0.1 ms where a new VM costs milliseconds and its teardown more.
+  // Otherwise, or once idle for idle_vm_ms (trim_idle_extras), it goes.
+  const bool full = fn->ready.size() + fn->starting >= fn->rec.spec.pool && fn->ready.size() >= others_inflight;
   if (!c || fn->retired || full || vm->exited() || vm->stop_requested.load()) {
     if (!c && !vm->exited()) log_.warn("VM %s: no reconnect after its reset: %s", vm->id.c_str(), c.message().c_str());
     l.unlock();
@@ -694,7 +700,21 @@ void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited
   vm->sock = std::move(*c);
   metrics_.lifecycle("reset").Observe(seconds_since(exited_at));
   vm->state = VmState::kReady;
+  vm->parked_at = Clock::now();
   fn->ready.push_back(vm);
+}
+
+void Controller::trim_idle_extras(const std::shared_ptr<FunctionVersion>& fn) {
+  const auto idle_since = Clock::now() - std::chrono::milliseconds(cfg_.idle_vm_ms);
+  std::vector<std::shared_ptr<Vm>> extras;
+  {
+    std::lock_guard<std::mutex> l(fn->mu);
+    while (fn->ready.size() > fn->rec.spec.pool && fn->ready.front()->parked_at <= idle_since) {
+      extras.push_back(std::move(fn->ready.front()));
+      fn->ready.pop_front();
+    }
+  }
+  for (auto& vm : extras) retire_vm(vm, "idle beyond the pool size");
 }
 
 void Controller::refill_worker() {
@@ -761,6 +781,7 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
       break;
     }
     (*vm)->state = VmState::kReady;
+    (*vm)->parked_at = Clock::now();
     fn->ready.push_back(std::move(*vm));
   }
   std::lock_guard<std::mutex> l(fn->mu);
@@ -812,6 +833,7 @@ void Controller::housekeeping() {
       auto it = parked.find(fn.get());
       if (it != parked.end() && it->second.second) fn->mem_estimate = std::max<uint64_t>(it->second.first / it->second.second, 64 << 10);
       request_refill(fn);  // pools that are short (failures past their back-off, memory freed)
+      trim_idle_extras(fn);
     }
     update_gauges();
   }
@@ -918,10 +940,19 @@ Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& f
     return Error{*user_error};
   }
   if (r->status.shell_code() != 0 || !path_exists(fn->snapshot_dir)) {
-    std::string line = last_line(r->output, "ember-vmm: ");
-    if (line.empty()) line = last_line(r->output, "ember-jailer: ");  // the jail could not be built
-    *user_error = "the template boot " + r->status.describe() + " instead of pausing at the program's first read of stdin" +
-                  (line.empty() ? "" : ": " + line) + " (a function must read its request from stdin)";
+    // The program's doing (a 422): it ended before reading stdin, or its
+    // start-up outgrew the jail's memory limit. The host's (a 500): the jail
+    // could not be built (ember-jailer speaks), the VM or VMM failed.
+    const std::string jailer_line = last_line(r->output, "ember-jailer: ");
+    const std::string vmm_line = last_line(r->output, "ember-vmm: ");
+    const std::string line = jailer_line.empty() ? vmm_line : jailer_line;
+    const bool ended_early = jailer_line.empty() && (r->status.shell_code() != 125 ||
+                                                     vmm_line.find(std::string("ember-vmm: ") + kNoSnapshotPrefix) == 0);
+    const bool out_of_memory = jailer_line.find("memory limit") != std::string::npos;
+    const std::string what = "the template boot " + r->status.describe() +
+                             " instead of pausing at the program's first read of stdin" + (line.empty() ? "" : ": " + line);
+    if (!ended_early && !out_of_memory) return Error{what};
+    *user_error = what + (ended_early ? " (a function must read its request from stdin)" : "");
     return Error{*user_error};
   }
   fn->rec.template_us = us_since(t0);
@@ -994,6 +1025,7 @@ ApiResult Controller::deploy(const std::string& name, const std::string& body, c
   fn->remove_files = false;
   if (first) {
     std::lock_guard<std::mutex> l(fn->mu);
+    first->parked_at = Clock::now();
     fn->ready.push_back(first);
   }
   {
@@ -1343,7 +1375,8 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
     vm->sock.reset();
     vm->state = VmState::kStarting;
     const auto exited_at = Clock::now();
-    post_task([this, vm, exited_at] { recycle(vm, exited_at); });
+    const uint32_t others = stats.inflight.load() - 1;  // this one still counts until it returns
+    post_task([this, vm, exited_at, others] { recycle(vm, exited_at, others); });
   } else {
     retire_vm(vm, "invocation done");
     if (may_reuse) {

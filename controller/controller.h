@@ -155,7 +155,9 @@ class Controller {
   void refill_worker();
   // Snapshot mechanism: after an invocation the VMM resets the VM in place;
   // reconnect and park it again (on a refill worker, after the answer).
-  void recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited_at);
+  void recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited_at, uint32_t others_inflight);
+  // Stops parked VMs beyond the pool size that have been idle for idle_vm_ms.
+  void trim_idle_extras(const std::shared_ptr<FunctionVersion>& fn);
   void post_task(std::function<void()> task);
   void refill(const std::shared_ptr<FunctionVersion>& fn);
   void housekeeping();  // memory sampling, gauges, refill retries (1 s)

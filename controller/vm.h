@@ -44,6 +44,7 @@ struct Vm {
   bool jailed = false;
   std::string chroot_base;                 // jailed: where its jail lives
   Clock::time_point created = Clock::now();
+  Clock::time_point parked_at;             // when it last joined its function's ready pool
   std::atomic<VmState> state{VmState::kStarting};
   std::atomic<uint64_t> rss_bytes{0};      // resident (sampled)
   std::atomic<uint64_t> mem_bytes{0};      // private resident: what the VM costs the host (sampled or estimated)

@@ -1081,12 +1081,12 @@ RunOutcome Machine::end_run() {
   } else if (stop_outcome_) {
     out = *stop_outcome_;
   } else if (writer_ && !paused_at_ready_) {
-    out = RunOutcome{125, "no snapshot: the VM ended before the program was ready"};
+    out = RunOutcome{125, std::string(kNoSnapshotPrefix) + "the VM ended before the program was ready"};
   } else {
     out = RunOutcome{125, "vCPU stopped without a result"};
   }
   if (writer_ && !paused_at_ready_ && vcpu_result_.kind == ExitDecision::kGuestDone)
-    out = RunOutcome{125, "no snapshot: the program ended (status " + std::to_string(out.status) +
+    out = RunOutcome{125, std::string(kNoSnapshotPrefix) + "the program ended (status " + std::to_string(out.status) +
                               ") before it first waited for input"};
   // Host vsock clients get what the guest sent and, on a stdio connection
   // without one, the exit frame the guest could not send (a fault, a kill).

@@ -27,6 +27,10 @@ namespace ember {
 inline constexpr char kVmstateFile[] = "vm.vmstate";
 inline constexpr char kMemFile[] = "vm.mem";
 inline constexpr char kImageFile[] = "vm.img";
+// How `ember-vmm run --snapshot-at-ready` (exit status 125) starts its error
+// when the guest ended before the program first read stdin: the program's
+// doing, not the host's; emberd answers a deploy 422 rather than 500 by it.
+inline constexpr char kNoSnapshotPrefix[] = "no snapshot: ";
 
 class SnapshotWriter {
  public:

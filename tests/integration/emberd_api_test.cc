@@ -155,6 +155,34 @@ TEST_P(EmberdApi, HealthSaysHowVmsRun) {
   EXPECT_EQ(d_.invoke("j", "through the jail")->body, "through the jail");
 }
 
+// A deploy that fails says whose fault it is: the program's (422, what it
+// did instead of reading stdin) or the host's (500, what the VMM said).
+TEST_P(EmberdApi, AProgramThatNeverReadsStdinIsRefusedWith422) {
+  if (GetParam() == "boot-unjailed") GTEST_SKIP() << "boot mechanism: no template snapshot at deploy";
+  start();
+  auto r = d_.deploy("hello", slurp(std::string(EMBER_GUEST_PROGRAMS_DIR) + "/hello-musl"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422) << r->body;
+  const std::string error = json::parse(r->body)["error"];
+  EXPECT_NE(error.find("the program ended (status 0) before it first waited for input"), std::string::npos) << error;
+  EXPECT_NE(error.find("must read its request from stdin"), std::string::npos) << error;
+  EXPECT_EQ(d_.function("hello"), json()) << "a refused function is not deployed";
+}
+
+TEST_P(EmberdApi, AHostFailureAtDeployIsA500) {
+  if (GetParam() == "boot-unjailed") GTEST_SKIP() << "boot mechanism: no template snapshot at deploy";
+  const std::string kernel = dir_ + "-not-a-kernel";
+  std::ofstream(kernel) << "not an ELF file\n";
+  start("guest_kernel: \"" + kernel + "\"\n");
+  auto r = d_.deploy("echo", slurp(example_image("echo")));
+  ::unlink(kernel.c_str());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500) << r->body;
+  const std::string error = json::parse(r->body)["error"];
+  EXPECT_NE(error.find("ember-vmm: "), std::string::npos) << error;
+  EXPECT_EQ(error.find("must read its request"), std::string::npos) << error;
+}
+
 TEST_P(EmberdApi, CliAgainstARealDaemon) {
   start();
   auto ember = [&](std::vector<std::string> args, const std::string& input = "") {

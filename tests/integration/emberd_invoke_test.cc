@@ -105,6 +105,45 @@ TEST_P(EmberdInvoke, FiftyConcurrentInvocations) {
   EXPECT_TRUE(d_.wait_pool("probe", 8));  // refilled
 }
 
+// Snapshot mechanism: VMs started on pool misses during a burst stay parked
+// (reset in place) while the burst lasts, so the next burst hits the pool;
+// once idle for idle_vm_ms they go and the pool is back to its size.
+TEST_P(EmberdInvoke, BurstVmsStayParkedThenAgeOut) {
+  if (GetParam() == "boot-unjailed") GTEST_SKIP() << "boot mechanism: a VM serves one invocation";
+  start("idle_vm_ms: 1500\n");
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 1}, {"max_concurrency", 64}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("probe", 1));
+  auto burst = [&](int n, const std::string& input, const std::string& want) {
+    std::vector<std::string> errors(n);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; i++)
+      threads.emplace_back([&, i] {
+        auto inv = d_.new_client()->Post("/v1/functions/probe/invoke", input, "application/octet-stream");
+        if (!inv) errors[i] = "no answer";
+        else if (inv->status != 200 || inv->body != want) errors[i] = std::to_string(inv->status) + " " + inv->body;
+      });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < n; i++) EXPECT_EQ(errors[i], "") << input << " #" << i;
+  };
+  burst(12, "sleep 300", "slept 300\n");
+  // Those that ended while others were still running were kept.
+  EXPECT_TRUE(d_.wait_pool("probe", 4, std::chrono::seconds(10))) << d_.function("probe").dump();
+  const int hits0 = d_.function("probe")["invocations"]["pool_hits"].get<int>();
+  burst(4, "counter", "1\n");  // reused VMs were reset: each serves as if fresh
+  EXPECT_GE(d_.function("probe")["invocations"]["pool_hits"].get<int>() - hits0, 4);
+  // Idle extras go; the pool's own VM stays.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  size_t ready = 0, vms = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ready = d_.function("probe")["pool"]["ready"].get<size_t>();
+    vms = vmm_pids().size();
+    if (ready == 1 && vms == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(ready, 1u);
+  EXPECT_EQ(vms, 1u);
+}
+
 TEST_P(EmberdInvoke, TimeoutAnswers504AndTheVmIsGone) {
   start();
   ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 1}, {"timeout_ms", 300}})->status, 201);
