@@ -123,6 +123,9 @@ std::vector<std::string> ancestors_of(const std::string& rel) {
   return out;
 }
 
+// The default parent below `rel`: "rel/ember", or "ember" at the root.
+std::string ember_below(const std::string& rel) { return rel.empty() ? "ember" : rel + "/ember"; }
+
 Result<void> write_file(const std::string& path, const std::string& value, const std::string& hint = "") {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return errno_error("open " + path);
@@ -290,15 +293,14 @@ Result<CgroupPlan> plan_cgroups(const JailerOptions& o, const std::vector<Cgroup
   auto parent_for = [&](int v, const std::string& controller) -> std::string {
     if (!o.parent_cgroup.empty()) return strip_slashes(o.parent_cgroup);
     const std::string own = strip_slashes(own_cgroup(proc_self_cgroup, v, controller));
-    if (own.empty()) return "ember";
     // v2's "no internal processes" rule: a cgroup (but the root) with
     // processes of its own, as the jailer's own cgroup always has (the
     // jailer), cannot give its children controllers. With controllers to
     // enable, the jails go below the nearest ancestor without processes.
     if (v == 2 && !needed.empty())
       for (const std::string& a : ancestors_of(own))
-        if (a.empty() || !v2_has_processes(a)) return a.empty() ? std::string("ember") : a + "/ember";
-    return own + "/ember";
+        if (a.empty() || !v2_has_processes(a)) return ember_below(a);
+    return ember_below(own);
   };
 
   if (version == 1) {
@@ -498,9 +500,9 @@ std::vector<std::string> candidate_cgroup_dirs(const JailerOptions& o) {
     std::vector<std::string> parents;
     if (!o.parent_cgroup.empty()) parents.push_back(strip_slashes(o.parent_cgroup));
     const std::string own = strip_slashes(own_cgroup(self, m.version, m.version == 1 ? m.controllers[0] : ""));
-    parents.push_back(own.empty() ? "ember" : own + "/ember");
+    parents.push_back(ember_below(own));
     // v2: where plan_cgroups may have moved the default, an ancestor's ember/
-    for (const std::string& a : ancestors_of(own)) parents.push_back(a.empty() ? "ember" : a + "/ember");
+    for (const std::string& a : ancestors_of(own)) parents.push_back(ember_below(a));
     for (const std::string& p : parents) {
       const std::string dir = join(join(m.path, p), o.id);
       if (std::find(out.begin(), out.end(), dir) == out.end()) out.push_back(dir);

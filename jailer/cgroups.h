@@ -9,8 +9,9 @@
 // runs under. Except on v2 with limits to set: a cgroup with processes of its
 // own (the jailer's cgroup has the jailer) cannot enable controllers for its
 // children, so the default is "<nearest ancestor without processes>/ember"
-// (the root's at worst), as it is for a systemd service without Delegate=. v1: one directory per controller used by a key, plus pids
-// always (so that --cleanup can find and kill every process of the jail);
+// (the root's at worst), as for a systemd service without Delegate=.
+// v1: one directory per controller used by a key, plus pids always (so
+// that --cleanup can find and kill every process of the jail);
 // v2: one directory, with the keys' controllers enabled on the way down.
 #pragma once
 
