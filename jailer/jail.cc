@@ -29,6 +29,7 @@
 
 #include "jailer/cgroups.h"
 #include "jailer/paths.h"
+#include "jailer/vfork_spawn.h"
 #include "jailer/vmm_args.h"
 #include "vmm/fd.h"
 #include "vmm/snapshot.h"
@@ -345,7 +346,15 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     if (!(cond)) child_fail(err_fd, step, errno_error(what).message); \
   } while (0)
 
-[[noreturn]] void child_main(const JailerOptions& o, const Prepared& p, int err_fd, int go_fd, int devnull,
+struct ChildArgs {
+  const JailerOptions* o;
+  const Prepared* p;
+  int err_fd, devnull;
+  sigset_t old_mask;
+  pid_t parent;
+};
+
+[[noreturn]] void child_main(const JailerOptions& o, const Prepared& p, int err_fd, int devnull,
                              const sigset_t& old_mask, pid_t parent) {
   // 4. network namespace, rlimits
   if (p.netns.valid()) CHILD_CHECK(4, ::setns(p.netns.get(), CLONE_NEWNET) == 0, "setns " + o.netns);
@@ -356,7 +365,17 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     CHILD_CHECK(4, ::setrlimit(RLIMIT_FSIZE, &fsize) == 0, "setrlimit fsize");
   }
   // 5. the cgroups: v2, this process was created in its cgroup (clone3
-  // CLONE_INTO_CGROUP); v1, it moves itself in below, once they exist.
+  // CLONE_INTO_CGROUP); v1, it moves itself into each through "tasks", as
+  // "0": a thread moving itself is the one move that skips the global
+  // thread-group lock (whose RCU grace period costs 1-15 ms here); moving
+  // another pid or a cgroup.procs write takes it.
+  if (p.cgroups.version == 1)
+    for (const CgroupDir& d : p.cgroups.dirs) {
+      const std::string tasks = d.path + "/tasks";
+      Fd f(::open(tasks.c_str(), O_WRONLY | O_CLOEXEC));
+      CHILD_CHECK(5, f.valid() && ::write(f.get(), "0", 1) == 1, "join " + tasks);
+    }
+  g_trace.mark("joined");
 
   // 6. mount namespace and the new root. Each file is brought in as a
   // detached read-only clone of the mount of exactly the fd validated in
@@ -377,24 +396,6 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   CHILD_CHECK(6, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
   g_trace.mark("unshare_mnt");
   CHILD_CHECK(6, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
-  // Wait for the parent: the jail directory and the cgroups exist now. EOF:
-  // the parent failed (it reports, and kills this process anyway).
-  char go = 0;
-  while (::read(go_fd, &go, 1) < 0 && errno == EINTR) {
-  }
-  if (go != 'g') ::_exit(kExitJailFailed);
-  g_trace.mark("go");
-  // 5 (v1): into each cgroup through "tasks", as "0": a thread moving itself
-  // is the one move that skips the global thread-group lock (whose RCU grace
-  // period costs 1-15 ms here); moving another pid or a cgroup.procs write
-  // takes it.
-  if (p.cgroups.version == 1)
-    for (const CgroupDir& d : p.cgroups.dirs) {
-      const std::string tasks = d.path + "/tasks";
-      Fd f(::open(tasks.c_str(), O_WRONLY | O_CLOEXEC));
-      CHILD_CHECK(5, f.valid() && ::write(f.get(), "0", 1) == 1, "join " + tasks);
-    }
-  g_trace.mark("joined");
   // The new root: a small tmpfs on the jail directory (a mount point, as
   // pivot_root needs; in memory, so building it writes nothing to the host's
   // file system; charged to the jail's memory cgroup).
@@ -502,20 +503,10 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   child_fail(err_fd, 8, errno_error("exec " + exec + " in the jail").message);
 }
 
-// fork(), or with cgroup v2 a fork straight into the jail's cgroup
-// (clone3 CLONE_INTO_CGROUP, Linux 5.7): nothing is moved, so nothing waits
-// for the RCU grace period a cgroup migration costs.
-pid_t spawn_child(int cgroup_fd) {
-  if (cgroup_fd < 0) return ::fork();
-  struct {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-  } args{};
-  constexpr uint64_t kCloneIntoCgroup = 0x200000000ull;
-  args.flags = kCloneIntoCgroup;
-  args.exit_signal = SIGCHLD;
-  args.cgroup = static_cast<uint64_t>(cgroup_fd);
-  // The child runs on a copy of this (single-threaded) process's stack, as after fork().
-  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+void child_entry(void* arg) {
+  const ChildArgs& c = *static_cast<const ChildArgs*>(arg);
+  g_trace.mark("child");
+  child_main(*c.o, *c.p, c.err_fd, c.devnull, c.old_mask, c.parent);
 }
 
 std::string signal_text(int sig) {
@@ -587,76 +578,50 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   }
   Prepared& p = *prepared;
 
-  // 3 and 5 run in this process while the child (forked right away) makes
-  // its mount namespace: two cores, half the wait. The child goes on to its
-  // new root only once the jail directory and the cgroups exist ("go" pipe).
-  // v2 creates the cgroup first: the child is forked straight into it.
+  // 3 and 5 here; then the child (sharing this process's memory until it
+  // execs: vfork_spawn.h) does 4, 6, 7 and 8 while this process waits.
   Rollback rb;
-  std::vector<Fd> procs;
   auto fail = [&](int step, const std::string& message) {
     rb.run();
     print_line(step_text(step, message));
     return kExitJailFailed;
   };
   g_trace.mark("validated");
-  const bool fork_into_cgroup = p.cgroups.version == 2 && !p.cgroups.dirs.empty();
-  if (fork_into_cgroup) {
-    auto r = create_cgroups(p.cgroups, &rb.cgroups);
-    if (!r) return fail(5, r.message());
-    procs = std::move(*r);
-  }
+  auto jail = build_jail_dir(o, p, &rb);
+  if (!jail) return fail(3, jail.message());
+  g_trace.mark("jail_dir");
+  auto procs = create_cgroups(p.cgroups, &rb.cgroups);
+  if (!procs) return fail(5, procs.message());
+  g_trace.mark("cgroups");
+  if (auto r = write_cgroup_record(jail->get(), p.jail_dir, rb.cgroups); !r) return fail(5, r.message());
+  g_trace.mark("record");
 
   Fd devnull;
   if (o.daemonize) {
     devnull = Fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!devnull.valid()) return fail(7, errno_error("open /dev/null").message);
   }
-  int err_pipe[2], go_pipe[2];
+  int err_pipe[2];
   if (::pipe2(err_pipe, O_CLOEXEC) < 0) return fail(6, errno_error("pipe").message);
   Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
-  if (::pipe2(go_pipe, O_CLOEXEC) < 0) return fail(6, errno_error("pipe").message);
-  Fd go_read(go_pipe[0]), go_write(go_pipe[1]);
   if (o.new_pid_ns && ::unshare(CLONE_NEWPID) < 0) return fail(7, errno_error("unshare(CLONE_NEWPID)").message);
 
-  sigset_t waited, old_mask;
+  sigset_t waited;
+  ChildArgs args{&o, &p, err_write.get(), devnull.get(), {}, ::getpid()};
   sigemptyset(&waited);
   for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&waited, s);
-  ::sigprocmask(SIG_BLOCK, &waited, &old_mask);
-  const pid_t parent = ::getpid();
-  g_trace.mark("fork");
-  const pid_t child = spawn_child(fork_into_cgroup ? procs[0].get() : -1);
-  if (child < 0) return fail(5, errno_error(fork_into_cgroup ? "clone3 into " + p.cgroups.dirs[0].path : "fork").message);
-  if (child == 0) {
-    g_trace.mark("child");
-    go_write.reset();  // so that the child sees EOF, not a hang, if the parent dies
-    child_main(o, p, err_write.get(), go_read.get(), devnull.get(), old_mask, parent);
-  }
-  go_read.reset();
-  auto fail_after_fork = [&](int step, const std::string& message) {
-    ::kill(child, SIGKILL);
-    ::waitpid(child, nullptr, 0);  // gone before its cgroups are removed
-    return fail(step, message);
-  };
-  auto jail = build_jail_dir(o, p, &rb);
-  g_trace.mark("jail_dir");
-  if (!jail) return fail_after_fork(3, jail.message());
-  if (!fork_into_cgroup) {
-    auto r = create_cgroups(p.cgroups, &rb.cgroups);
-    if (!r) return fail_after_fork(5, r.message());
-    procs = std::move(*r);  // v1: the child moves itself in once told to go
-  }
-  g_trace.mark("cgroups");
-  if (auto r = write_cgroup_record(jail->get(), p.jail_dir, rb.cgroups); !r) return fail_after_fork(5, r.message());
-  g_trace.mark("record");
-  if (::write(go_write.get(), "g", 1) != 1) return fail_after_fork(6, errno_error("signal the child").message);
-  if (g_trace.on) {
-    const std::string line = "ember-jailer-trace (parent):" + g_trace.line + "\n";
-    ssize_t w = ::write(2, line.data(), line.size());
-    (void)w;
-  }
-  go_write.reset();
+  ::sigprocmask(SIG_BLOCK, &waited, &args.old_mask);
+  // v2: the child starts in its cgroup (the first directory of the plan).
+  const bool into_cgroup = p.cgroups.version == 2 && !procs->empty();
+  g_trace.mark("spawn");
+  alignas(16) char child_stack[64 * 1024];  // this frame outlives the child's use of it (CLONE_VFORK)
+  const pid_t child = spawn_sharing_memory(child_entry, &args, child_stack, sizeof child_stack,
+                                           into_cgroup ? (*procs)[0].get() : -1);
+  if (child < 0)
+    return fail(5, errno_error(into_cgroup ? "clone3 into " + p.cgroups.dirs[0].path : "clone3").message);
 
-  // The parent: did the child reach exec? (the pipe closes on exec)
+  // Here the child has exec'd ember-vmm or failed: a failure left its words
+  // in the pipe (whose other end closes on exec or exit).
   err_write.reset();
   std::string child_error;
   char buf[512];
@@ -665,10 +630,8 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
     if (n > 0) child_error.append(buf, static_cast<size_t>(n));
     else if (n == 0 || errno != EINTR) break;
   }
-  // (EOF without a word: exec happened, or the child was killed before it;
-  // either way supervise() reports how it ended.)
   if (!child_error.empty()) {
-    ::waitpid(child, nullptr, 0);
+    ::waitpid(child, nullptr, 0);  // gone before its cgroups are removed
     rb.run();
     print_line(child_error);
     return kExitJailFailed;
