@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -89,15 +90,18 @@ std::vector<std::string> vmm_threads(pid_t pid) {
   return out;
 }
 
-// Where cgroup v1 hierarchies are mounted here, by controller (from mountinfo).
-std::string v1_mount(const std::string& controller) {
+// Where a cgroup hierarchy is mounted here (from mountinfo): v1 by
+// controller, or the v2 one (controller "").
+std::string cgroup_mount(const std::string& controller) {
   std::istringstream lines(read_file("/proc/self/mountinfo"));
   for (std::string line; std::getline(lines, line);) {
-    const auto sep = line.find(" - cgroup ");
-    if (sep == std::string::npos) continue;
+    const bool v2 = line.find(" - cgroup2 ") != std::string::npos;
+    const auto sep = line.find(v2 ? " - cgroup2 " : " - cgroup ");
+    if (sep == std::string::npos || v2 != controller.empty()) continue;
     std::istringstream pre(line.substr(0, sep));
     std::string f, mount;
     for (int i = 0; i < 5 && pre >> f; i++) mount = f;
+    if (v2) return mount;
     const std::string opts = line.substr(line.rfind(' ') + 1);
     std::istringstream o(opts);
     for (std::string c; std::getline(o, c, ',');)
@@ -105,6 +109,41 @@ std::string v1_mount(const std::string& controller) {
   }
   return "";
 }
+
+// The cgroup version the jailer picks here, and its names: v1 where the
+// memory controller has a v1 hierarchy (the development machines' hybrid
+// layout), else v2 (cgroup2 only, as on most current distributions).
+struct HostCgroups {
+  bool v1 = !cgroup_mount("memory").empty();
+  std::string memory_limit = v1 ? "memory.limit_in_bytes" : "memory.max";
+
+  // The directory of pid's cgroup for a controller (memory, pids).
+  std::string dir_of(pid_t pid, const std::string& controller) const {
+    std::istringstream lines(read_file("/proc/" + std::to_string(pid) + "/cgroup"));
+    const std::string key = v1 ? ":" + controller + ":" : "0::";
+    for (std::string line; std::getline(lines, line);)
+      if (line.find(key) != std::string::npos) return cgroup_mount(v1 ? controller : "") + line.substr(line.rfind(':') + 1);
+    return "";
+  }
+  // A cgroup of jail `id` anywhere in the hierarchies (the jailer picks
+  // the parent from its own cgroup, so search rather than guess), or "".
+  std::string find_jail(const std::string& id) const {
+    const std::string tail = "/ember/" + id;
+    for (const char* c : {"memory", "pids", ""}) {
+      const std::string mount = cgroup_mount(c);
+      if (mount.empty()) continue;
+      std::error_code ec;
+      for (auto it = std::filesystem::recursive_directory_iterator(
+               mount, std::filesystem::directory_options::skip_permission_denied, ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        const std::string path = it->path().string();
+        if (it->is_directory(ec) && path.size() >= tail.size() && path.compare(path.size() - tail.size(), tail.size(), tail) == 0)
+          return path;
+      }
+    }
+    return "";
+  }
+};
 
 class Jailer : public VmTest {
  protected:
@@ -147,6 +186,7 @@ class Jailer : public VmTest {
 
   std::string base_;
   std::vector<std::string> ids_;
+  HostCgroups cg_;
 };
 
 TEST_F(Jailer, SameOutputAndStatusAsUnjailed) {
@@ -194,7 +234,7 @@ TEST_F(Jailer, InsideTheJailFromTheHost) {
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   const auto argv_s = jailer_argv(id,
-                                  {"--cgroup", "memory.limit_in_bytes=268435456", "--cgroup", "pids.max=32",
+                                  {"--cgroup", cg_.memory_limit + "=268435456", "--cgroup", "pids.max=32",
                                    "--resource-limit", "no-file=128"},
                                   {"--mem-mib", "64", guest_program("echo-musl")});
   std::vector<char*> argv;
@@ -265,21 +305,15 @@ TEST_F(Jailer, InsideTheJailFromTheHost) {
   EXPECT_EQ(ns(proc, "net"), ns("/proc/self", "net"));
 
   // cgroups: member, with the limits written.
-  const std::string cgroups = read_file(proc + "/cgroup");
-  EXPECT_NE(cgroups.find(":memory:"), std::string::npos);
-  std::string mem_path, pids_path;
-  std::istringstream cg(cgroups);
-  for (std::string line; std::getline(cg, line);) {
-    if (line.find(":memory:") != std::string::npos) mem_path = line.substr(line.rfind(':') + 1);
-    if (line.find(":pids:") != std::string::npos) pids_path = line.substr(line.rfind(':') + 1);
-  }
-  EXPECT_TRUE(mem_path.size() > id.size() && mem_path.substr(mem_path.size() - id.size() - 7) == "/ember/" + id)
-      << mem_path;
-  EXPECT_TRUE(pids_path.size() > id.size() && pids_path.substr(pids_path.size() - id.size() - 7) == "/ember/" + id)
-      << pids_path;
-  EXPECT_EQ(trim(read_file(v1_mount("memory") + mem_path + "/memory.limit_in_bytes")), "268435456");
-  EXPECT_EQ(trim(read_file(v1_mount("pids") + pids_path + "/pids.max")), "32");
-  EXPECT_NE(read_file(v1_mount("pids") + pids_path + "/cgroup.procs").find(std::to_string(vmm)), std::string::npos);
+  auto is_jails = [&](const std::string& dir) {
+    return dir.size() > id.size() + 7 && dir.substr(dir.size() - id.size() - 7) == "/ember/" + id;
+  };
+  const std::string mem_dir = cg_.dir_of(vmm, "memory"), pids_dir = cg_.dir_of(vmm, "pids");
+  EXPECT_TRUE(is_jails(mem_dir)) << mem_dir;
+  EXPECT_TRUE(is_jails(pids_dir)) << pids_dir;
+  EXPECT_EQ(trim(read_file(mem_dir + "/" + cg_.memory_limit)), "268435456");
+  EXPECT_EQ(trim(read_file(pids_dir + "/pids.max")), "32");
+  EXPECT_NE(read_file(pids_dir + "/cgroup.procs").find(std::to_string(vmm)), std::string::npos);
 
   // fds: stdio, then only KVM and the VMM's own anonymous inodes.
   for (const std::string& fd : list_dir(proc + "/fd")) {
@@ -361,16 +395,16 @@ TEST_F(Jailer, SnapshotInOneJailRestoreInAnother) {
 TEST_F(Jailer, MemoryLimitKillsTheVmAndSaysSo) {
   const std::string id = new_id("oom");
   const auto start = std::chrono::steady_clock::now();
-  auto r = jailed(id, {"--cgroup", "memory.limit_in_bytes=64M"},
+  auto r = jailed(id, {"--cgroup", cg_.memory_limit + "=64M"},
                   {"--timeout-ms", "30000", "--mem-mib", "512", guest_program("touch_memory-musl"), "--", "300"});
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20)) << "not a hang";
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.status, 137) << r.err;
   EXPECT_NE(r.err.find("OOM killer"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("memory.limit_in_bytes=64M"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(cg_.memory_limit + "=64M"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
   // The same program fits in a larger jail.
-  auto ok = jailed(new_id("fits"), {"--cgroup", "memory.limit_in_bytes=512M"},
+  auto ok = jailed(new_id("fits"), {"--cgroup", cg_.memory_limit + "=512M"},
                    {"--timeout-ms", "30000", "--mem-mib", "512", guest_program("touch_memory-musl"), "--", "300"});
   EXPECT_EQ(ok.status, 0) << ok.err;
   EXPECT_EQ(ok.out, "ok 300\n");
@@ -440,12 +474,7 @@ TEST_F(Jailer, HostileArgumentsAreRefusedAndNothingIsCreated) {
   EXPECT_EQ(list_dir(base_), (std::set<std::string>{"real", "link", "open", "not-a-program"}));
   EXPECT_TRUE(list_dir(real).empty());
   EXPECT_TRUE(list_dir(open_dir).empty());
-  for (const char* c : {"pids", "memory"}) {
-    const std::string m = v1_mount(c);
-    if (!m.empty()) {
-      EXPECT_FALSE(exists(m + "/ember/" + id)) << c;
-    }
-  }
+  EXPECT_EQ(cg_.find_jail(id), "") << "a cgroup of the jail was created";
   // VMM arguments ember-vmm itself would refuse are refused before any jail.
   auto r = run_process({bin("ember-jailer"), "--id", id, "--exec-file", bin("ember-vmm"), "--uid", "10071", "--gid",
                         "10071", "--chroot-base", base_, "--", "run", "--mem-mib", "7", hello});
@@ -457,15 +486,12 @@ TEST_F(Jailer, HostileArgumentsAreRefusedAndNothingIsCreated) {
 TEST_F(Jailer, AFailureInALaterStepRemovesTheHalfBuiltJail) {
   const std::string id = new_id("late");
   // Valid syntax, refused by the kernel when written (step 5).
-  auto r = jailed(id, {"--cgroup", "memory.limit_in_bytes=lots"}, {guest_program("hello-musl")});
+  auto r = jailed(id, {"--cgroup", cg_.memory_limit + "=lots"}, {guest_program("hello-musl")});
   EXPECT_EQ(r.status, 125);
   EXPECT_NE(r.err.find("step 5 (cgroups)"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("memory.limit_in_bytes"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(cg_.memory_limit), std::string::npos) << r.err;
   EXPECT_FALSE(exists(jail_dir(id))) << "the jail directory is left";
-  const std::string pids = v1_mount("pids");
-  if (!pids.empty()) {
-    EXPECT_FALSE(exists(pids + "/ember/" + id)) << "the pids cgroup is left";
-  }
+  EXPECT_EQ(cg_.find_jail(id), "") << "a cgroup of the jail is left";
   // A second attempt with the same id works: nothing is in the way.
   r = jailed(id, {}, {guest_program("hello-musl")});
   EXPECT_EQ(r.status, 0) << r.err;
@@ -478,7 +504,7 @@ TEST_F(Jailer, AFailureInALaterStepRemovesTheHalfBuiltJail) {
 
 TEST_F(Jailer, CleanupRemovesTheJailAndItsCgroups) {
   const std::string id = new_id("clean");
-  auto r = jailed(id, {"--cgroup", "memory.limit_in_bytes=128M"}, {guest_program("hello-musl")});
+  auto r = jailed(id, {"--cgroup", cg_.memory_limit + "=128M"}, {guest_program("hello-musl")});
   ASSERT_EQ(r.status, 0) << r.err;
   // On the host the jail is an empty directory: its root was a tmpfs in the
   // jail's own mount namespace, gone with it. The jail's cgroups are recorded
@@ -489,10 +515,12 @@ TEST_F(Jailer, CleanupRemovesTheJailAndItsCgroups) {
   const ssize_t n = getxattr(jail_dir(id).c_str(), "trusted.ember.cgroups", buf, sizeof buf - 1);
   const std::string record = n > 0 ? std::string(buf, static_cast<size_t>(n)) : read_file(jail_dir(id) + "/cgroups");
   EXPECT_NE(record.find("/ember/" + id + "\n"), std::string::npos) << record;
+  EXPECT_NE(cg_.find_jail(id), "");
 
   r = run_process({bin("ember-jailer"), "--cleanup", "--id", id, "--chroot-base", base_});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_FALSE(exists(jail_dir(id)));
+  EXPECT_EQ(cg_.find_jail(id), "");
   std::istringstream lines(record);
   for (std::string dir; std::getline(lines, dir);) EXPECT_FALSE(exists(dir)) << dir;
   // Again: nothing to do, said so, not an error.
