@@ -32,6 +32,8 @@ struct Contender {
   std::vector<double> wall_us;
   // From the VMM's EMBER_TRACE line: named phases in µs since process start.
   std::map<std::string, std::vector<double>> phases;
+  bool jailed = false;
+  std::vector<double> overhead_us;  // jailed: this run minus the same round's unjailed one
 };
 
 struct RunOutcome {
@@ -106,7 +108,8 @@ std::optional<std::string> find_on_path(const std::string& name) {
 
 void usage() {
   printf(
-      "usage: ember-bench boot [-n RUNS] [--program STATIC_ELF] [--json FILE] [--jailed [--jail-arg ARG]...]\n"
+      "usage: ember-bench boot [-n RUNS] [--program STATIC_ELF] [--json FILE] [--vmm PATH]\n"
+      "                        [--jailed [--jailer PATH]... [--jail-arg ARG]...]\n"
       "\n"
       "Times whole-process runs of STATIC_ELF, interleaved run by run:\n"
       "  ember-vmm     ember-vmm run STATIC_ELF (a fresh microVM each time)\n"
@@ -128,9 +131,17 @@ void usage() {
       "                runs beside another's teardown\n"
       "  --jail-arg A   pass A to ember-jailer (repeatable), e.g.\n"
       "                --jail-arg --cgroup --jail-arg memory.limit_in_bytes=256M\n"
+      "  --jailer PATH  the ember-jailer to time (default: next to ember-bench);\n"
+      "                repeat it to compare jailers in the same rounds\n"
+      "  --vmm PATH     the VMM to run and to jail (default: ember-vmm next to\n"
+      "                ember-bench). A no-op static program named ember-vmm, with\n"
+      "                ember-guest.elf beside it, times the jailer alone: the\n"
+      "                jailer only checks that /dev/kvm is a character device\n"
       "\n"
       "example: ember-bench boot -n 200\n"
-      "         ember-bench boot -n 200 --jailed\n");
+      "         ember-bench boot -n 200 --jailed\n"
+      "         ember-bench boot -n 300 --jailed --vmm /tmp/standin/ember-vmm \\\n"
+      "             --jailer /tmp/old/ember-jailer --jailer build/bin/ember-jailer\n");
 }
 
 }  // namespace
@@ -140,7 +151,8 @@ int boot_bench(const std::vector<std::string>& args) {
   std::string program = self_dir() + "/../guest-programs/hello-musl";
   std::string json_path;
   bool jailed = false;
-  std::vector<std::string> jail_args;
+  std::vector<std::string> jail_args, jailers;
+  std::string vmm = self_dir() + "/ember-vmm";
   for (size_t i = 0; i < args.size(); i++) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -160,6 +172,10 @@ int boot_bench(const std::vector<std::string>& args) {
       jailed = true;
     } else if (a == "--jail-arg") {
       jail_args.push_back(value());
+    } else if (a == "--jailer") {
+      jailers.push_back(value());
+    } else if (a == "--vmm") {
+      vmm = value();
     } else if (a == "-h" || a == "--help") {
       usage();
       return 0;
@@ -177,17 +193,22 @@ int boot_bench(const std::vector<std::string>& args) {
     return 1;
   }
   program = std::filesystem::canonical(program).string();
+  if (access(vmm.c_str(), X_OK) != 0) {
+    fprintf(stderr, "ember-bench boot: --vmm %s: %s\n", vmm.c_str(), strerror(errno));
+    return 1;
+  }
+  vmm = std::filesystem::absolute(vmm).string();
+  if (jailers.empty()) jailers.push_back(self_dir() + "/ember-jailer");
 
   std::vector<Contender> contenders;
-  contenders.push_back({"ember-vmm", {self_dir() + "/ember-vmm", "run", program}, {}, {}});
-  contenders.push_back({"fork+exec", {program}, {}, {}});
-  if (auto runsc = find_on_path("runsc")) contenders.push_back({"runsc", {*runsc, "do", program}, {}, {}});
+  contenders.push_back({"ember-vmm", {vmm, "run", program}});
+  contenders.push_back({"fork+exec", {program}});
+  if (auto runsc = find_on_path("runsc")) contenders.push_back({"runsc", {*runsc, "do", program}});
 
   // The jailed contender: a new jail per run ("{ID}" below), removed with
   // --cleanup after the run, outside the timed part (timed on its own).
   std::string jail_base;
-  size_t jailed_index = 0;
-  Contender cleanup{"ember-jailer --cleanup", {}, {}, {}};
+  Contender cleanup{"ember-jailer --cleanup", {}};
   if (jailed) {
     if (geteuid() != 0) {
       fprintf(stderr, "ember-bench boot: --jailed needs root (ember-jailer creates namespaces and cgroups)\n");
@@ -203,15 +224,16 @@ int boot_bench(const std::vector<std::string>& args) {
     // The VMMs' teardown helpers become our children, so that we can wait
     // for them between runs.
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    std::vector<std::string> argv = {self_dir() + "/ember-jailer", "--id", "{ID}", "--exec-file",
-                                     self_dir() + "/ember-vmm", "--uid", "10099", "--gid", "10099",
-                                     "--chroot-base", jail_base};
-    argv.insert(argv.end(), jail_args.begin(), jail_args.end());
-    argv.insert(argv.end(), {"--", "run", program});
-    jailed_index = contenders.size();
-    contenders.push_back({"ember-jailer + ember-vmm", argv, {}, {}});
+    for (const std::string& jailer : jailers) {
+      std::vector<std::string> argv = {jailer, "--id", "{ID}", "--exec-file", vmm, "--uid", "10099", "--gid", "10099",
+                                       "--chroot-base", jail_base};
+      argv.insert(argv.end(), jail_args.begin(), jail_args.end());
+      argv.insert(argv.end(), {"--", "run", program});
+      const std::string name = jailers.size() == 1 ? "ember-jailer + ember-vmm" : "jailer " + jailer;
+      contenders.push_back({name, argv});
+      contenders.back().jailed = true;
+    }
   }
-  std::vector<double> jail_overhead_us;
 
   setenv("EMBER_TRACE", "1", 1);
   int failures = 0;
@@ -219,9 +241,10 @@ int boot_bench(const std::vector<std::string>& args) {
     double vmm_us = -1;
     for (auto& c : contenders) {
       const bool is_vmm = c.name == "ember-vmm";
-      const bool is_jail = jailed && &c == &contenders[jailed_index];
+      const bool is_jail = c.jailed;
       std::vector<std::string> argv = c.argv;
-      const std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
+      const std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i) + "-" +
+                             std::to_string(&c - contenders.data());
       for (auto& a : argv)
         if (a == "{ID}") a = id;
       if (jailed)  // quiesce: reap every finished or finishing teardown helper first (untimed)
@@ -229,9 +252,9 @@ int boot_bench(const std::vector<std::string>& args) {
         }
       auto r = run_once(argv, is_vmm || is_jail);
       if (is_jail) {
-        auto cr = run_once({self_dir() + "/ember-jailer", "--cleanup", "--id", id, "--chroot-base", jail_base}, true);
+        auto cr = run_once({argv[0], "--cleanup", "--id", id, "--chroot-base", jail_base}, true);
         if (cr && cr->status == 0) cleanup.wall_us.push_back(cr->wall_us);
-        if (r && r->status == 0 && vmm_us >= 0) jail_overhead_us.push_back(r->wall_us - vmm_us);
+        if (r && r->status == 0 && vmm_us >= 0) c.overhead_us.push_back(r->wall_us - vmm_us);
       }
       if (is_vmm && r && r->status == 0) vmm_us = r->wall_us;
       if (!r || r->status != 0) {
@@ -269,11 +292,17 @@ int boot_bench(const std::vector<std::string>& args) {
     printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (after each jailed run, not in its time)\n",
            cleanup.name.c_str(), s.n, s.min, s.p50, s.p99, s.max);
     report["wall_us"][cleanup.name] = summary_json(s);
-    Summary d = summarize(jail_overhead_us);
-    printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (jailed - ember-vmm, same round)\n", "jail overhead", d.n, d.min,
-           d.p50, d.p99, d.max);
-    report["jail_overhead_us"] = summary_json(d);
+    for (const Contender& c : contenders) {
+      if (!c.jailed) continue;
+      Summary d = summarize(c.overhead_us);
+      const std::string name = jailers.size() == 1 ? "jail overhead" : "overhead, " + c.name.substr(7);
+      printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (jailed - ember-vmm, same round)\n", name.c_str(), d.n, d.min,
+             d.p50, d.p99, d.max);
+      if (jailers.size() == 1) report["jail_overhead_us"] = summary_json(d);
+      else report["jail_overhead_us"][c.argv[0]] = summary_json(d);
+    }
     report["jail_args"] = jail_args;
+    report["vmm"] = vmm;
     std::filesystem::remove_all(jail_base);
   }
   const std::string json = report.dump();
