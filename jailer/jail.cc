@@ -346,6 +346,7 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
     if (!(cond)) child_fail(err_fd, step, errno_error(what).message); \
   } while (0)
 
+// What the child gets: it reads them in run_jail's frame (shared memory).
 struct ChildArgs {
   const JailerOptions* o;
   const Prepared* p;
@@ -354,8 +355,11 @@ struct ChildArgs {
   pid_t parent;
 };
 
-[[noreturn]] void child_main(const JailerOptions& o, const Prepared& p, int err_fd, int devnull,
-                             const sigset_t& old_mask, pid_t parent) {
+[[noreturn]] void child_main(const ChildArgs& args) {
+  g_trace.mark("child");
+  const JailerOptions& o = *args.o;
+  const Prepared& p = *args.p;
+  const int err_fd = args.err_fd;
   // 4. network namespace, rlimits
   if (p.netns.valid()) CHILD_CHECK(4, ::setns(p.netns.get(), CLONE_NEWNET) == 0, "setns " + o.netns);
   const rlimit nofile{o.rlimit_nofile, o.rlimit_nofile};
@@ -459,7 +463,7 @@ struct ChildArgs {
   // 7. PID namespace (made by the parent) and daemon
   if (o.daemonize) {
     CHILD_CHECK(7, ::setsid() >= 0, "setsid");
-    for (int fd = 0; fd < 3; fd++) CHILD_CHECK(7, ::dup2(devnull, fd) == fd, "redirect stdio to /dev/null");
+    for (int fd = 0; fd < 3; fd++) CHILD_CHECK(7, ::dup2(args.devnull, fd) == fd, "redirect stdio to /dev/null");
   }
 
   g_trace.mark("root_ro");
@@ -481,11 +485,11 @@ struct ChildArgs {
   if (!o.daemonize) {
     // The VMM dies with its supervisor (set after the uid change, which clears it).
     CHILD_CHECK(8, ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0, "prctl(PR_SET_PDEATHSIG)");
-    if (!o.new_pid_ns && ::getppid() != parent) child_fail(err_fd, 8, "ember-jailer exited before the VMM started");
+    if (!o.new_pid_ns && ::getppid() != args.parent) child_fail(err_fd, 8, "ember-jailer exited before the VMM started");
   }
   for (int sig = 1; sig < 32; sig++)
     if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
-  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigprocmask(SIG_SETMASK, &args.old_mask, nullptr);
 
   const std::string exec = "/" + p.files[0].jail_name;
   std::vector<char*> argv;
@@ -503,11 +507,7 @@ struct ChildArgs {
   child_fail(err_fd, 8, errno_error("exec " + exec + " in the jail").message);
 }
 
-void child_entry(void* arg) {
-  const ChildArgs& c = *static_cast<const ChildArgs*>(arg);
-  g_trace.mark("child");
-  child_main(*c.o, *c.p, c.err_fd, c.devnull, c.old_mask, c.parent);
-}
+void child_entry(void* arg) { child_main(*static_cast<const ChildArgs*>(arg)); }
 
 std::string signal_text(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);
