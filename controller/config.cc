@@ -123,6 +123,9 @@ Result<void> validate_config(const Config& c) {
   if (d.timeout_ms > l.max_timeout_ms) return Error{"defaults.timeout_ms is above limits.max_timeout_ms"};
   if (d.pool > l.max_pool) return Error{"defaults.pool is above limits.max_pool"};
   if (d.max_concurrency > l.max_concurrency) return Error{"defaults.max_concurrency is above limits.max_concurrency"};
+  if (l.max_inflight > c.http_threads)
+    return Error{"limits.max_inflight (" + std::to_string(l.max_inflight) + ") is above http_threads (" +
+                 std::to_string(c.http_threads) + "): an invocation holds an HTTP thread, so raise http_threads too"};
   if (c.jailer.uid == 0 || c.jailer.gid == 0) return Error{"jailer.uid and jailer.gid must not be 0 (root)"};
   if (static_cast<uint64_t>(c.jailer.uid) + c.jailer.uid_count > 0xfffffffeull)
     return Error{"jailer.uid + jailer.uid_count overflows the uid range"};
@@ -141,7 +144,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
   if (root.IsNull()) return c;  // an empty file: all defaults
   try {
     EMBER_TRY_VOID(w.known_keys(root, "",
-                                {"listen", "state_dir", "log_level", "vmm_binary", "guest_kernel", "http_threads",
+                                {"listen", "state_dir", "log_level", "vmm_binary", "guest_kernel", "http_threads", "http_queue",
                                  "refill_workers", "deploy_timeout_ms", "mechanism", "invocations_per_vm", "idle_vm_ms", "defaults",
                                  "limits", "jailer"}));
     EMBER_TRY_VOID(w.str(root, "", "listen", &c.listen));
@@ -157,6 +160,8 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
     EMBER_TRY_VOID(w.str(root, "", "guest_kernel", &c.guest_kernel));
     EMBER_TRY_VOID(w.str(root, "", "mechanism", &c.mechanism));
     EMBER_TRY_VOID(w.uint(root, "", "http_threads", &c.http_threads, 4, 4096));
+    EMBER_TRY_VOID(w.uint(root, "", "http_queue", &c.http_queue, 0, 1000000));
+    c.limits.max_inflight = c.http_threads;  // unless limits.max_inflight says less
     EMBER_TRY_VOID(w.uint(root, "", "refill_workers", &c.refill_workers, 1, 64));
     EMBER_TRY_VOID(w.uint(root, "", "deploy_timeout_ms", &c.deploy_timeout_ms, 100, 3600000));
     EMBER_TRY_VOID(w.uint(root, "", "invocations_per_vm", &c.invocations_per_vm, 1, 1000000));
@@ -233,6 +238,7 @@ std::string config_to_yaml(const Config& c) {
     << "vmm_binary: \"" << c.vmm_binary << "\"\n"
     << "guest_kernel: \"" << c.guest_kernel << "\"\n"
     << "http_threads: " << c.http_threads << "\n"
+    << "http_queue: " << c.http_queue << "\n"
     << "refill_workers: " << c.refill_workers << "\n"
     << "deploy_timeout_ms: " << c.deploy_timeout_ms << "\n"
     << "mechanism: " << c.mechanism << "\n"

@@ -32,7 +32,8 @@ struct Limits {
   uint32_t max_timeout_ms = 900000;
   uint32_t max_pool = 10000;                   // per function
   uint32_t max_concurrency = 4096;             // per function
-  uint32_t max_inflight = 4096;                // invocations in progress, whole daemon
+  uint32_t max_inflight = 128;                 // invocations in progress, whole daemon (at most
+                                               // http_threads; follows it when not set)
   uint32_t max_vms = 20000;                    // VMM processes alive, whole daemon
   uint64_t memory_budget_mib = 0;              // host memory for VMs; 0: 80% of MemTotal
 };
@@ -58,6 +59,7 @@ struct Config {
   std::string vmm_binary;                 // empty: ember-vmm next to emberd
   std::string guest_kernel;               // empty: ember-vmm's default (ember-guest.elf next to it)
   uint32_t http_threads = 128;            // requests served at once (an invocation holds one)
+  uint32_t http_queue = 1024;             // connections waiting for an HTTP thread; beyond, 429
   uint32_t refill_workers = 2;            // threads that start pooled VMs in the background
   uint32_t deploy_timeout_ms = 120000;    // boot to ready (template snapshot) at deploy
   std::string mechanism = "auto";         // auto | snapshot | boot (see controller/README.md)

@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "controller/function_spec.h"
+#include "controller/http_task_queue.h"
 
 namespace ember::controller {
 
@@ -86,8 +87,7 @@ bool truthy(const std::string& v) { return v == "1" || v == "true" || v == "yes"
 }  // namespace
 
 HttpApi::HttpApi(Controller& c, Logger& log) : c_(c), log_(log), svr_(std::make_unique<httplib::Server>()) {
-  const uint32_t threads = c_.config().http_threads;
-  svr_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  serve_with_bounded_queue(*svr_, c_.config().http_threads, c_.config().http_queue);
   // The largest body any route takes; each route enforces its own cap.
   svr_->set_payload_max_length(std::max<uint64_t>(c_.config().limits.max_image_bytes, c_.config().limits.max_request_bytes) +
                                 kDrainBytes);

@@ -27,7 +27,8 @@ state_dir: /tmp/ember-test-state
 log_level: debug
 vmm_binary: /opt/ember/ember-vmm
 guest_kernel: /opt/ember/ember-guest.elf
-http_threads: 16
+http_threads: 256
+http_queue: 32
 refill_workers: 3
 deploy_timeout_ms: 5000
 mechanism: boot
@@ -62,7 +63,9 @@ jailer:
   EXPECT_EQ(c->state_dir, "/tmp/ember-test-state");
   EXPECT_EQ(c->log_level, LogLevel::kDebug);
   EXPECT_EQ(c->mechanism, "boot");
-  EXPECT_EQ(c->http_threads, 16u);
+  EXPECT_EQ(c->http_threads, 256u);
+  EXPECT_EQ(c->http_queue, 32u);
+  EXPECT_EQ(c->limits.max_inflight, 200u);
   EXPECT_EQ(c->defaults.pool, 4u);
   EXPECT_EQ(c->limits.max_request_bytes, 1024u);
   EXPECT_EQ(c->limits.memory_budget_mib, 2048u);
@@ -105,6 +108,9 @@ TEST(ControllerConfig, BadValuesAreErrors) {
       {"mechanism: teleport\n", "auto, snapshot or boot"},
       {"limits: [1, 2]\n", "mapping"},
       {"listen: [a\n", "not valid YAML"},
+      {"limits: {max_inflight: 129}\n", "raise http_threads"},
+      {"http_threads: 8\nlimits: {max_inflight: 9}\n", "above http_threads (8)"},
+      {"http_queue: -1\n", "not a whole number"},
       {"state_dir: /a/very/long/path/that/goes/on/and/on/and/on/past/sixty/characters\n", "60 characters"},
   };
   for (const auto& tc : cases) {
@@ -112,6 +118,18 @@ TEST(ControllerConfig, BadValuesAreErrors) {
     ASSERT_FALSE(c) << tc.yaml;
     EXPECT_NE(c.message().find(tc.needle), std::string::npos) << tc.yaml << " -> " << c.message();
   }
+}
+
+// An invocation holds an HTTP thread: the daemon-wide limit follows the
+// thread count unless it is set lower.
+TEST(ControllerConfig, MaxInflightFollowsHttpThreads) {
+  EXPECT_EQ(default_config().limits.max_inflight, default_config().http_threads);
+  auto c = parse_config("http_threads: 512\n");
+  ASSERT_TRUE(c) << c.message();
+  EXPECT_EQ(c->limits.max_inflight, 512u);
+  c = parse_config("http_threads: 512\nlimits: {max_inflight: 100}\n");
+  ASSERT_TRUE(c) << c.message();
+  EXPECT_EQ(c->limits.max_inflight, 100u);
 }
 
 TEST(ControllerConfig, SplitListen) {
