@@ -9,6 +9,8 @@
 #include "controller/fsutil.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
+#include "images/program_check.h"
+#include "vmm/fd.h"
 
 namespace ember::controller {
 
@@ -22,20 +24,15 @@ BodyKind detect_body(const std::string& body) {
 namespace {
 
 Result<void> write_plain(const std::string& path, const char* data, size_t size, uint32_t mode) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return errno_error("create " + path);
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd.valid()) return errno_error("create " + path);
   size_t off = 0;
   while (off < size) {
-    const ssize_t w = ::write(fd, data + off, size - off);
+    const ssize_t w = ::write(fd.get(), data + off, size - off);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      const int e = errno;
-      ::close(fd);
-      return errno_error("write " + path, e);
-    }
+    if (w < 0) return errno_error("write " + path);
     off += static_cast<size_t>(w);
   }
-  ::close(fd);
   return Ok();
 }
 
@@ -54,6 +51,8 @@ Result<BuiltImage> build(const std::string& name, const std::string& body, const
   switch (detect_body(body)) {
     case BodyKind::kElf: {
       built.source = "elf";
+      if (auto ok = image::check_static_program(reinterpret_cast<const uint8_t*>(body.data()), body.size()); !ok)
+        return Error{"the program " + ok.message()};
       const std::string prog = work_dir + "/program";
       EMBER_TRY_VOID(write_plain(prog, body.data(), body.size(), 0755));
       is.exec_host_path = prog;
@@ -70,6 +69,9 @@ Result<BuiltImage> build(const std::string& name, const std::string& body, const
       image::ImageReader r;
       const auto st = r.open(reinterpret_cast<const uint8_t*>(body.data()), body.size());
       if (st != image::ImageStatus::kOk) return Error{std::string("the Ember image is invalid: ") + image::image_status_text(st)};
+      const image::ImageFile exec = r.file(r.exec_index());
+      if (auto ok = image::check_static_program(exec.data, exec.size); !ok)
+        return Error{"the image's program " + as_string(exec.path) + " " + ok.message()};
       if (spec.args.empty() && spec.env.empty()) {
         EMBER_TRY_VOID(write_file_atomic(out_path, body));
         built.bytes = body.size();

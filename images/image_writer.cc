@@ -9,6 +9,7 @@
 
 #include "api/image_format.h"
 #include "images/image_reader.h"
+#include "images/program_check.h"
 #include "vmm/fd.h"
 
 namespace ember::image {
@@ -126,10 +127,8 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
     auto guest = normalize_guest_path(exec_guest);
     if (!guest) return Error{"program " + spec.exec_host_path + ": " + guest.message()};
     EMBER_TRY(Input in, read_input(spec.exec_host_path, *guest, true));
-    static const uint8_t kElf[4] = {0x7f, 'E', 'L', 'F'};
-    if (in.data.size() < 4 || std::memcmp(in.data.data(), kElf, 4) != 0) {
-      return Error{"program " + spec.exec_host_path + " is not an ELF file (no \\x7fELF magic)"};
-    }
+    if (auto ok = check_static_program(in.data.data(), in.data.size()); !ok)
+      return Error{"program " + spec.exec_host_path + " " + ok.message()};
     if (spec.args.empty()) args[0] = in.guest_path;
     inputs.push_back(std::move(in));
   }

@@ -27,7 +27,8 @@ Result<std::string> normalize_guest_path(const std::string& path);
 
 // Reads every file and lays the image out: header, file table (the program
 // first), argv and envp refs, strings, then each file's data at a 4 KiB
-// boundary. The program must be an ELF file; guest paths must be distinct.
+// boundary. The program must be a static x86-64 ELF executable
+// (check_static_program); guest paths must be distinct.
 Result<std::vector<uint8_t>> build_image(const ImageSpec& spec);
 
 // build_image, then writes OUT.tmp.<pid>, fsyncs it and renames it over

@@ -12,6 +12,7 @@
 #include "api/image_format.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
+#include "images/program_check.h"
 
 namespace ember {
 
@@ -23,14 +24,14 @@ uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 void put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 void put64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 
-// The exec file's checks shared by both paths: an ELF program inside the image.
+// The exec file's checks shared by both paths: a static x86-64 program inside the image.
 Result<void> check_image(const uint8_t* data, uint64_t size, const std::string& what) {
   image::ImageReader reader;
   const auto status = reader.open(data, size);
   if (status != image::ImageStatus::kOk) return Error{what + ": " + image::image_status_text(status)};
   const image::ImageFile exec = reader.file(reader.exec_index());
-  if (exec.size < 4 || std::memcmp(exec.data, "\177ELF", 4) != 0)
-    return Error{what + ": program " + std::string(exec.path.data, exec.path.size) + " is not an ELF executable"};
+  if (auto ok = image::check_static_program(exec.data, exec.size); !ok)
+    return Error{what + ": program " + std::string(exec.path.data, exec.path.size) + " " + ok.message()};
   return Ok();
 }
 

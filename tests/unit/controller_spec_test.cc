@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "controller/config.h"
@@ -12,6 +13,7 @@
 #include "controller/image_build.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
+#include "tests/unit/vmm_test_elf.h"
 
 namespace ember::controller {
 namespace {
@@ -123,11 +125,8 @@ class ControllerImage : public ::testing::Test {
   }
   void TearDown() override { remove_tree(dir_); }
   // /bin/true is an ELF; good enough for packing (never run here).
-  std::string elf() {
-    auto r = read_file("/bin/true", 64 << 20);
-    EXPECT_TRUE(r);
-    return *r;
-  }
+  // A minimal static x86-64 executable (what the guest can run).
+  std::string elf() { return ember::testing::static_program_elf(); }
   std::string dir_;
 };
 
@@ -211,6 +210,30 @@ TEST_F(ControllerImage, BadBodiesAreRefused) {
   ASSERT_FALSE(b);
   EXPECT_NE(b.message().find("invalid"), std::string::npos) << b.message();
   EXPECT_FALSE(path_exists(dir_ + "/b.img"));
+  // A dynamically linked program, alone or as an image's program.
+  auto dynamic = read_file("/bin/true", 64 << 20);
+  ASSERT_TRUE(dynamic);
+  auto c = build_function_image("fn", *dynamic, spec, dir_ + "/w", dir_ + "/c.img");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.message().find("the program is dynamically linked"), std::string::npos) << c.message();
+  std::string inside;
+  {
+    ember::image::ImageSpec is;
+    is.exec_host_path = dir_ + "/static";
+    std::ofstream(is.exec_host_path, std::ios::binary) << elf();
+    auto img = ember::image::build_image(is);
+    ASSERT_TRUE(img) << img.message();
+    inside.assign(img->begin(), img->end());
+    // Its program's one segment becomes a PT_INTERP: the image stays
+    // well-formed, its program is now dynamic.
+    const size_t at = inside.find(elf());
+    ASSERT_NE(at, std::string::npos);
+    const uint32_t interp = PT_INTERP;
+    std::memcpy(inside.data() + at + sizeof(Elf64_Ehdr), &interp, sizeof interp);
+  }
+  auto d = build_function_image("fn", inside, spec, dir_ + "/w", dir_ + "/d.img");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.message().find("dynamically linked"), std::string::npos) << d.message();
 }
 
 TEST_F(ControllerImage, AtomicWrite) {

@@ -15,6 +15,7 @@
 #include "api/image_format.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
+#include "tests/unit/vmm_test_elf.h"
 
 namespace ember::image {
 namespace {
@@ -26,7 +27,7 @@ class ImageWriterTest : public ::testing::Test {
     std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/ember-image-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl << ": " << std::strerror(errno);
     dir_ = tmpl;
-    prog_ = write("prog", std::string("\x7f" "ELF\x02\x01\x01", 7) + std::string(5000, 'p'), 0755);
+    prog_ = write("prog", ember::testing::static_program_elf(5007), 0755);
     data_ = write("data.txt", "hello data\n", 0644);
   }
   void TearDown() override { (void)std::system(("rm -rf '" + dir_ + "'").c_str()); }
@@ -137,6 +138,8 @@ TEST_F(ImageWriterTest, RejectsBadSpecs) {
   expect_error(spec, dir_ + "/missing: No such file or directory");
   spec.exec_host_path = dir_;
   expect_error(spec, dir_ + ": not a regular file");
+  spec.exec_host_path = "/bin/true";  // Debian's is dynamically linked
+  expect_error(spec, "/bin/true is dynamically linked");
 
   spec.exec_host_path = prog_;
   spec.exec_guest_path = "bin/prog";

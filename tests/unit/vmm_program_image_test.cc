@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "images/image_writer.h"
+#include "tests/unit/vmm_test_elf.h"
 #include "vmm/program_image.h"
 
 namespace ember {
@@ -32,8 +33,8 @@ class ProgramImageTest : public ::testing::Test {
 };
 
 TEST_F(ProgramImageTest, SameBytesAsBuildImage) {
-  for (size_t size : {size_t{5}, size_t{4096}, size_t{4097}, size_t{100000}}) {
-    std::string content = "\x7f" "ELF";
+  for (size_t size : {size_t{120}, size_t{4096}, size_t{4097}, size_t{100000}}) {
+    std::string content = testing::static_program_elf();
     for (size_t i = content.size(); i < size; i++) content.push_back(static_cast<char>(i * 7));
     const std::string prog = write("prog", content);
     ProgramImageSpec spec{prog, "/bin/prog", {prog, "arg one", ""}, {"A=1", "EMPTY="}};
@@ -66,12 +67,15 @@ TEST_F(ProgramImageTest, RefusesWhatIsNotAnElfProgram) {
   EXPECT_NE(r.message().find("not a regular file"), std::string::npos) << r.message();
   r = map_program_image(ProgramImageSpec{write("empty", ""), "/bin/e", {"e"}, {}});
   EXPECT_FALSE(r.ok());
-  r = map_program_image(ProgramImageSpec{write("p", "\x7f" "ELFxx"), "relative", {"e"}, {}});
+  r = map_program_image(ProgramImageSpec{write("p", testing::static_program_elf()), "relative", {"e"}, {}});
   EXPECT_FALSE(r.ok());
+  r = map_program_image(ProgramImageSpec{"/bin/true", "/bin/t", {"t"}, {}});  // Debian's is dynamic
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("dynamically linked"), std::string::npos) << r.message();
 }
 
 TEST_F(ProgramImageTest, ImageFiles) {
-  const std::string prog = write("prog", std::string("\x7f" "ELF", 4) + std::string(5000, 'p'));
+  const std::string prog = write("prog", testing::static_program_elf(5004));
   image::ImageSpec spec;
   spec.exec_host_path = prog;
   const std::string img = dir_ + "/fn.img";
@@ -96,7 +100,7 @@ TEST_F(ProgramImageTest, ImageFiles) {
 
 TEST_F(ProgramImageTest, ImageWhoseProgramIsNotElf) {
   // A valid image built around an ELF, then its program's magic broken.
-  const std::string prog = write("prog", std::string("\x7f" "ELF", 4) + std::string(100, 'p'));
+  const std::string prog = write("prog", testing::static_program_elf(200));
   image::ImageSpec spec;
   spec.exec_host_path = prog;
   spec.exec_guest_path = "/bin/x";
@@ -106,7 +110,7 @@ TEST_F(ProgramImageTest, ImageWhoseProgramIsNotElf) {
   const std::string img = write("bad.img", std::string(bytes->begin(), bytes->end()));
   auto r = map_image_file(img);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.message().find("program /bin/x is not an ELF executable"), std::string::npos) << r.message();
+  EXPECT_NE(r.message().find("program /bin/x is not an ELF file"), std::string::npos) << r.message();
 }
 
 }  // namespace

@@ -127,4 +127,19 @@ struct TestElf {
   }
 };
 
+// A minimal static x86-64 program (what image::check_static_program and
+// the guest's loader accept: ET_EXEC, one PT_LOAD), padded with 'p' to
+// `size` bytes (at least 120: the ELF and program headers).
+inline std::string static_program_elf(size_t size = 0) {
+  TestElf e;
+  e.notes.clear();
+  e.note_segment = false;
+  e.segments[0].offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);  // the bytes after the headers
+  e.segments[0].filesz = e.segments[0].memsz = 0;
+  const std::vector<uint8_t> b = e.build();
+  std::string s(b.begin(), b.end());
+  if (size > s.size()) s.resize(size, 'p');
+  return s;
+}
+
 }  // namespace ember::testing

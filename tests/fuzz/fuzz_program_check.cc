@@ -1,0 +1,17 @@
+// libFuzzer target for images/program_check.cc: any input is accepted or
+// refused with a message, and nothing outside the input is read (ASan).
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <vector>
+
+#include "images/program_check.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // An exact-size copy, so that a read one byte past the end is caught.
+  std::vector<uint8_t> copy(data, data + size);
+  auto r = ember::image::check_static_program(copy.data(), copy.size());
+  if (!r && r.message().empty()) abort();
+  return 0;
+}
