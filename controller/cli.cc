@@ -19,7 +19,8 @@ std::string ember_usage() {
          "  kill VM_ID      stop one VM\n"
          "\n"
          "  --url URL       emberd's address (default $EMBER_URL, else http://127.0.0.1:8080)\n"
-         "  --json          print the server's JSON answers as they are\n";
+         "  --json          print the server's JSON answers as they are, and failures as\n"
+         "                  {\"command\", \"error\", \"http_status\"} on stdout\n";
 }
 
 int invoke_failure_exit(int http_status) { return http_status == 504 ? 124 : 125; }

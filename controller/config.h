@@ -39,7 +39,7 @@ struct Limits {
 };
 
 struct JailerConfig {
-  JailerMode mode = JailerMode::kAuto;  // auto: jail every VM when emberd runs as root and the jailer exists
+  JailerMode mode = JailerMode::kAuto;  // auto: jail every VM when emberd runs as root (the jailer must exist)
   std::string binary;                   // empty: ember-jailer next to emberd
   std::string chroot_base = "/srv/ember";
   uint32_t uid = 200000;                // VMs run as uid .. uid + uid_count - 1 (one per VM, round robin)

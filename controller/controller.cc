@@ -138,6 +138,13 @@ Result<void> Controller::detect_vmm() {
   vmm_path_ = cfg_.vmm_binary.empty() ? self_dir() + "/ember-vmm" : cfg_.vmm_binary;
   if (::access(vmm_path_.c_str(), X_OK) != 0)
     return errno_error("the VMM " + vmm_path_ + " is not executable (set vmm_binary)");
+  // The guest kernel every VM boots: a typo here would otherwise surface only
+  // at the first deploy, as a VM that failed.
+  const std::string kernel = cfg_.guest_kernel.empty()
+                                 ? std::filesystem::path(vmm_path_).parent_path().string() + "/ember-guest.elf"
+                                 : cfg_.guest_kernel;
+  if (struct stat st {}; ::stat(kernel.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(kernel.c_str(), R_OK) != 0)
+    return Error{"the guest kernel " + kernel + " is not a readable file (set guest_kernel)"};
   // What this ember-vmm can do: `restore` and `run --snapshot-at-ready`
   // (issue 3) make the snapshot mechanism possible.
   bool snapshots = false;
@@ -164,9 +171,14 @@ Result<void> Controller::detect_vmm() {
       jail_ = true;
       break;
     case JailerMode::kAuto:
-      jail_ = root && have_jailer;
-      if (!jail_)
-        log_.warn("VMMs run unjailed: %s", !root ? "emberd is not root" : (jailer_path_ + " does not exist").c_str());
+      // Unjailed as root would hand every guest's VMM root on the host: a
+      // missing jailer is an installation error, not a reason to go on.
+      if (root && !have_jailer)
+        return Error{"emberd runs as root but the jailer " + jailer_path_ + " is not executable: VMs would run "
+                     "unjailed as root (install ember-jailer next to emberd, set jailer.binary, or set "
+                     "jailer.enabled: false to run them unjailed on purpose)"};
+      jail_ = root;
+      if (!jail_) log_.warn("VMMs run unjailed: emberd is not root (the jailer needs root)");
       break;
   }
   cgroup_version_ = cfg_.jailer.cgroup_version ? cfg_.jailer.cgroup_version : detect_cgroup_version();
@@ -383,6 +395,17 @@ std::shared_ptr<std::mutex> Controller::deploy_lock(const std::string& name) {
   auto& m = deploy_locks_[name];
   if (!m) m = std::make_shared<std::mutex>();
   return m;
+}
+
+void Controller::forget_name(const std::string& name, const std::shared_ptr<std::mutex>& lock) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (functions_.count(name)) return;
+  stats_.erase(name);
+  // Only when no other deploy or delete of the name holds or waits for the
+  // lock (each gets it here, under mu_): erasing it then cannot let two of
+  // them run at once.
+  auto it = deploy_locks_.find(name);
+  if (it != deploy_locks_.end() && it->second == lock && lock.use_count() == 2) deploy_locks_.erase(it);
 }
 
 std::string Controller::new_vm_id() {
@@ -964,15 +987,16 @@ Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& f
 ApiResult Controller::deploy(const std::string& name, const std::string& body, const FunctionSpec& spec) {
   auto lock = deploy_lock(name);
   std::lock_guard<std::mutex> dl(*lock);
+  auto old = current(name);
   auto fail = [&](int status, const std::string& msg) {
     metrics_.deploy_failures->Increment();
+    if (!old) forget_name(name, lock);  // no per-name state left behind by names that never deployed
     log_.info("deploy %s failed: %s", name.c_str(), msg.c_str());
     ApiResult r;
     r.status = status;
     r.error = msg;
     return r;
   };
-  auto old = current(name);
   if (!old) {
     std::lock_guard<std::mutex> l(mu_);
     if (functions_.size() >= cfg_.limits.max_functions)
@@ -1018,9 +1042,14 @@ ApiResult Controller::deploy(const std::string& name, const std::string& body, c
     }
   }
   // Persist, then switch: a crash before the rename keeps the old version.
-  if (auto w = write_file_atomic(name_dir + "/function.json", record_to_json(fn->rec).dump(2) + "\n"); !w) {
+  // (The image and snapshot files and their directories' entries were
+  // fsynced as they were written; a first deploy's NAME directory entry
+  // in functions/ is made durable here, or a crash could lose the function.)
+  auto persisted = write_file_atomic(name_dir + "/function.json", record_to_json(fn->rec).dump(2) + "\n");
+  if (persisted && !old) persisted = fsync_path(functions_dir_);
+  if (!persisted) {
     if (first) retire_vm(first, "deploy failed");
-    return fail(500, w.message());
+    return fail(500, persisted.message());
   }
   fn->remove_files = false;
   if (first) {
@@ -1079,6 +1108,7 @@ ApiResult Controller::remove(const std::string& name) {
   drain(fn, "function deleted");
   fn->remove_files = true;
   metrics_.remove_function(name);
+  forget_name(name, lock);  // a function deployed again under this name starts its counts afresh
   log_.info("deleted %s", name.c_str());
   update_gauges();
   return ApiResult{204, "", {}, 0};
@@ -1252,10 +1282,18 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
 
   std::shared_ptr<Vm> vm = take_ready(fn);
   res.pool_hit = vm != nullptr;
-  if (vm) {
+  // A miss counts whether or not a VM can then be started for it (both the
+  // metric and GET /v1/functions/NAME).
+  if (res.pool_hit) {
     metrics_.pool_hit(name);
   } else {
     metrics_.pool_miss(name);
+  }
+  {
+    std::lock_guard<std::mutex> l(stats.mu);
+    (res.pool_hit ? stats.pool_hits : stats.pool_misses)++;
+  }
+  if (!vm) {
     std::string why;
     if (!admit_vm(fn, true, &why)) return reject(why);
     auto started = start_vm(fn);
@@ -1265,10 +1303,6 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
       return finish("vm_error");
     }
     vm = *started;
-  }
-  {
-    std::lock_guard<std::mutex> l(stats.mu);
-    (res.pool_hit ? stats.pool_hits : stats.pool_misses)++;
   }
   vm->state = VmState::kBusy;
   // A VM that will be reset in place and parked again keeps its pool slot

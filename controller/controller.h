@@ -121,6 +121,8 @@ class Controller {
   std::shared_ptr<FunctionVersion> current(const std::string& name) const;
   std::shared_ptr<FunctionStats> stats_for(const std::string& name);
   std::shared_ptr<std::mutex> deploy_lock(const std::string& name);
+  // Drops a name's stats and deploy lock once no function has that name.
+  void forget_name(const std::string& name, const std::shared_ptr<std::mutex>& lock);
   nlohmann::json describe_json(const std::shared_ptr<FunctionVersion>& fn);
   std::string new_vm_id();
 

@@ -43,12 +43,28 @@ std::string error_text(const httplib::Result& r) {
   return b.empty() ? "HTTP " + std::to_string(r->status) : b;
 }
 
-int fail(const std::string& what, const std::string& why, int code = 1) {
-  std::fprintf(stderr, "ember: %s: %s\n", what.c_str(), why.c_str());
-  return code;
-}
+// How a command's failure is told: a line on stderr for a person; with
+// --json, an object on stdout for a script ({"error", "command", and the HTTP
+// status when emberd answered), so that stdout is JSON whatever happened.
+struct Failure {
+  bool json = false;
+  int operator()(const std::string& what, const std::string& why, int code = 1, int http_status = 0) const {
+    if (json) {
+      nlohmann::json j = {{"command", what}, {"error", why}};
+      if (http_status) j["http_status"] = http_status;
+      std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else {
+      std::fprintf(stderr, "ember: %s: %s\n", what.c_str(), why.c_str());
+    }
+    return code;
+  }
+  // emberd's error answer: its status and its text.
+  int answer(const std::string& what, const httplib::Result& r, int code = 1) const {
+    return (*this)(what, json ? error_text(r) : std::to_string(r->status) + ": " + error_text(r), code, r->status);
+  }
+};
 
-bool reachable(const httplib::Result& r, const CliCommand& c, const std::string& what, int* code) {
+bool reachable(const httplib::Result& r, const CliCommand& c, const Failure& fail, const std::string& what, int* code) {
   if (r) return true;
   *code = fail(what, "cannot reach emberd at " + c.url + " (" + httplib::to_string(r.error()) + "); is it running? (--url, $EMBER_URL)");
   return false;
@@ -92,6 +108,7 @@ int main(int argc, char** argv) {
   // the server's delayed ACK of the headers (40 ms per invocation).
   http.set_tcp_nodelay(true);
   int code = 0;
+  const Failure fail{c.json};
 
   switch (c.kind) {
     case CliCommand::Kind::kHelp:
@@ -104,8 +121,8 @@ int main(int argc, char** argv) {
       if (!c.options.empty()) h.emplace("X-Ember-Function", c.options.dump());
       if (!c.json) std::fprintf(stderr, "ember: deploying %s from %s (%s)...\n", c.name.c_str(), c.file.c_str(), human_bytes(body->size()).c_str());
       auto r = http.Put("/v1/functions/" + c.name, h, *body, "application/octet-stream");
-      if (!reachable(r, c, what, &code)) return code;
-      if (r->status != 201 && r->status != 200) return fail(what, std::to_string(r->status) + ": " + error_text(r));
+      if (!reachable(r, c, fail, what, &code)) return code;
+      if (r->status != 201 && r->status != 200) return fail.answer(what, r);
       if (c.json) {
         std::fputs(r->body.c_str(), stdout);
         return 0;
@@ -128,8 +145,8 @@ int main(int argc, char** argv) {
       if (!::isatty(0)) input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
       auto r = http.Post("/v1/functions/" + c.name + "/invoke" + (c.with_stderr ? "?stderr=1" : ""), input,
                          "application/octet-stream");
-      if (!reachable(r, c, what, &code)) return code;
-      if (r->status != 200) return fail(what, std::to_string(r->status) + ": " + error_text(r), invoke_failure_exit(r->status));
+      if (!reachable(r, c, fail, what, &code)) return code;
+      if (r->status != 200) return fail.answer(what, r, invoke_failure_exit(r->status));
       const int exit_code = std::atoi(r->get_header_value("X-Ember-Exit-Code").c_str());
       if (c.json && !c.with_stderr) {
         json j = {{"exit_code", exit_code},
@@ -156,8 +173,8 @@ int main(int argc, char** argv) {
     }
     case CliCommand::Kind::kList: {
       auto r = http.Get("/v1/functions");
-      if (!reachable(r, c, "ls", &code)) return code;
-      if (r->status != 200) return fail("ls", error_text(r));
+      if (!reachable(r, c, fail, "ls", &code)) return code;
+      if (r->status != 200) return fail.answer("ls", r);
       if (c.json) {
         std::fputs(r->body.c_str(), stdout);
         return 0;
@@ -169,23 +186,23 @@ int main(int argc, char** argv) {
     }
     case CliCommand::Kind::kShow: {
       auto r = http.Get("/v1/functions/" + c.name);
-      if (!reachable(r, c, "show " + c.name, &code)) return code;
-      if (r->status != 200) return fail("show " + c.name, std::to_string(r->status) + ": " + error_text(r));
+      if (!reachable(r, c, fail, "show " + c.name, &code)) return code;
+      if (r->status != 200) return fail.answer("show " + c.name, r);
       std::fputs(r->body.c_str(), stdout);
       return 0;
     }
     case CliCommand::Kind::kRemove: {
       auto r = http.Delete("/v1/functions/" + c.name);
-      if (!reachable(r, c, "rm " + c.name, &code)) return code;
-      if (r->status != 204 && r->status != 200) return fail("rm " + c.name, std::to_string(r->status) + ": " + error_text(r));
+      if (!reachable(r, c, fail, "rm " + c.name, &code)) return code;
+      if (r->status != 204 && r->status != 200) return fail.answer("rm " + c.name, r);
       if (c.json) std::puts(json{{"deleted", c.name}}.dump().c_str());
       else std::printf("deleted %s\n", c.name.c_str());
       return 0;
     }
     case CliCommand::Kind::kVms: {
       auto r = http.Get("/v1/vms");
-      if (!reachable(r, c, "vms", &code)) return code;
-      if (r->status != 200) return fail("vms", error_text(r));
+      if (!reachable(r, c, fail, "vms", &code)) return code;
+      if (r->status != 200) return fail.answer("vms", r);
       if (c.json) {
         std::fputs(r->body.c_str(), stdout);
         return 0;
@@ -204,8 +221,8 @@ int main(int argc, char** argv) {
     }
     case CliCommand::Kind::kKillVm: {
       auto r = http.Delete("/v1/vms/" + c.name);
-      if (!reachable(r, c, "kill " + c.name, &code)) return code;
-      if (r->status != 204 && r->status != 200) return fail("kill " + c.name, std::to_string(r->status) + ": " + error_text(r));
+      if (!reachable(r, c, fail, "kill " + c.name, &code)) return code;
+      if (r->status != 204 && r->status != 200) return fail.answer("kill " + c.name, r);
       if (c.json) std::puts(json{{"stopped", c.name}}.dump().c_str());
       else std::printf("stopped VM %s\n", c.name.c_str());
       return 0;

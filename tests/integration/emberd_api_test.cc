@@ -58,6 +58,7 @@ TEST_P(EmberdApi, MalformedRequestsGetClear4xxAndTheDaemonKeepsServing) {
       {[&] { return h.Put("/v1/functions/x?pool=-1", slurp(fnprobe_path()), "application/octet-stream"); }, 400, "pool"},
       {[&] { return h.Put("/v1/functions/x", "#!/bin/sh\necho hi\n", "application/octet-stream"); }, 400, "neither"},
       {[&] { return h.Put("/v1/functions/x", "", "application/octet-stream"); }, 400, "empty body"},
+      {[&] { return h.Put("/v1/functions/x", slurp("/bin/true"), "application/octet-stream"); }, 400, "the program is dynamically linked"},
       {[&] { return h.Put("/v1/functions/x", std::string(5 << 20, 'x'), "application/octet-stream"); }, 413, "larger than"},
       {[&] { return h.Post("/v1/functions/probe/invoke", std::string(100000, 'x'), "text/plain"); }, 413, "larger than"},
       {[&] { return h.Post("/v1/functions/nope/invoke", "x", "text/plain"); }, 404, "no function named 'nope'"},
@@ -217,6 +218,12 @@ TEST_P(EmberdApi, CliAgainstARealDaemon) {
   auto missing = ember({"invoke", "nope"}, "x");
   EXPECT_EQ(missing.status, 125);
   EXPECT_NE(missing.err.find("404"), std::string::npos);
+  // With --json, a failure is JSON on stdout too.
+  auto missing_json = ember({"--json", "invoke", "nope"}, "x");
+  EXPECT_EQ(missing_json.status, 125);
+  const json mj = json::parse(missing_json.out, nullptr, false);
+  EXPECT_EQ(mj.value("http_status", 0), 404) << missing_json.out;
+  EXPECT_NE(mj.value("error", "").find("no function named 'nope'"), std::string::npos) << missing_json.out;
   auto rm = ember({"rm", "probe"});
   EXPECT_EQ(rm.status, 0);
   EXPECT_EQ(ember({"rm", "probe"}).status, 1);
@@ -225,6 +232,10 @@ TEST_P(EmberdApi, CliAgainstARealDaemon) {
   auto down = run_process({ctl_bin("ember"), "--url", "http://127.0.0.1:1", "ls"});
   EXPECT_EQ(down.status, 1);
   EXPECT_NE(down.err.find("cannot reach emberd"), std::string::npos);
+  auto down_json = run_process({ctl_bin("ember"), "--url", "http://127.0.0.1:1", "--json", "ls"});
+  EXPECT_EQ(down_json.status, 1);
+  EXPECT_NE(json::parse(down_json.out, nullptr, false).value("error", "").find("cannot reach emberd"), std::string::npos)
+      << down_json.out;
 }
 
 TEST_P(EmberdApi, RestartKeepsFunctionsAndLeavesNoOrphans) {
