@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <filesystem>
+
 #include "controller/testdata/emberd_fixture.h"
 
 namespace ember::testing {
@@ -298,6 +300,25 @@ TEST_P(EmberdApi, BadConfigIsAClearStartupError) {
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("limits.max_pool"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(":2"), std::string::npos) << r.err;
+  // Start-up checks: the guest kernel exists; as root, the jailer exists
+  // (VMs must never run unjailed as root by accident).
+  struct Case {
+    std::string yaml;
+    const char* needle;
+    bool root_only;
+  } cases[] = {
+      {"guest_kernel: /nonexistent/ember-guest.elf\n", "the guest kernel /nonexistent/ember-guest.elf is not a readable file", false},
+      {"jailer:\n  binary: /nonexistent/ember-jailer\n", "VMs would run unjailed as root", true},
+  };
+  for (const auto& c : cases) {
+    if (c.root_only && ::geteuid() != 0) continue;
+    std::ofstream(yaml) << c.yaml;
+    auto e = run_process({ctl_bin("emberd"), "--config", yaml, "--state-dir", dir_ + "-refused", "--listen", "127.0.0.1:0"});
+    ::unlink(yaml.c_str());
+    std::filesystem::remove_all(dir_ + "-refused");
+    EXPECT_EQ(e.status, 1) << c.yaml << e.err;
+    EXPECT_NE(e.err.find(c.needle), std::string::npos) << e.err;
+  }
   // Two daemons on one state directory: the second refuses.
   start();
   auto second = run_process({ctl_bin("emberd"), "--state-dir", dir_, "--listen", "127.0.0.1:0"});
