@@ -541,7 +541,9 @@ void Controller::unregister_vm(const std::shared_ptr<Vm>& vm) {
       erased = true;
     }
   }
-  if (erased) vm_mem_total_ -= static_cast<int64_t>(vm->mem_bytes.load());
+  if (!erased) return;
+  vm_mem_total_ -= static_cast<int64_t>(vm->mem_bytes.load());
+  note_slot_event();
 }
 
 void Controller::retire_vm(const std::shared_ptr<Vm>& vm, const std::string& reason) {
@@ -640,8 +642,27 @@ bool Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_i
     *why = "the memory budget (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms is reached";
     return false;
   }
-  // Shrink pools, largest first, before refusing work.
+  // Shrink pools before refusing work. With nothing parked, VMs in transit
+  // (being reset after an invocation, or booting for a pool) park within
+  // milliseconds: wait for one, briefly, rather than refuse at once.
+  const auto give_up_at = Clock::now() + std::chrono::milliseconds(100);
   for (;;) {
+    const uint64_t seen = slot_events();
+    if (shrink_a_pool(fits)) return true;
+    if (!vms_in_transit() || Clock::now() >= give_up_at) break;
+    std::unique_lock<std::mutex> l(slot_mu_);
+    slot_cv_.wait_until(l, give_up_at, [&] { return slot_events_ != seen; });
+  }
+  if (fits()) return true;
+  *why = "the host's memory budget for VMs (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms (" +
+         std::to_string(cfg_.limits.max_vms) + ") is used up";
+  return false;
+}
+
+bool Controller::shrink_a_pool(const std::function<bool()>& fits) {
+  // Largest pool first, one VM at a time, until the new VM fits.
+  for (;;) {
+    if (fits()) return true;
     std::shared_ptr<FunctionVersion> victim;
     size_t most = 0;
     {
@@ -651,7 +672,7 @@ bool Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_i
         if (f->ready.size() > most) most = f->ready.size(), victim = f;
       }
     }
-    if (!victim) break;
+    if (!victim) return false;
     std::shared_ptr<Vm> vm;
     {
       std::lock_guard<std::mutex> fl(victim->mu);
@@ -661,12 +682,27 @@ bool Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_i
       victim->memory_limited = true;
     }
     retire_vm(vm, "pool shrunk for memory");
-    if (fits()) return true;
   }
-  if (fits()) return true;
-  *why = "the host's memory budget for VMs (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms (" +
-         std::to_string(cfg_.limits.max_vms) + ") is used up";
+}
+
+bool Controller::vms_in_transit() const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [id, vm] : vms_)
+    if (vm->state.load() == VmState::kStarting) return true;
   return false;
+}
+
+uint64_t Controller::slot_events() {
+  std::lock_guard<std::mutex> l(slot_mu_);
+  return slot_events_;
+}
+
+void Controller::note_slot_event() {
+  {
+    std::lock_guard<std::mutex> l(slot_mu_);
+    slot_events_++;
+  }
+  slot_cv_.notify_all();
 }
 
 // ---------------------------------------------------------------------------
@@ -725,6 +761,8 @@ void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited
   vm->state = VmState::kReady;
   vm->parked_at = Clock::now();
   fn->ready.push_back(vm);
+  l.unlock();
+  note_slot_event();
 }
 
 void Controller::trim_idle_extras(const std::shared_ptr<FunctionVersion>& fn) {
@@ -786,7 +824,7 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
       fn->starting++;
     }
     auto vm = start_vm(fn);
-    std::lock_guard<std::mutex> l(fn->mu);
+    std::unique_lock<std::mutex> l(fn->mu);
     fn->starting--;
     if (!vm) {
       fn->failures++;
@@ -806,6 +844,8 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
     (*vm)->state = VmState::kReady;
     (*vm)->parked_at = Clock::now();
     fn->ready.push_back(std::move(*vm));
+    l.unlock();
+    note_slot_event();
   }
   std::lock_guard<std::mutex> l(fn->mu);
   fn->refill_queued = false;

@@ -151,6 +151,10 @@ class Controller {
   // Admission: may one more VM of `fn` start? For an invocation, pools of
   // other functions are shrunk first; the refill never shrinks anything.
   bool admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation, std::string* why);
+  bool shrink_a_pool(const std::function<bool()>& fits);
+  bool vms_in_transit() const;
+  uint64_t slot_events();
+  void note_slot_event();
 
   // Pools
   void request_refill(const std::shared_ptr<FunctionVersion>& fn);
@@ -196,6 +200,11 @@ class Controller {
   std::condition_variable stop_cv_;    // housekeeping's 1 s tick, cut short by shutdown
   std::deque<std::shared_ptr<FunctionVersion>> refill_queue_;
   std::deque<std::function<void()>> tasks_;  // recycles (run by the refill workers first)
+  // Counts VMs parked and VM slots given up: admit_vm waits on it, briefly,
+  // for a VM in transit to become one it can take from a pool.
+  std::mutex slot_mu_;
+  std::condition_variable slot_cv_;
+  uint64_t slot_events_ = 0;
   std::mutex janitor_mu_;
   std::condition_variable janitor_cv_;
   std::deque<std::pair<std::string, std::string>> janitor_queue_;

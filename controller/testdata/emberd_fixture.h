@@ -221,6 +221,46 @@ class EmberdTest : public ::testing::TestWithParam<std::string> {
       for (auto& v : vms) pids.push_back(v["pid"].get<pid_t>());
     return pids;
   }
+  // What a VM leaves on the host while it runs: its processes (the VMM
+  // and, jailed, its ember-jailer), its jail directory, its cgroups.
+  struct VmTraces {
+    std::vector<pid_t> pids;
+    std::vector<std::string> paths;
+  };
+  VmTraces vm_traces() {
+    VmTraces t;
+    auto vms = d_.vms();
+    if (!vms.is_array()) return t;
+    for (auto& v : vms) {
+      const pid_t vmm = v["pid"].get<pid_t>();
+      t.pids.push_back(vmm);
+      if (!v["jailed"].get<bool>()) continue;
+      t.pids.push_back(v["jailer_pid"].get<pid_t>());
+      const std::string jail = "/srv/ember/ember-vmm/" + v["id"].get<std::string>();
+      EXPECT_TRUE(controller::path_exists(jail)) << jail;
+      t.paths.push_back(jail);
+      const auto dirs = cgroup_dirs(vmm);
+      EXPECT_FALSE(dirs.empty()) << "jailed VMM " << vmm << " is in no cgroup of its own";
+      t.paths.insert(t.paths.end(), dirs.begin(), dirs.end());
+    }
+    return t;
+  }
+  // The cgroup directories of `pid` below a hierarchy's root, from
+  // /proc/PID/cgroup ("N:controllers:/path"; v2 has no controllers), where
+  // they exist under /sys/fs/cgroup.
+  static std::vector<std::string> cgroup_dirs(pid_t pid) {
+    std::vector<std::string> dirs;
+    std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
+    for (std::string line; std::getline(f, line);) {
+      const auto a = line.find(':'), b = line.find(':', a + 1);
+      if (a == std::string::npos || b == std::string::npos || line.size() <= b + 2) continue;
+      std::string ctrl = line.substr(a + 1, b - a - 1);
+      if (ctrl.rfind("name=", 0) == 0) ctrl = ctrl.substr(5);
+      const std::string dir = "/sys/fs/cgroup" + (ctrl.empty() ? "" : "/" + ctrl) + line.substr(b + 1);
+      if (controller::path_exists(dir)) dirs.push_back(dir);
+    }
+    return dirs;
+  }
   std::string dir_;
   Emberd d_;
 };

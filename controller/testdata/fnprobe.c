@@ -2,6 +2,8 @@
  * what to do; anything else is echoed back unchanged:
  *   exit N       print "exit N" and exit with status N
  *   sleep MS     sleep MS milliseconds, then print "slept MS"
+ *   sleep MS NAME  the same, then print "slept MS VALUE" (VALUE of NAME):
+ *                which version served a long invocation
  *   stderr       "out" on stdout, "err" on stderr, exit 3
  *   spin         loop forever (for timeouts)
  *   big N        write N bytes of 'x'
@@ -58,7 +60,12 @@ int main(void) {
   if (sscanf(in, "sleep %ld", &arg) == 1) {
     struct timespec ts = {arg / 1000, (arg % 1000) * 1000000};
     nanosleep(&ts, NULL);
-    printf("slept %ld\n", arg);
+    if (sscanf(in, "sleep %*d %63s", name) == 1) {
+      const char* v = getenv(name);
+      printf("slept %ld %s\n", arg, v ? v : "(unset)");
+    } else {
+      printf("slept %ld\n", arg);
+    }
     return 0;
   }
   if (strncmp(in, "stderr", 6) == 0) {

@@ -247,13 +247,14 @@ TEST_P(EmberdApi, RestartKeepsFunctionsAndLeavesNoOrphans) {
   ASSERT_EQ(d_.deploy("b", slurp(example_image("echo")), json{{"pool", 1}})->status, 201);  // version 2
   ASSERT_TRUE(d_.wait_pool("a", 2));
   ASSERT_TRUE(d_.wait_pool("b", 1));
-  std::vector<pid_t> before = vmm_pids();
-  ASSERT_EQ(before.size(), 3u);
+  const VmTraces before = vm_traces();
+  ASSERT_EQ(vmm_pids().size(), 3u);
 
-  // A crash: emberd dies, its VMMs are orphaned.
+  // A crash: emberd dies, its VMMs (and jailers, jails, cgroups) are orphaned.
   d_.stop(SIGKILL);
   start();
-  for (pid_t p : before) EXPECT_FALSE(process_alive(p)) << "orphaned VMM " << p << " survived the restart";
+  for (pid_t p : before.pids) EXPECT_FALSE(process_alive(p)) << "orphaned process " << p << " survived the restart";
+  for (auto& p : before.paths) EXPECT_FALSE(controller::path_exists(p)) << "orphaned " << p << " survived the restart";
   // (VMs booted per invocation see EOF on stdin when emberd dies and finish
   // on their own; restored ones wait on vsock and are killed as orphans.)
   json fns = d_.get_json("/v1/functions");
@@ -264,10 +265,11 @@ TEST_P(EmberdApi, RestartKeepsFunctionsAndLeavesNoOrphans) {
   ASSERT_TRUE(d_.wait_pool("a", 2));
 
   // A graceful stop leaves no VMM either.
-  std::vector<pid_t> running = vmm_pids();
-  ASSERT_FALSE(running.empty());
+  const VmTraces running = vm_traces();
+  ASSERT_FALSE(running.pids.empty());
   d_.stop(SIGTERM);
-  for (pid_t p : running) EXPECT_FALSE(process_alive(p)) << "VMM " << p << " outlived emberd";
+  for (pid_t p : running.pids) EXPECT_FALSE(process_alive(p)) << "process " << p << " outlived emberd";
+  for (auto& p : running.paths) EXPECT_FALSE(controller::path_exists(p)) << p << " outlived emberd";
   EXPECT_TRUE(controller::path_exists(dir_ + "/functions/a/function.json"));
   start();
   EXPECT_EQ(d_.invoke("b", "third start")->body, "third start");

@@ -2,6 +2,8 @@
 // output, exit codes, stderr), 50 concurrent invocations, timeouts, a VMM
 // killed mid-invocation, redeploy under load, saturation.
 #include <atomic>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include "controller/testdata/emberd_fixture.h"
@@ -251,6 +253,48 @@ TEST_P(EmberdInvoke, SaturationAnswers429WithRetryAfter) {
   EXPECT_EQ(d_.function("probe")["invocations"]["rejected"], 1);
 }
 
+TEST_P(EmberdInvoke, AtMaxVmsPoolsShrinkBeforeWorkIsRefused) {
+  start("limits:\n  max_vms: 3\n");
+  ASSERT_EQ(d_.deploy("parked", slurp(fnprobe_path()), json{{"pool", 3}})->status, 201);
+  ASSERT_EQ(d_.deploy("other", slurp(fnprobe_path()), json{{"pool", 0}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("parked", 3));
+  std::set<std::string> parked_ids;
+  for (auto& v : d_.vms()) parked_ids.insert(v["id"].get<std::string>());
+  ASSERT_EQ(parked_ids.size(), 3u);
+
+  // Every VM slot holds a parked VM: an invocation of another function
+  // takes one from the pool rather than being refused.
+  auto inv = d_.invoke("other", "hi");
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->status, 200) << inv->body;
+  EXPECT_EQ(inv->body, "hi");
+  size_t still_there = 0;
+  for (auto& v : d_.vms()) still_there += parked_ids.count(v["id"].get<std::string>());
+  EXPECT_LE(still_there, 2u) << "no parked VM was given up for the invocation";
+
+  // Every slot busy: refused at once with 429 + Retry-After, not queued.
+  ASSERT_TRUE(d_.wait_pool("parked", 3));
+  std::vector<std::optional<httplib::Result>> busy(3);
+  std::vector<std::thread> threads;
+  for (auto& b : busy)
+    threads.emplace_back([&] { b = d_.new_client()->Post("/v1/functions/parked/invoke", "sleep 1500", "text/plain"); });
+  for (int i = 0; i < 2000 && d_.function("parked")["invocations"]["inflight"] != 3; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  auto refused = d_.invoke("other", "hi");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "1");
+  EXPECT_NE(refused->body.find("limits.max_vms (3)"), std::string::npos) << refused->body;
+  for (auto& t : threads) t.join();
+  for (auto& b : busy) {
+    ASSERT_TRUE(b && *b);
+    EXPECT_EQ((*b)->status, 200);
+    EXPECT_EQ((*b)->body, "slept 1500\n");
+  }
+  EXPECT_EQ(d_.invoke("other", "again")->body, "again");
+  EXPECT_LE(d_.vms().size(), 3u);
+}
+
 TEST_P(EmberdInvoke, PoolZeroRestoresOnTheSpot) {
   start();
   ASSERT_EQ(d_.deploy("cold", slurp(fnprobe_path()), json{{"pool", 0}})->status, 201);
@@ -269,6 +313,13 @@ TEST_P(EmberdInvoke, RedeployUnderLoad) {
     return d_.deploy("fn", slurp(fnprobe_path()), json{{"pool", 2}, {"env", {{"VERSION", v}}}});
   };
   ASSERT_EQ(deploy("v1")->status, 201);
+  // One long invocation starts on v1 and is still running when v2 is
+  // switched in: it must finish on v1, with v1's files still there.
+  const auto long_started = std::chrono::steady_clock::now();
+  std::optional<httplib::Result> long_answer;
+  std::thread long_one([&] { long_answer = d_.new_client()->Post("/v1/functions/fn/invoke", "sleep 2500 VERSION", "text/plain"); });
+  for (int i = 0; i < 2000 && d_.function("fn")["invocations"]["inflight"] != 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0}, bad{0};
   std::vector<std::thread> load;
@@ -294,6 +345,8 @@ TEST_P(EmberdInvoke, RedeployUnderLoad) {
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->status, 201) << r2->body;
   EXPECT_EQ(json::parse(r2->body)["version"], 2);
+  if (std::chrono::steady_clock::now() - long_started < std::chrono::milliseconds(2000))
+    EXPECT_TRUE(controller::path_exists(dir_ + "/functions/fn/v1")) << "v1 removed under its running invocation";
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto r3 = deploy("v3");
   ASSERT_TRUE(r3);
@@ -301,6 +354,10 @@ TEST_P(EmberdInvoke, RedeployUnderLoad) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   stop = true;
   for (auto& t : load) t.join();
+  long_one.join();
+  ASSERT_TRUE(long_answer && *long_answer);
+  EXPECT_EQ((*long_answer)->status, 200);
+  EXPECT_EQ((*long_answer)->body, "slept 2500 v1\n");
   EXPECT_EQ(bad.load(), 0) << (failures.empty() ? "" : failures[0]);
   EXPECT_GT(ok.load(), 10);
   EXPECT_EQ(d_.invoke("fn", "env VERSION")->body, "v3\n");
