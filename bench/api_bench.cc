@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/proc_memory.h"
 #include "bench/stats.h"
 
 extern char** environ;
@@ -173,12 +174,7 @@ struct Memory {
 
 Memory read_memory(pid_t pid, uint64_t guest_ram_bytes) {
   Memory m;
-  std::ifstream roll("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  for (std::string line; std::getline(roll, line);) {
-    const auto colon = line.find(':');
-    if (colon == std::string::npos || line.find(" kB") == std::string::npos) continue;
-    m.rollup[line.substr(0, colon)] = std::stod(line.substr(colon + 1));
-  }
+  m.rollup = smaps_rollup_kib(pid);
   // The guest's RAM: the anonymous mapping of guest_ram_bytes.
   std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
   bool in_ram = false;

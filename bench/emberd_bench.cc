@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/proc_memory.h"
 #include "bench/stats.h"
 
 extern char** environ;
@@ -46,7 +47,8 @@ const char* kUsage =
     "  throughput C clients invoking as fast as they can for S seconds\n"
     "  density    for each N: a function with pool N is deployed and filled;\n"
     "             time to fill, host memory per parked VM (MemAvailable drop\n"
-    "             / N, and the VMMs' private RSS), then one invocation on\n"
+    "             / N; each VMM's and jailer's private dirty pages and Pss\n"
+    "             from /proc/PID/smaps_rollup), then one invocation on\n"
     "             each of them (C at a time); where filling stops, why\n"
     "\n"
     "options:\n"
@@ -350,29 +352,45 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   }
   const double fill_s = us_since(t0) / 1e6;
   const uint64_t avail1 = mem_available_bytes();
-  uint64_t private_sum = 0, rss_sum = 0;
+  // What each parked VM holds, read from /proc here (emberd samples only
+  // once a second): private dirty pages are its own (guest pages it wrote,
+  // the VMM's heap and stacks); Pss adds its share of what VMs share (the
+  // snapshot's page cache, the binaries).
+  double vmm_dirty = 0, vmm_pss = 0, jailer_dirty = 0, jailer_pss = 0;
   json vms = get_json(*c, "/v1/vms");
   size_t counted = 0;
   if (vms.is_array())
-    for (const auto& v : vms)
-      if (v["function"] == name) {
-        private_sum += v["private_bytes"].get<uint64_t>();
-        rss_sum += v["rss_bytes"].get<uint64_t>();
-        counted++;
+    for (const auto& v : vms) {
+      if (v["function"] != name) continue;
+      auto vmm = smaps_rollup_kib(v["pid"].get<pid_t>());
+      if (vmm.empty()) continue;
+      vmm_dirty += vmm["Private_Dirty"];
+      vmm_pss += vmm["Pss"];
+      if (const pid_t jailer = v.value("jailer_pid", 0); jailer > 0) {
+        auto jm = smaps_rollup_kib(jailer);
+        jailer_dirty += jm["Private_Dirty"];
+        jailer_pss += jm["Pss"];
       }
+      counted++;
+    }
+  const auto per_vm_bytes = [&](double kib) { return counted ? kib * 1024 / static_cast<double>(counted) : 0.0; };
   j["ready"] = ready;
   j["fill_seconds"] = fill_s;
   j["host_bytes_per_vm"] = ready ? static_cast<double>(avail0 > avail1 ? avail0 - avail1 : 0) / ready : 0;
-  j["vmm_private_bytes_per_vm"] = counted ? static_cast<double>(private_sum) / counted : 0;
-  j["vmm_rss_bytes_per_vm"] = counted ? static_cast<double>(rss_sum) / counted : 0;
+  j["vmm_private_dirty_bytes_per_vm"] = per_vm_bytes(vmm_dirty);
+  j["vmm_pss_bytes_per_vm"] = per_vm_bytes(vmm_pss);
+  j["jailer_private_dirty_bytes_per_vm"] = per_vm_bytes(jailer_dirty);
+  j["jailer_pss_bytes_per_vm"] = per_vm_bytes(jailer_pss);
   if (ready < static_cast<size_t>(n)) {
     j["stopped_because"] = fn.is_object() ? fn["pool"]["last_error"].get<std::string>() : "emberd stopped answering";
     j["memory_limited"] = fn.is_object() && fn["pool"]["memory_limited"].get<bool>();
   }
-  std::printf("\ndensity %d: %zu parked in %.1f s; host memory %.0f KiB per VM (MemAvailable), VMM private %.0f KiB, "
-              "RSS %.0f KiB\n",
+  std::printf("\ndensity %d: %zu parked in %.1f s; host memory %.0f KiB per VM (MemAvailable); per VM: VMM %.0f KiB "
+              "private dirty (Pss %.0f), jailer %.0f KiB private dirty (Pss %.0f)\n",
               n, ready, fill_s, j["host_bytes_per_vm"].get<double>() / 1024,
-              j["vmm_private_bytes_per_vm"].get<double>() / 1024, j["vmm_rss_bytes_per_vm"].get<double>() / 1024);
+              j["vmm_private_dirty_bytes_per_vm"].get<double>() / 1024, j["vmm_pss_bytes_per_vm"].get<double>() / 1024,
+              j["jailer_private_dirty_bytes_per_vm"].get<double>() / 1024,
+              j["jailer_pss_bytes_per_vm"].get<double>() / 1024);
   if (j.contains("stopped_because"))
     std::printf("  stopped short: %s%s\n", j["stopped_because"].get<std::string>().c_str(),
                 j["memory_limited"].get<bool>() ? " (memory budget)" : "");
