@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -426,6 +427,15 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   std::printf("    %d ok (%d pool hits), %d failed, in %.1f s\n", ok.load(), hits.load(), bad.load(), across_s);
   auto del = c->Delete("/v1/functions/" + name);  // frees the memory for the next size
   if (!del || del->status != 204) std::fprintf(stderr, "ember-bench invoke: could not remove %s\n", name.c_str());
+  // The next size's MemAvailable baseline must not include these VMs'
+  // teardown (up to ~16 ms each, in the background).
+  for (int i = 0; i < 600; i++) {
+    const json vms = get_json(*c, "/v1/vms");
+    if (!vms.is_array() ||
+        std::none_of(vms.begin(), vms.end(), [&](const json& v) { return v["function"] == name; }))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   return j;
 }
 
