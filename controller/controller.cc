@@ -1218,14 +1218,18 @@ ApiResult Controller::list_vms() {
   for (auto& vm : vms) {
     if (vm->vmm_pid.load() < 0 && vm->jailed) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
     const pid_t vmm = vm->vmm_pid.load();
+    // Read now: housekeeping's sample is up to a second old, and unset for
+    // a VM started since.
+    uint64_t rss = vm->rss_bytes.load(), priv = vm->mem_bytes.load();
+    if (vmm > 0) read_process_memory(vmm, &rss, &priv);
     arr.push_back({{"id", vm->id},
                    {"function", vm->fn->rec.name},
                    {"version", vm->fn->rec.version},
                    {"state", vm_state_name(vm->state.load())},
                    {"pid", vmm > 0 ? vmm : vm->pid},
                    {"jailer_pid", vm->jailed ? vm->pid : 0},
-                   {"rss_bytes", vm->rss_bytes.load()},
-                   {"private_bytes", vm->mem_bytes.load()},
+                   {"rss_bytes", rss},
+                   {"private_bytes", priv},
                    {"age_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - vm->created).count()},
                    {"jailed", vm->jailed}});
   }

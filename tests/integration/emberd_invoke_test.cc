@@ -25,6 +25,13 @@ TEST_P(EmberdInvoke, DeployAndInvokeExactOutput) {
   EXPECT_EQ(f["version"], 1);
   EXPECT_EQ(f["source"], "image");
   EXPECT_EQ(f["pool"]["target"], 1);
+  // GET /v1/vms reads each VMM's memory when asked (not a sample that is
+  // still unset right after the pool filled).
+  ASSERT_TRUE(d_.wait_pool("echo", 1));
+  for (const json& v : d_.vms()) {
+    EXPECT_GT(v["rss_bytes"].get<uint64_t>(), 0u) << v.dump();
+    EXPECT_LE(v["private_bytes"].get<uint64_t>(), v["rss_bytes"].get<uint64_t>()) << v.dump();
+  }
 
   std::string binary;
   for (int i = 0; i < 256; i++) binary += static_cast<char>(i);
