@@ -48,9 +48,11 @@ const char* kUsage =
     "  throughput C clients invoking as fast as they can for S seconds\n"
     "  density    for each N: a function with pool N is deployed and filled;\n"
     "             time to fill, host memory per parked VM (MemAvailable drop\n"
-    "             / N; each VMM's and jailer's private dirty pages and Pss\n"
-    "             from /proc/PID/smaps_rollup), then one invocation on\n"
-    "             each of them (C at a time); where filling stops, why\n"
+    "             / N, and where it went: /proc/meminfo's anon, page tables,\n"
+    "             KVM's page tables, kernel stacks, slab, per-CPU; each VMM's\n"
+    "             and jailer's private dirty pages and Pss from\n"
+    "             /proc/PID/smaps_rollup), then one invocation on each of\n"
+    "             them (C at a time); where filling stops, why\n"
     "\n"
     "options:\n"
     "  -n N             sequential invocations, warm and cold (default 200)\n"
@@ -123,17 +125,6 @@ bool parse(const std::vector<std::string>& args, Options* o, int* status) {
     }
   }
   return true;
-}
-
-uint64_t mem_available_bytes() {
-  std::ifstream f("/proc/meminfo");
-  for (std::string key; f >> key;) {
-    uint64_t kb = 0;
-    f >> kb;
-    if (key == "MemAvailable:") return kb * 1024;
-    f.ignore(256, '\n');
-  }
-  return 0;
 }
 
 // emberd in the background, on its own state directory and a free port.
@@ -323,7 +314,7 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   const std::string name = "dense" + std::to_string(n);
   json j;
   j["target"] = n;
-  const uint64_t avail0 = mem_available_bytes();
+  const auto mem0 = meminfo_kib();
   const auto t0 = Clock::now();
   std::string error;
   if (!deploy(*c, name, image, json{{"pool", n}, {"memory_mib", mib}, {"max_concurrency", clients}}, &error)) {
@@ -352,7 +343,7 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   const double fill_s = us_since(t0) / 1e6;
-  const uint64_t avail1 = mem_available_bytes();
+  const auto mem1 = meminfo_kib();
   // What each parked VM holds, read from /proc here (emberd samples only
   // once a second): private dirty pages are its own (guest pages it wrote,
   // the VMM's heap and stacks); Pss adds its share of what VMs share (the
@@ -377,7 +368,19 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   const auto per_vm_bytes = [&](double kib) { return counted ? kib * 1024 / static_cast<double>(counted) : 0.0; };
   j["ready"] = ready;
   j["fill_seconds"] = fill_s;
-  j["host_bytes_per_vm"] = ready ? static_cast<double>(avail0 > avail1 ? avail0 - avail1 : 0) / ready : 0;
+  // Host-wide, per VM filled: what MemAvailable lost, and where it went
+  // (the kernel's share, page tables and KVM's, stacks, slab, per-CPU data
+  // of each jail's cgroups, is not in any process's smaps).
+  const auto host_delta_bytes = [&](const std::string& field) {
+    auto get = [&](const std::map<std::string, double>& m) {
+      auto it = m.find(field);
+      return it == m.end() ? 0.0 : it->second;
+    };
+    return ready ? (get(mem1) - get(mem0)) * 1024 / static_cast<double>(ready) : 0.0;
+  };
+  j["host_bytes_per_vm"] = std::max(0.0, -host_delta_bytes("MemAvailable"));
+  for (const char* field : {"AnonPages", "Shmem", "PageTables", "SecPageTables", "KernelStack", "Slab", "Percpu"})
+    j["host_growth_bytes_per_vm"][field] = host_delta_bytes(field);
   j["vmm_private_dirty_bytes_per_vm"] = per_vm_bytes(vmm_dirty);
   j["vmm_pss_bytes_per_vm"] = per_vm_bytes(vmm_pss);
   j["jailer_private_dirty_bytes_per_vm"] = per_vm_bytes(jailer_dirty);
@@ -392,6 +395,10 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
               j["vmm_private_dirty_bytes_per_vm"].get<double>() / 1024, j["vmm_pss_bytes_per_vm"].get<double>() / 1024,
               j["jailer_private_dirty_bytes_per_vm"].get<double>() / 1024,
               j["jailer_pss_bytes_per_vm"].get<double>() / 1024);
+  std::printf("  host growth per VM, KiB (/proc/meminfo):");
+  for (const auto& [field, bytes] : j["host_growth_bytes_per_vm"].items())
+    std::printf(" %s %.0f", field.c_str(), bytes.get<double>() / 1024);
+  std::printf("\n");
   if (j.contains("stopped_because"))
     std::printf("  stopped short: %s%s\n", j["stopped_because"].get<std::string>().c_str(),
                 j["memory_limited"].get<bool>() ? " (memory budget)" : "");

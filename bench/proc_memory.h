@@ -14,4 +14,8 @@ namespace ember::bench {
 // process is gone or the file is unreadable.
 std::map<std::string, double> smaps_rollup_kib(pid_t pid);
 
+// The fields of /proc/meminfo (MemAvailable, AnonPages, PageTables,
+// SecPageTables, KernelStack, Slab, Percpu, Shmem, ...), in KiB.
+std::map<std::string, double> meminfo_kib();
+
 }  // namespace ember::bench

@@ -8,6 +8,7 @@
 #   KVMVM_CPU (default "max")  KVMVM_CACHE (9p cache mode: loose|none|mmap|fscache, default loose)
 #   KVMVM_TMP (tmpfs|host: /tmp in the guest; default tmpfs)  KVMVM_KVMAMD (kvm_amd params, comma-separated)
 #   KVMVM_CGROUP (v1 = host-like hybrid layout [default] | v2 = cgroup2 at /sys/fs/cgroup)
+#   KVMVM_APPEND (more of the guest kernel's command line, e.g. debugfs=off)
 #   KVMVM_VERBOSE=1 (print guest console log)  KVMVM_KEEP=1 (keep run dir under $KVMVM_HOME/runs)
 # Exit status: command's status; 124 on timeout; 125 if the guest died without reporting one.
 set -u
@@ -36,6 +37,7 @@ chmod 755 "$RUN"
 APPEND="console=ttyS0 quiet loglevel=4 rdinit=/init panic=-1 8250.nr_uarts=2 mitigations=off random.trust_cpu=on tsc=reliable clocksource=tsc"
 APPEND+=" kvmvm.run=$RUN kvmvm.cache=${KVMVM_CACHE:-loose} kvmvm.tmp=${KVMVM_TMP:-tmpfs} kvmvm.cgroup=${KVMVM_CGROUP:-v1}"
 [ -n "${KVMVM_KVMAMD:-}" ] && APPEND+=" kvmvm.kvmamd=$KVMVM_KVMAMD"
+APPEND+=" ${KVMVM_APPEND:-}"
 KERNEL=$H/vmlinux; [ -f "$KERNEL" ] || KERNEL=$H/vmlinuz
 timeout -k 10 "$T" qemu-system-x86_64 \
   -nodefaults -no-user-config -display none -monitor none -no-reboot \
