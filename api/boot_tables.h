@@ -83,21 +83,24 @@ inline bool write_boot_tables(uintptr_t low, const BootTablesSpec& spec) {
   // Page tables: identity map RAM (page 0 left out), the MMIO pages
   // (uncached), and the image slot. Everything is user-accessible: the
   // runtime runs in ring 3 (PLATFORM.md), and the VM is the isolation
-  // boundary, not the guest's rings.
-  constexpr uint64_t P = 1, RW = 2, US = 4, PWT = 8, PCD = 16, PS = 0x80;
+  // boundary, not the guest's rings. Accessed (and, where writable, Dirty)
+  // are set up front: the CPU would set each on first use, a write to the
+  // page-table page that makes it private to every restored VM (4 KiB each,
+  // copy-on-write of the snapshot) and, under shadow paging (PVM), an exit.
+  constexpr uint64_t P = 1, RW = 2, US = 4, PWT = 8, PCD = 16, A = 0x20, D = 0x40, PS = 0x80;
   const uint64_t table_pages[] = {kPml4Gpa,           kPdptGpa,           kPdLowGpa,     kPdLowGpa + 0x1000,
                                   kPdLowGpa + 0x2000, kPdLowGpa + 0x3000, kPtFirst2MGpa, kPdImageGpa};
   for (uint64_t gpa : table_pages) zero_page(gpa);
-  q(kPml4Gpa)[0] = kPdptGpa | P | RW | US;
-  for (unsigned g = 0; g < 4; g++) q(kPdptGpa)[g] = (kPdLowGpa + g * 0x1000) | P | RW | US;
+  q(kPml4Gpa)[0] = kPdptGpa | P | RW | US | A;
+  for (unsigned g = 0; g < 4; g++) q(kPdptGpa)[g] = (kPdLowGpa + g * 0x1000) | P | RW | US | A;
   volatile uint64_t* pd = q(kPdLowGpa);  // 2048 entries, 2 MiB each, covering 0-4 GiB
-  pd[0] = kPtFirst2MGpa | P | RW | US;
-  for (uint64_t page = 1; page < 512; page++) q(kPtFirst2MGpa)[page] = (page * kPageSize) | P | RW | US;
-  for (uint64_t a = kHugePageSize; a < spec.mem_size; a += kHugePageSize) pd[a / kHugePageSize] = a | P | RW | US | PS;
+  pd[0] = kPtFirst2MGpa | P | RW | US | A;
+  for (uint64_t page = 1; page < 512; page++) q(kPtFirst2MGpa)[page] = (page * kPageSize) | P | RW | US | A | D;
+  for (uint64_t a = kHugePageSize; a < spec.mem_size; a += kHugePageSize) pd[a / kHugePageSize] = a | P | RW | US | A | D | PS;
   auto map_mmio = [&](uint64_t gpa) {
     const uint64_t base = gpa & ~(kHugePageSize - 1);
     if (base < spec.mem_size || base >= (4ull << 30)) return false;
-    pd[base / kHugePageSize] = base | P | RW | US | PS | PWT | PCD;
+    pd[base / kHugePageSize] = base | P | RW | US | A | D | PS | PWT | PCD;
     return true;
   };
   if (!map_mmio(kLapicGpa)) return false;
@@ -105,9 +108,9 @@ inline bool write_boot_tables(uintptr_t low, const BootTablesSpec& spec) {
     if (!map_mmio(spec.mmio_gpas[i])) return false;
   if (spec.image_gpa != 0) {
     if (spec.image_gpa != kImageGpa || spec.image_size > kMaxImageSize) return false;
-    q(kPdptGpa)[4] = kPdImageGpa | P | RW | US;
+    q(kPdptGpa)[4] = kPdImageGpa | P | RW | US | A;
     for (uint64_t off = 0; off < spec.image_size; off += kHugePageSize)
-      q(kPdImageGpa)[off / kHugePageSize] = (kImageGpa + off) | P | US | PS;  // read-only
+      q(kPdImageGpa)[off / kHugePageSize] = (kImageGpa + off) | P | US | A | PS;  // read-only
   }
   return true;
 }

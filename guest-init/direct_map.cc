@@ -7,7 +7,8 @@
 namespace ember::guest {
 namespace {
 
-constexpr uint64_t kP = 1, kRw = 2, kUs = 4, kPs = 0x80;
+// Accessed and Dirty preset, as in the boot tables (api/boot_tables.h: why).
+constexpr uint64_t kP = 1, kRw = 2, kUs = 4, kA = 0x20, kD = 0x40, kPs = 0x80;
 constexpr uint32_t kMaxTables = 8;  // 16 MiB of read-only segments; more is copied
 alignas(4096) uint64_t g_tables[kMaxTables][512];
 constinit uint64_t g_table_region[kMaxTables] = {};
@@ -66,11 +67,11 @@ uint64_t apply_direct_map(const LoadPlan& plan, uint64_t file_gpa, bool* direct)
       if (table_of(r)) continue;
       g_table_region[g_tables_used] = r;
       uint64_t* pt = g_tables[g_tables_used++];
-      for (uint64_t k = 0; k < 512; k++) pt[k] = (r + k * kPage) | kP | kRw | kUs;  // RAM, as before
+      for (uint64_t k = 0; k < 512; k++) pt[k] = (r + k * kPage) | kP | kRw | kUs | kA | kD;  // RAM, as before
     }
     for (uint64_t v = first; v < end; v += kPage) {
       const uint64_t phys = file_gpa + s.offset - (s.vaddr - v);
-      table_of(region_of(v))[(v / kPage) % 512] = phys | kP | kUs;  // read-only, onto the image
+      table_of(region_of(v))[(v / kPage) % 512] = phys | kP | kUs | kA;  // read-only, onto the image
       pages++;
     }
   }
@@ -80,7 +81,7 @@ uint64_t apply_direct_map(const LoadPlan& plan, uint64_t file_gpa, bool* direct)
   for (uint32_t t = 0; t < g_tables_used; t++) {
     const uint64_t r = g_table_region[t];
     if (!(pd[r / abi::kHugePageSize] & kPs)) continue;  // installed by an earlier call
-    pd[r / abi::kHugePageSize] = reinterpret_cast<uint64_t>(g_tables[t]) | kP | kRw | kUs;
+    pd[r / abi::kHugePageSize] = reinterpret_cast<uint64_t>(g_tables[t]) | kP | kRw | kUs | kA;
     g_stats.gate_other++;
     ember_gate_invlpg(r);
   }

@@ -115,6 +115,13 @@ TEST(VmmBoot, SystemTablesInRam) {
   EXPECT_EQ(q(abi::kPml4Gpa) & ~0xfffull, abi::kPdptGpa);
   EXPECT_EQ(q(abi::kPdptGpa + 4 * 8) & ~0xfffull, abi::kPdImageGpa);  // the image slot at 4 GiB
   EXPECT_EQ(q(abi::kPtFirst2MGpa), 0u);                               // page 0 unmapped
+  // Accessed preset everywhere, Dirty on writable leaves: a restored VM
+  // never writes its page tables for them (each write would copy the page).
+  const uint64_t kAccessed = 0x20, kDirty = 0x40;
+  EXPECT_EQ(q(abi::kPml4Gpa) & kAccessed, kAccessed);
+  EXPECT_EQ(q(abi::kPdLowGpa) & kAccessed, kAccessed);                     // -> the first 2 MiB's table
+  EXPECT_EQ(q(abi::kPtFirst2MGpa + 8) & (kAccessed | kDirty), kAccessed | kDirty);  // page 1
+  EXPECT_EQ(q(abi::kPdLowGpa + 8) & (kAccessed | kDirty), kAccessed | kDirty);     // 2-4 MiB, RAM
   // Every IDT gate points at a handler from the note; vector 3 is DPL3.
   EXPECT_EQ(q(abi::kIdtGpa + 3 * 16) >> 45 & 3, 3u);
   // Memory too small for the tables: refused, nothing written out of bounds.
