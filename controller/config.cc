@@ -179,7 +179,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
       EMBER_TRY_VOID(w.known_keys(l, "limits",
                                   {"max_functions", "max_image_bytes", "max_request_bytes", "max_output_bytes",
                                    "max_memory_mib", "max_timeout_ms", "max_pool", "max_concurrency", "max_inflight",
-                                   "max_vms", "memory_budget_mib"}));
+                                   "max_vms", "memory_budget_mib", "vm_host_overhead_kib"}));
       auto& x = c.limits;
       EMBER_TRY_VOID(w.uint(l, "limits", "max_functions", &x.max_functions, 1, 1000000));
       EMBER_TRY_VOID(w.uint(l, "limits", "max_image_bytes", &x.max_image_bytes, 4096, 4ull << 30));
@@ -192,6 +192,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
       EMBER_TRY_VOID(w.uint(l, "limits", "max_inflight", &x.max_inflight, 1, 1000000));
       EMBER_TRY_VOID(w.uint(l, "limits", "max_vms", &x.max_vms, 1, 10000000));
       EMBER_TRY_VOID(w.uint(l, "limits", "memory_budget_mib", &x.memory_budget_mib, 0, 1ull << 40));
+      EMBER_TRY_VOID(w.uint(l, "limits", "vm_host_overhead_kib", &x.vm_host_overhead_kib, 0, 1u << 20));
     }
     if (const YAML::Node j = root["jailer"]) {
       EMBER_TRY_VOID(w.known_keys(j, "jailer",
@@ -262,6 +263,7 @@ std::string config_to_yaml(const Config& c) {
     << "  max_inflight: " << c.limits.max_inflight << "\n"
     << "  max_vms: " << c.limits.max_vms << "\n"
     << "  memory_budget_mib: " << c.limits.memory_budget_mib << "\n"
+    << "  vm_host_overhead_kib: " << c.limits.vm_host_overhead_kib << "\n"
     << "jailer:\n"
     << "  enabled: " << (c.jailer.mode == JailerMode::kAuto ? "auto" : c.jailer.mode == JailerMode::kOn ? "true" : "false")
     << "\n"

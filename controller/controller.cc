@@ -633,9 +633,14 @@ bool Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_i
       return false;
     }
   }
-  const int64_t need = static_cast<int64_t>(fn->mem_estimate.load());
+  // Each VM costs its VMM's private pages (measured) plus what the host
+  // spends on it outside them (limits.vm_host_overhead_kib).
+  const int64_t overhead = int64_t{cfg_.limits.vm_host_overhead_kib} << 10;
+  const int64_t need = static_cast<int64_t>(fn->mem_estimate.load()) + overhead;
   auto fits = [&] {
-    return vm_count() < cfg_.limits.max_vms && vm_mem_total_.load() + need <= static_cast<int64_t>(budget_bytes_);
+    const size_t vms = vm_count();
+    return vms < cfg_.limits.max_vms &&
+           vm_mem_total_.load() + static_cast<int64_t>(vms) * overhead + need <= static_cast<int64_t>(budget_bytes_);
   };
   if (fits()) return true;
   if (!for_invocation) {

@@ -302,6 +302,23 @@ TEST_P(EmberdInvoke, AtMaxVmsPoolsShrinkBeforeWorkIsRefused) {
   EXPECT_LE(d_.vms().size(), 3u);
 }
 
+TEST_P(EmberdInvoke, MemoryBudgetCountsWhatEachVmCostsTheHost) {
+  // 64 MiB for VMs, each counted as 20 MiB of host overhead plus its VMM's
+  // pages: a pool of 5 stops at 3 or fewer (without the overhead it fills).
+  start("limits:\n  memory_budget_mib: 64\n  vm_host_overhead_kib: 20480\n");
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 5}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("probe", 1));
+  EXPECT_FALSE(d_.wait_pool("probe", 4, std::chrono::milliseconds(2500)));
+  const json f = d_.function("probe");
+  EXPECT_TRUE(f["pool"]["memory_limited"].get<bool>()) << f.dump();
+  EXPECT_LE(d_.vms().size(), 3u);
+  // Parked VMs still serve: the budget limits VMs, not invocations.
+  auto inv = d_.invoke("probe", "hi");
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->status, 200) << inv->body;
+  EXPECT_EQ(inv->body, "hi");
+}
+
 TEST_P(EmberdInvoke, PoolZeroRestoresOnTheSpot) {
   start();
   ASSERT_EQ(d_.deploy("cold", slurp(fnprobe_path()), json{{"pool", 0}})->status, 201);
@@ -352,8 +369,9 @@ TEST_P(EmberdInvoke, RedeployUnderLoad) {
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->status, 201) << r2->body;
   EXPECT_EQ(json::parse(r2->body)["version"], 2);
-  if (std::chrono::steady_clock::now() - long_started < std::chrono::milliseconds(2000))
+  if (std::chrono::steady_clock::now() - long_started < std::chrono::milliseconds(2000)) {
     EXPECT_TRUE(controller::path_exists(dir_ + "/functions/fn/v1")) << "v1 removed under its running invocation";
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto r3 = deploy("v3");
   ASSERT_TRUE(r3);
