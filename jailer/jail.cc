@@ -636,7 +636,16 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
     print_line(child_error);
     return kExitJailFailed;
   }
-  // From here on the jail is the VMM's: it stays until --cleanup.
+  // From here on the jail is the VMM's: it stays until --cleanup. What
+  // set-up opened is not needed to supervise; each open file would pin
+  // kernel memory for as long as the VM lives.
+  p.files.clear();
+  p.netns.reset();
+  procs->clear();
+  jail->reset();
+  rb.jails_fd.reset();
+  err_read.reset();
+  devnull.reset();
   if (o.daemonize) {
     const std::string line = std::to_string(child) + "\n";
     ssize_t r = ::write(1, line.data(), line.size());

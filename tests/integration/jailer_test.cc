@@ -327,6 +327,9 @@ TEST_F(Jailer, InsideTheJailFromTheHost) {
                           target == "anon_inode:[timerfd]";
     EXPECT_TRUE(expected) << "fd " << fd << " -> " << target;
   }
+  // The jailer, supervising, holds nothing but its stdio: what set-up opened
+  // (the bound files, the cgroups' task files, the jail directory) is closed.
+  EXPECT_EQ(list_dir("/proc/" + std::to_string(jailer) + "/fd"), (std::set<std::string>{"0", "1", "2"}));
   // rlimits and environment.
   EXPECT_NE(read_file(proc + "/limits").find("Max open files            128                  128"), std::string::npos)
       << read_file(proc + "/limits");
