@@ -78,6 +78,8 @@ for s in $steps; do
         grep -E 'MemTotal|MemAvailable' /proc/meminfo
         ls -d /sys/module/kvm_pvm /sys/module/kvm_intel /sys/module/kvm_amd 2>/dev/null
         stat -fc 'cgroup fs: %T' /sys/fs/cgroup
+        grep cgroup /proc/mounts  # v2's favordynmods makes a process's own cgroup move cheap
+        echo "kernel command line: $(cat /proc/cmdline)"  # debugfs=off saves KVM's debugfs files per VM
         for k in kernel.pid_max kernel.threads-max vm.max_map_count; do echo "$k = $(sysctl -n $k)"; done
         echo "ulimit -n: $(ulimit -n) (hard $(ulimit -Hn))"
         "$home/bin/ember-vmm" run "$home/guest-programs/hello-musl" && echo "sanity: ember-vmm run hello-musl ok"
