@@ -875,7 +875,6 @@ void Controller::housekeeping() {
       uint64_t rss = 0, priv = 0;
       if (vm->vmm_pid.load() < 0) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
       if (vm->vmm_pid.load() < 0 || !read_process_memory(vm->vmm_pid.load(), &rss, &priv)) continue;
-      vm->rss_bytes = rss;
       const uint64_t old = vm->mem_bytes.exchange(priv);
       {
         // Only a VM still registered counts in the total.
@@ -1223,10 +1222,10 @@ ApiResult Controller::list_vms() {
   for (auto& vm : vms) {
     if (vm->vmm_pid.load() < 0 && vm->jailed) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
     const pid_t vmm = vm->vmm_pid.load();
-    // Read now: housekeeping's sample is up to a second old, and unset for
-    // a VM started since.
-    uint64_t rss = vm->rss_bytes.load(), priv = vm->mem_bytes.load();
-    if (vmm > 0) read_process_memory(vmm, &rss, &priv);
+    // Read now, not housekeeping's sample for the budget (up to a second
+    // old, and only an estimate for a VM started since); 0 while no VMM runs.
+    uint64_t rss = 0, priv = 0;
+    if (vmm > 0) read_process_memory(vmm, &rss, &priv);  // leaves both 0 when the VMM is gone
     arr.push_back({{"id", vm->id},
                    {"function", vm->fn->rec.name},
                    {"version", vm->fn->rec.version},
