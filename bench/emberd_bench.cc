@@ -50,8 +50,8 @@ const char* kUsage =
     "             time to fill, host memory per parked VM (MemAvailable drop\n"
     "             / N, and where it went: /proc/meminfo's anon, page tables,\n"
     "             KVM's page tables, kernel stacks, slab, per-CPU; each VMM's\n"
-    "             and jailer's private dirty pages and Pss from\n"
-    "             /proc/PID/smaps_rollup), then one invocation on each of\n"
+    "             private dirty pages and Pss from /proc/PID/smaps_rollup),\n"
+    "             then one invocation on each of\n"
     "             them (C at a time); where filling stops, why\n"
     "\n"
     "options:\n"
@@ -348,7 +348,7 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
   // once a second): private dirty pages are its own (guest pages it wrote,
   // the VMM's heap and stacks); Pss adds its share of what VMs share (the
   // snapshot's page cache, the binaries).
-  double vmm_dirty = 0, vmm_pss = 0, jailer_dirty = 0, jailer_pss = 0;
+  double vmm_dirty = 0, vmm_pss = 0;
   json vms = get_json(*c, "/v1/vms");
   size_t counted = 0;
   if (vms.is_array())
@@ -358,11 +358,6 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
       if (vmm.empty()) continue;
       vmm_dirty += vmm["Private_Dirty"];
       vmm_pss += vmm["Pss"];
-      if (const pid_t jailer = v.value("jailer_pid", 0); jailer > 0) {
-        auto jm = smaps_rollup_kib(jailer);
-        jailer_dirty += jm["Private_Dirty"];
-        jailer_pss += jm["Pss"];
-      }
       counted++;
     }
   const auto per_vm_bytes = [&](double kib) { return counted ? kib * 1024 / static_cast<double>(counted) : 0.0; };
@@ -383,18 +378,14 @@ json density(const Daemon& d, const std::string& image, int n, int mib, int clie
     j["host_growth_bytes_per_vm"][field] = host_delta_bytes(field);
   j["vmm_private_dirty_bytes_per_vm"] = per_vm_bytes(vmm_dirty);
   j["vmm_pss_bytes_per_vm"] = per_vm_bytes(vmm_pss);
-  j["jailer_private_dirty_bytes_per_vm"] = per_vm_bytes(jailer_dirty);
-  j["jailer_pss_bytes_per_vm"] = per_vm_bytes(jailer_pss);
   if (ready < static_cast<size_t>(n)) {
     j["stopped_because"] = fn.is_object() ? fn["pool"]["last_error"].get<std::string>() : "emberd stopped answering";
     j["memory_limited"] = fn.is_object() && fn["pool"]["memory_limited"].get<bool>();
   }
   std::printf("\ndensity %d: %zu parked in %.1f s; host memory %.0f KiB per VM (MemAvailable); per VM: VMM %.0f KiB "
-              "private dirty (Pss %.0f), jailer %.0f KiB private dirty (Pss %.0f)\n",
+              "private dirty (Pss %.0f)\n",
               n, ready, fill_s, j["host_bytes_per_vm"].get<double>() / 1024,
-              j["vmm_private_dirty_bytes_per_vm"].get<double>() / 1024, j["vmm_pss_bytes_per_vm"].get<double>() / 1024,
-              j["jailer_private_dirty_bytes_per_vm"].get<double>() / 1024,
-              j["jailer_pss_bytes_per_vm"].get<double>() / 1024);
+              j["vmm_private_dirty_bytes_per_vm"].get<double>() / 1024, j["vmm_pss_bytes_per_vm"].get<double>() / 1024);
   std::printf("  host growth per VM, KiB (/proc/meminfo):");
   for (const auto& [field, bytes] : j["host_growth_bytes_per_vm"].items())
     std::printf(" %s %.0f", field.c_str(), bytes.get<double>() / 1024);

@@ -36,8 +36,8 @@ struct Limits {
                                                // http_threads; follows it when not set)
   uint32_t max_vms = 20000;                    // VMM processes alive, whole daemon
   uint64_t memory_budget_mib = 0;              // host memory for VMs; 0: 80% of MemTotal
-  uint32_t vm_host_overhead_kib = 768;         // per VM, beyond its VMM's private pages: the kernel's
-                                               // share (KVM, tasks, page tables, jail), the jailer
+  uint32_t vm_host_overhead_kib = 512;         // per VM, beyond its VMM's private pages: the kernel's
+                                               // share (KVM, tasks, page tables, jail)
 };
 
 struct JailerConfig {

@@ -69,6 +69,23 @@ std::string tail_of_file(const std::string& path, size_t max = 4096) {
   return s.size() > max ? s.substr(s.size() - max) : s;
 }
 
+// What a pipe holds now, without waiting for more (at most 64 KiB).
+std::string read_available(int fd) {
+  std::string text;
+  char buf[4096];
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  for (ssize_t n; text.size() < 65536 && (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  return text;
+}
+
+// ": " and the line that says why a VMM could not start (ember-jailer's, if
+// it spoke), or "".
+std::string last_words(const std::string& output) {
+  std::string line = last_line(output, "ember-jailer: ");
+  if (line.empty()) line = last_line(output);
+  return line.empty() ? "" : ": " + line;
+}
+
 std::vector<std::string> read_cmdline(const std::string& pid) {
   std::ifstream f("/proc/" + pid + "/cmdline", std::ios::binary);
   std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -427,17 +444,34 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
   o.stdin_fd = in_fd;
   o.stdout_fd = out_fd;
   o.stderr_fd = err_fd;
+  Child c;
   if (jail_) {
-    o.argv = jailed_command(jail_spec(vm->id, *vm->fn), vmm_argv);
+    // ember-jailer --detach builds the jail, starts the VMM in it as our own
+    // child and exits: no supervising process stays per VM (its memory, page
+    // tables and task were ~10 % of what a parked VM costs the host), and we
+    // own the VMM as we own an unjailed one.
+    JailSpec j = jail_spec(vm->id, *vm->fn);
+    j.detach = true;
+    o.argv = jailed_command(j, vmm_argv);
     vm->jailed = true;
-    vm->chroot_base = cfg_.jailer.chroot_base;
     EMBER_TRY_VOID(write_file_atomic(vm->run_dir + "/jailed", vm->id));
+    EMBER_TRY(Child jailer, spawn_process(o));
+    auto st = wait_process_until(jailer.pidfd.get(), Clock::now() + std::chrono::milliseconds(cfg_.deploy_timeout_ms));
+    if (!st) {
+      signal_process(jailer.pidfd.get(), SIGKILL);
+      (void)wait_process(jailer.pidfd.get());
+      return Error{"ember-jailer did not finish the jail within deploy_timeout_ms (" +
+                   std::to_string(cfg_.deploy_timeout_ms) + " ms)"};
+    }
+    if (st->shell_code() != 0) return Error{"ember-jailer " + st->describe()};
+    const pid_t pid = detached_vmm_pid(cfg_.jailer.chroot_base, vm->id);
+    if (pid < 0) return Error{"ember-jailer --detach left no VMM pid in the jail " + vm->id};
+    EMBER_TRY(c, adopt_child(pid));
   } else {
     o.argv = vmm_argv;
+    EMBER_TRY(c, spawn_process(o));
   }
-  EMBER_TRY(Child c, spawn_process(o));
   vm->pid = c.pid;
-  if (!jail_) vm->vmm_pid = c.pid;
   vm->pidfd = std::move(c.pidfd);
   register_vm(vm);
   std::weak_ptr<Vm> weak = vm;
@@ -478,7 +512,10 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
     if (::pipe2(err, O_CLOEXEC) < 0) return fail(errno_error("pipe").message);
     Fd err_r(err[0]), err_w(err[1]);
     auto s = spawn_vm(vm, boot_command(jail_ ? "" : vm->id, fn->rec.spec, paths), in_r.get(), out_w.get(), err_w.get());
-    if (!s) return fail("cannot start ember-vmm: " + s.message());
+    if (!s) {
+      err_w.reset();
+      return fail("cannot start ember-vmm: " + s.message() + last_words(read_available(err_r.get())));
+    }
     vm->in = std::move(in_w);
     vm->out = std::move(out_r);
     vm->err = std::move(err_r);
@@ -492,7 +529,7 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
     if (!log.valid()) return fail(errno_error("create " + vm->log_path).message);
     vm->max_uses = cfg_.invocations_per_vm;
     auto s = spawn_vm(vm, restore_command(jail_ ? "" : vm->id, vm->max_uses, paths), -1, log.get(), log.get());
-    if (!s) return fail("cannot start ember-vmm: " + s.message());
+    if (!s) return fail("cannot start ember-vmm: " + s.message() + last_words(tail_of_file(vm->log_path)));
     // Parked at ready once its vsock socket accepts and the guest answers.
     const auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.deploy_timeout_ms);
     std::string last;
@@ -553,7 +590,10 @@ void Controller::retire_vm(const std::shared_ptr<Vm>& vm, const std::string& rea
 
 void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
   const VmState was = vm->state.load();
-  vm->set_exited(st);
+  // The jail's cgroups go once the janitor gets to them: ask them now.
+  const bool oom_killed = vm->jailed && st.signaled && st.value == SIGKILL &&
+                          jail_oom_kills(cfg_.jailer.chroot_base, vm->id) > 0;
+  vm->set_exited(st, vmm_death_verdict(st, oom_killed));
   bool was_parked = false;
   {
     std::lock_guard<std::mutex> l(vm->fn->mu);
@@ -566,17 +606,10 @@ void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
   }
   if (!vm->stop_requested.load() && (was == VmState::kReady || was == VmState::kStarting)) {
     metrics_.vm_deaths->Increment();
-    // Why: the VMM's (or the jailer's) last words, from its log or its stderr pipe.
-    std::string why;
-    if (!vm->log_path.empty()) {
-      why = last_line(tail_of_file(vm->log_path));
-    } else if (vm->err.valid()) {
-      std::string err;
-      char buf[4096];
-      ::fcntl(vm->err.get(), F_SETFL, O_NONBLOCK);
-      for (ssize_t n; (n = ::read(vm->err.get(), buf, sizeof buf)) > 0 && err.size() < 65536;) err.append(buf, static_cast<size_t>(n));
-      why = last_line(err);
-    }
+    // Why: what killed it, or the VMM's last words (its log or stderr pipe).
+    std::string why = vm->death_verdict();
+    if (why.empty() && !vm->log_path.empty()) why = last_line(tail_of_file(vm->log_path));
+    if (why.empty() && vm->err.valid()) why = last_line(read_available(vm->err.get()));
     log_.warn("VM %s (%s v%llu, pid %d) %s while %s%s%s", vm->id.c_str(), vm->fn->rec.name.c_str(),
               static_cast<unsigned long long>(vm->fn->rec.version), vm->pid, st.describe().c_str(), vm_state_name(was),
               why.empty() ? "" : ": ", why.c_str());
@@ -620,7 +653,7 @@ void Controller::drain(const std::shared_ptr<FunctionVersion>& fn, const std::st
 }
 
 std::string Controller::vmm_failure_text(const std::shared_ptr<Vm>& vm, const std::string& captured_err) {
-  std::string line = last_line(captured_err, "ember-jailer: ");
+  std::string line = vm->death_verdict();
   if (line.empty()) line = last_line(captured_err, "ember-vmm: ");
   if (line.empty() && !vm->log_path.empty()) line = last_line(tail_of_file(vm->log_path));
   return line;
@@ -873,8 +906,7 @@ void Controller::housekeeping() {
     std::map<FunctionVersion*, std::pair<uint64_t, uint64_t>> parked;  // sum, count
     for (auto& vm : vms) {
       uint64_t rss = 0, priv = 0;
-      if (vm->vmm_pid.load() < 0) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
-      if (vm->vmm_pid.load() < 0 || !read_process_memory(vm->vmm_pid.load(), &rss, &priv)) continue;
+      if (vm->pid < 0 || !read_process_memory(vm->pid, &rss, &priv)) continue;
       const uint64_t old = vm->mem_bytes.exchange(priv);
       {
         // Only a VM still registered counts in the total.
@@ -1220,18 +1252,15 @@ ApiResult Controller::list_vms() {
   json arr = json::array();
   const auto now = Clock::now();
   for (auto& vm : vms) {
-    if (vm->vmm_pid.load() < 0 && vm->jailed) vm->vmm_pid = jailed_vmm_pid(cfg_.jailer.chroot_base, vm->id);
-    const pid_t vmm = vm->vmm_pid.load();
     // Read now, not housekeeping's sample for the budget (up to a second
-    // old, and only an estimate for a VM started since); 0 while no VMM runs.
+    // old, and only an estimate for a VM started since); 0 once it exited.
     uint64_t rss = 0, priv = 0;
-    if (vmm > 0) read_process_memory(vmm, &rss, &priv);  // leaves both 0 when the VMM is gone
+    if (!vm->exited()) read_process_memory(vm->pid, &rss, &priv);
     arr.push_back({{"id", vm->id},
                    {"function", vm->fn->rec.name},
                    {"version", vm->fn->rec.version},
                    {"state", vm_state_name(vm->state.load())},
-                   {"pid", vmm > 0 ? vmm : vm->pid},
-                   {"jailer_pid", vm->jailed ? vm->pid : 0},
+                   {"pid", vm->pid},
                    {"rss_bytes", rss},
                    {"private_bytes", priv},
                    {"age_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - vm->created).count()},
@@ -1390,19 +1419,14 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
         }
         const ExitStatus st = vm->exit_status();
         const std::string vmm_line = last_line(x.err, "ember-vmm: ");
-        const std::string jailer_line = vm->jailed ? last_line(x.err, "ember-jailer: ") : "";
         if (vm->stop_requested.load()) {
           res.status = 502;
           res.error = "the VM was stopped: " + vm->stop_reason();
           outcome = "vm_error";
         } else if (st.signaled) {
+          const std::string verdict = vm->death_verdict();
           res.status = 502;
-          res.error = "the VMM was " + st.describe();
-          outcome = "vm_error";
-        } else if (!jailer_line.empty()) {
-          // ember-jailer speaks only when the jail failed or the VMM was killed.
-          res.status = 502;
-          res.error = "the VM failed: " + jailer_line;
+          res.error = "the VMM was " + st.describe() + (verdict.empty() ? "" : ": " + verdict);
           outcome = "vm_error";
         } else if (st.value == 125 && !vmm_line.empty()) {
           res.status = 502;

@@ -89,6 +89,30 @@ Result<ExitStatus> wait_process(int pidfd) {
   }
 }
 
+Result<ExitStatus> wait_process_until(int pidfd, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    ExitStatus st;
+    if (try_wait_process(pidfd, &st)) return st;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Error{"still running after its deadline"};
+    struct pollfd pfd = {pidfd, POLLIN, 0};  // readable once the process has exited
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) return errno_error("poll(pidfd)");
+  }
+}
+
+Result<Child> adopt_child(pid_t pid) {
+  Child c;
+  c.pid = pid;
+  c.pidfd = Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!c.pidfd.valid()) return errno_error("pidfd_open " + std::to_string(pid));
+  ::fcntl(c.pidfd.get(), F_SETFD, FD_CLOEXEC);
+  // Only a child can be waited for: WNOWAIT looks without reaping.
+  siginfo_t si{};
+  if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.get()), &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+    return errno_error("process " + std::to_string(pid) + " is not a child of emberd");
+  return c;
+}
+
 bool try_wait_process(int pidfd, ExitStatus* out) {
   siginfo_t si{};
   if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG) != 0) return false;

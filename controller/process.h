@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -50,6 +51,13 @@ bool signal_process(int pidfd, int sig);
 
 // Blocks until the child exits (waitid P_PIDFD); reaps it.
 Result<ExitStatus> wait_process(int pidfd);
+// The same with a deadline: an error once it passes (the child still runs).
+Result<ExitStatus> wait_process_until(int pidfd, std::chrono::steady_clock::time_point deadline);
+
+// A pidfd for `pid`, which must be a child of this process (one that
+// ember-jailer --detach handed over): refused otherwise, so that a wrong pid
+// can never make us signal or wait for a stranger.
+Result<Child> adopt_child(pid_t pid);
 // Returns true and reaps it if it has exited, else false.
 bool try_wait_process(int pidfd, ExitStatus* out);
 

@@ -6,8 +6,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <sstream>
+
+#include "jailer/jail.h"
 
 namespace ember::controller {
 
@@ -21,11 +25,12 @@ const char* vm_state_name(VmState s) {
   return "?";
 }
 
-void Vm::set_exited(ExitStatus s) {
+void Vm::set_exited(ExitStatus s, std::string verdict) {
   {
     std::lock_guard<std::mutex> l(mu_);
     exited_ = true;
     status_ = s;
+    verdict_ = std::move(verdict);
   }
   cv_.notify_all();
 }
@@ -52,18 +57,17 @@ void Vm::kill(const std::string& reason) {
     if (!stop_requested.exchange(true)) stop_reason_ = reason;
   }
   state = VmState::kStopping;
-  if (jailed) {
-    if (vmm_pid.load() < 0) vmm_pid = jailed_vmm_pid(chroot_base, id);
-    if (vmm_pid.load() > 0 && ::kill(vmm_pid.load(), SIGKILL) == 0) return;
-  }
   signal_process(pidfd.get(), SIGKILL);
 }
 
 bool Vm::kill_and_wait(const std::string& reason, Clock::time_point deadline) {
   kill(reason);
-  if (jailed && !wait_exit(std::min(deadline, Clock::now() + std::chrono::seconds(1))))
-    signal_process(pidfd.get(), SIGKILL);
   return wait_exit(deadline);
+}
+
+std::string Vm::death_verdict() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return verdict_;
 }
 
 std::string Vm::stop_reason() const {
@@ -117,6 +121,7 @@ std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std
   }
   if (j.pids_max) cg("pids.max=" + std::to_string(j.pids_max));
   if (j.no_file) a.insert(a.end(), {"--resource-limit", "no-file=" + std::to_string(j.no_file)});
+  if (j.detach) a.push_back("--detach");
   a.push_back("--");
   a.insert(a.end(), vmm_command.begin() + 1, vmm_command.end());
   return a;
@@ -126,32 +131,60 @@ std::string jail_run_path(const std::string& chroot_base, const std::string& id,
   return chroot_base + "/ember-vmm/" + id + "/run/" + name;
 }
 
-pid_t jailed_vmm_pid(const std::string& chroot_base, const std::string& id) {
-  // ember-jailer records the jail's cgroup directories in an xattr of the
-  // jail directory (or a file "cgroups" in it where xattrs are missing).
-  const std::string jail = chroot_base + "/ember-vmm/" + id;
+namespace {
+
+std::string jail_dir(const std::string& chroot_base, const std::string& id) {
+  return chroot_base + "/ember-vmm/" + id;
+}
+
+std::string read_small_file(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+pid_t detached_vmm_pid(const std::string& chroot_base, const std::string& id) {
+  const std::string text = read_small_file(jail_dir(chroot_base, id) + "/" + jail::kJailPidFile);
+  char* end = nullptr;
+  const long pid = std::strtol(text.c_str(), &end, 10);
+  if (end == text.c_str() || (*end != '\n' && *end != '\0') || pid <= 0 || pid > (1l << 22)) return -1;
+  return static_cast<pid_t>(pid);
+}
+
+long jail_oom_kills(const std::string& chroot_base, const std::string& id) {
+  // The record: one cgroup directory per line, in an xattr of the jail
+  // directory (or a file "cgroups" in it where xattrs are missing).
+  const std::string jail = jail_dir(chroot_base, id);
   std::string text;
   char buf[8192];
   const ssize_t n = ::getxattr(jail.c_str(), "trusted.ember.cgroups", buf, sizeof buf);
-  if (n > 0) {
-    text.assign(buf, static_cast<size_t>(n));
-  } else {
-    std::ifstream rec(jail + "/cgroups");
-    text.assign((std::istreambuf_iterator<char>(rec)), std::istreambuf_iterator<char>());
-  }
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string dir = text.substr(start, end - start);
-    start = end + 1;
+  text = n > 0 ? std::string(buf, static_cast<size_t>(n)) : read_small_file(jail + "/cgroups");
+  long kills = 0;
+  std::istringstream dirs(text);
+  for (std::string dir; std::getline(dirs, dir);) {
     if (dir.empty()) continue;
-    std::ifstream procs(dir + "/cgroup.procs");
-    long pid = -1;
-    // The VMM is the jail's first process (its teardown helper may follow).
-    if (procs >> pid && pid > 0) return static_cast<pid_t>(pid);
+    // v2: memory.events; v1: memory.oom_control (memory hierarchy only).
+    for (const char* file : {"/memory.events", "/memory.oom_control"}) {
+      std::istringstream words(read_small_file(dir + file));
+      std::string key;
+      long value = 0;
+      while (words >> key >> value)
+        if (key == "oom_kill") kills += value;
+    }
   }
-  return -1;
+  return kills;
+}
+
+std::string vmm_death_verdict(const ExitStatus& st, bool oom_killed) {
+  if (!st.signaled) return "";
+  if (st.value == SIGKILL && oom_killed)
+    return "the kernel's OOM killer stopped it: the VM reached its jail's memory limit (the function's memory_mib "
+           "plus jailer.memory_overhead_mib)";
+  if (st.value == SIGSYS)
+    return "seccomp stopped it (SIGSYS): the VMM made a system call outside its allow-list "
+           "(jailer/seccomp_filters.cc; the kernel log names it: dmesg | grep 'type=1326')";
+  return "";
 }
 
 bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes) {

@@ -30,8 +30,7 @@ const char* vm_state_name(VmState s);
 struct Vm {
   std::string id;                          // [A-Za-z0-9-], also the jail id
   std::shared_ptr<FunctionVersion> fn;     // keeps the version's files alive while the VM runs
-  pid_t pid = -1;                          // the process we spawned: ember-vmm, or ember-jailer supervising it
-  std::atomic<pid_t> vmm_pid{-1};          // ember-vmm itself (== pid unless jailed; found lazily)
+  pid_t pid = -1;                          // ember-vmm, our child (jailed: handed over by ember-jailer --detach)
   Fd pidfd;
   // boot mechanism: the VMM's stdio
   Fd in, out, err;
@@ -42,7 +41,6 @@ struct Vm {
   std::string vsock_path;                  // host path of the VM's vsock Unix socket
   std::string log_path;                    // the VMM's stderr (snapshot mechanism)
   bool jailed = false;
-  std::string chroot_base;                 // jailed: where its jail lives
   Clock::time_point created = Clock::now();
   Clock::time_point parked_at;             // when it last joined its function's ready pool
   std::atomic<VmState> state{VmState::kStarting};
@@ -51,19 +49,17 @@ struct Vm {
   uint32_t uses = 0;                       // invocations served (snapshot mechanism: reset in place between them)
   uint32_t max_uses = 1;                   // then it exits by itself (ember-vmm restore --repeat)
 
-  // Set once by the reaper.
-  void set_exited(ExitStatus s);
+  // Set once by the reaper, with why it died when the signal says more than
+  // its number (vmm_death_verdict), read before the jail is cleaned up.
+  void set_exited(ExitStatus s, std::string verdict = "");
   bool exited() const;
   // Waits for the exit until the deadline; true if it has exited.
   bool wait_exit(Clock::time_point deadline);
   ExitStatus exit_status() const;
-  // Asks for it to die; idempotent. Unjailed: SIGKILL through the pidfd.
-  // Jailed: SIGKILL to ember-vmm itself, so that ember-jailer reaps it and
-  // exits: once the jailer's exit is seen, the VMM is gone too (and if the
-  // VMM's pid is not known yet, SIGKILL to the jailer, whose death kills it).
+  std::string death_verdict() const;  // "" unless it was killed and the killer is known
+  // Asks for it to die (SIGKILL through the pidfd); idempotent.
   void kill(const std::string& reason);
-  // kill(), then waits for the exit; a jailed VM whose jailer has not exited
-  // after 1 s gets its jailer killed as well.
+  // kill(), then waits for the exit until the deadline; true if it exited.
   bool kill_and_wait(const std::string& reason, Clock::time_point deadline);
   std::string stop_reason() const;
 
@@ -72,6 +68,7 @@ struct Vm {
   std::condition_variable cv_;
   bool exited_ = false;
   ExitStatus status_;
+  std::string verdict_;
   std::string stop_reason_;
 };
 
@@ -99,6 +96,7 @@ int detect_cgroup_version();
 
 // Wraps a VMM command in ember-jailer (issue 5's command line).
 struct JailSpec {
+  bool detach = false;             // --detach: the VMM becomes the caller's child, no jailer stays
   std::string jailer;
   std::string id;
   uint32_t uid = 0, gid = 0;
@@ -119,8 +117,15 @@ std::string jail_run_path(const std::string& chroot_base, const std::string& id,
 // Private and total resident memory of a process from /proc/PID/statm.
 bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes);
 
-// The pid of ember-vmm inside jail `id` (from the cgroups record ember-jailer
-// writes into the jail directory), or -1.
-pid_t jailed_vmm_pid(const std::string& chroot_base, const std::string& id);
+// The pid ember-jailer --detach left in jail `id` (its vmm.pid), or -1.
+pid_t detached_vmm_pid(const std::string& chroot_base, const std::string& id);
+
+// How many processes the memory cgroup of jail `id` has OOM-killed (from
+// the record of its cgroups that ember-jailer keeps on the jail directory).
+long jail_oom_kills(const std::string& chroot_base, const std::string& id);
+
+// Why a VMM died, in words, when the signal says more than its number: the
+// memory cgroup's OOM killer (oom_killed), seccomp (SIGSYS); else "".
+std::string vmm_death_verdict(const ExitStatus& st, bool oom_killed);
 
 }  // namespace ember::controller

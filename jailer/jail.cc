@@ -332,6 +332,17 @@ Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const
   return Ok();
 }
 
+// --detach: where the caller finds the VMM it now owns (the jail directory
+// is root's alone, so the pid can be trusted).
+Result<void> write_pid_file(int jail_fd, const std::string& jail_dir, pid_t pid) {
+  const std::string shown = jail_dir + "/" + kJailPidFile;
+  Fd f(::openat(jail_fd, kJailPidFile, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!f.valid()) return errno_error("create " + shown);
+  const std::string text = std::to_string(pid) + "\n";
+  if (::write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) return errno_error("write " + shown);
+  return Ok();
+}
+
 // ---- the child: steps 4, 5 (joining), 6, 7, 8, then exec ----
 
 [[noreturn]] void child_fail(int err_fd, int step, const std::string& message) {
@@ -482,7 +493,7 @@ struct ChildArgs {
   CHILD_CHECK(8, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "prctl(PR_SET_NO_NEW_PRIVS)");
   if (::getuid() != p.uid || ::geteuid() != p.uid || ::getgid() != p.gid || ::getegid() != p.gid)
     child_fail(err_fd, 8, "the uid/gid did not change");
-  if (!o.daemonize) {
+  if (!o.daemonize && !o.detach) {
     // The VMM dies with its supervisor (set after the uid change, which clears it).
     CHILD_CHECK(8, ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0, "prctl(PR_SET_PDEATHSIG)");
     if (!o.new_pid_ns && ::getppid() != args.parent) child_fail(err_fd, 8, "ember-jailer exited before the VMM started");
@@ -616,7 +627,7 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   g_trace.mark("spawn");
   alignas(16) char child_stack[64 * 1024];  // this frame outlives the child's use of it (CLONE_VFORK)
   const pid_t child = spawn_sharing_memory(child_entry, &args, child_stack, sizeof child_stack,
-                                           into_cgroup ? (*procs)[0].get() : -1);
+                                           into_cgroup ? (*procs)[0].get() : -1, o.detach);
   if (child < 0)
     return fail(5, errno_error(into_cgroup ? "clone3 into " + p.cgroups.dirs[0].path : "clone3").message);
 
@@ -631,10 +642,17 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
     else if (n == 0 || errno != EINTR) break;
   }
   if (!child_error.empty()) {
-    ::waitpid(child, nullptr, 0);  // gone before its cgroups are removed
+    if (!o.detach) ::waitpid(child, nullptr, 0);  // gone before its cgroups are removed (detached: not ours to reap)
     rb.run();
     print_line(child_error);
     return kExitJailFailed;
+  }
+  if (o.detach) {  // the VMM is the caller's now: say which it is and go
+    if (auto r = write_pid_file(jail->get(), p.jail_dir, child); !r) {
+      ::kill(child, SIGKILL);
+      return fail(8, r.message());
+    }
+    return 0;
   }
   // From here on the jail is the VMM's: it stays until --cleanup. What
   // set-up opened is not needed to supervise; each open file would pin

@@ -63,12 +63,12 @@ std::string jailer_usage_text() {
          "name given (--vsock-uds /x/v.sock: CHROOT_BASE/ember-vmm/ID/run/v.sock).\n"
          "It goes with the jail at --cleanup: move a snapshot out before.\n"
          "\n"
-         "Unless --daemonize, ember-jailer stays (outside the jail, as root, doing\n"
-         "nothing but waiting), forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the VMM,\n"
-         "exits with the VMM's status and says why when the VMM was killed (the\n"
-         "memory cgroup's OOM killer, seccomp); the VMM dies with it. The jail stays\n"
-         "until `ember-jailer --cleanup --id ID`, which kills what still runs in its\n"
-         "cgroups and removes them and the jail directory.\n"
+         "Unless --daemonize or --detach, ember-jailer stays (outside the jail, as\n"
+         "root, doing nothing but waiting), forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to\n"
+         "the VMM, exits with the VMM's status and says why when the VMM was killed\n"
+         "(the memory cgroup's OOM killer, seccomp); the VMM dies with it. The jail\n"
+         "stays until `ember-jailer --cleanup --id ID`, which kills what still runs\n"
+         "in its cgroups and removes them and the jail directory.\n"
          "\n"
          "options:\n"
          "  --id ID              the VM's id: [A-Za-z0-9-], 1-64 characters\n"
@@ -97,6 +97,13 @@ std::string jailer_usage_text() {
          "  --daemonize          detach: the VMM gets a new session and /dev/null as\n"
          "                       stdin/stdout/stderr; ember-jailer prints its pid and\n"
          "                       exits 0 once it runs\n"
+         "  --detach             hand the VMM to the caller: it starts as a child of\n"
+         "                       ember-jailer's parent (CLONE_PARENT), keeps stdio and\n"
+         "                       session, and does not die with ember-jailer, which\n"
+         "                       writes its pid to CHROOT_BASE/ember-vmm/ID/vmm.pid and\n"
+         "                       exits 0 once it runs. The caller waits for it and reads\n"
+         "                       the jail's memory cgroup for OOM kills. No supervising\n"
+         "                       process per VM: what emberd uses\n"
          "  --copy-files         copy the VMM, kernel and program/image into the jail\n"
          "                       instead of read-only bind mounts (slower, ~2 ms for\n"
          "                       a 9 MB ember-vmm; the jail then owns its files)\n"
@@ -113,7 +120,8 @@ std::string jailer_usage_text() {
          "\n"
          "exit status: the VMM's (the program's, 124 timeout, 125 VM failure, 128+N\n"
          "killed by signal N); 125 when the jail could not be built (one line on stderr\n"
-         "naming the step and the path; nothing of the jail is left); 2 usage error.\n";
+         "naming the step and the path; nothing of the jail is left); 2 usage error.\n"
+         "With --daemonize or --detach: 0 once the VMM runs.\n";
 }
 
 Result<JailerOptions> parse_jailer_cli(const std::vector<std::string>& argv) {
@@ -197,6 +205,9 @@ Result<JailerOptions> parse_jailer_cli(const std::vector<std::string>& argv) {
     } else if (name == "--daemonize") {
       EMBER_TRY_VOID(flag());
       o.daemonize = true;
+    } else if (name == "--detach") {
+      EMBER_TRY_VOID(flag());
+      o.detach = true;
     } else if (name == "--copy-files") {
       EMBER_TRY_VOID(flag());
       o.copy_files = true;
@@ -241,6 +252,7 @@ Result<JailerOptions> parse_jailer_cli(const std::vector<std::string>& argv) {
   if (o.uid.empty()) return Error{"missing --uid U"};
   if (o.gid.empty()) return Error{"missing --gid G"};
   if (o.vmm_args.empty()) return Error{"missing VMM arguments after -- (e.g. -- run ./hello)"};
+  if (o.daemonize && o.detach) return Error{"--daemonize and --detach exclude each other (see `ember-jailer --help`)"};
   if (o.cgroup_version)
     for (const CgroupSetting& s : o.cgroups) EMBER_TRY_VOID(check_cgroup_setting(s, o.cgroup_version));
   o.mode = JailerOptions::Mode::kJail;

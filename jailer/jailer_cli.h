@@ -30,6 +30,7 @@ struct JailerOptions {
   std::string netns;
   bool new_pid_ns = false;
   bool daemonize = false;
+  bool detach = false;      // the VMM becomes the caller's child; ember-jailer exits once it runs
   bool copy_files = false;  // copy instead of read-only bind mounts
   bool tun = false;         // also /dev/net/tun
   std::optional<uint64_t> rlimit_fsize;

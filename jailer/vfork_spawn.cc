@@ -19,15 +19,18 @@ constexpr uint64_t kCloneIntoCgroup = 0x200000000ull;
 
 }  // namespace
 
-pid_t spawn_sharing_memory(void (*fn)(void*), void* arg, void* stack, size_t stack_size, int cgroup_fd) {
+pid_t spawn_sharing_memory(void (*fn)(void*), void* arg, void* stack, size_t stack_size, int cgroup_fd,
+                           bool sibling) {
   // The kernel starts the child at the instruction after `syscall` with
   // %rsp = stack + stack_size and every other register as the parent's but
   // %rax (0), %rcx and %r11: fn and arg ride in callee-saved registers, and
   // the child never returns into this frame (it is the parent's).
   const uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + stack_size) & ~uintptr_t{15};
   CloneArgs args{};
-  args.flags = CLONE_VM | CLONE_VFORK | (cgroup_fd >= 0 ? kCloneIntoCgroup : 0);
-  args.exit_signal = SIGCHLD;
+  args.flags = CLONE_VM | CLONE_VFORK | (cgroup_fd >= 0 ? kCloneIntoCgroup : 0) | (sibling ? CLONE_PARENT : 0);
+  // With CLONE_PARENT clone3 takes no exit signal: the child gets this
+  // process's own (SIGCHLD, as every process started by fork or spawn).
+  args.exit_signal = sibling ? 0 : SIGCHLD;
   args.stack = reinterpret_cast<uintptr_t>(stack);
   args.stack_size = top - reinterpret_cast<uintptr_t>(stack);
   args.cgroup = cgroup_fd >= 0 ? static_cast<uint64_t>(cgroup_fd) : 0;

@@ -25,8 +25,11 @@ namespace ember::jail {
 // cgroup_fd >= 0: the child starts in that cgroup v2 directory
 // (CLONE_INTO_CGROUP, Linux 5.7): nothing is migrated, so nothing waits for
 // the RCU grace period a cgroup move costs.
+// sibling: the child is a child of this process's parent (CLONE_PARENT),
+// which then waits for it and gets its SIGCHLD; this process cannot.
 // Only for a single-threaded caller: another thread could hold a lock (the
 // heap's) that the child then waits for forever.
-pid_t spawn_sharing_memory(void (*fn)(void*), void* arg, void* stack, size_t stack_size, int cgroup_fd);
+pid_t spawn_sharing_memory(void (*fn)(void*), void* arg, void* stack, size_t stack_size, int cgroup_fd,
+                           bool sibling = false);
 
 }  // namespace ember::jail

@@ -580,6 +580,59 @@ TEST_F(Jailer, Options) {
     EXPECT_NE(h.out.find(w), std::string::npos) << w;
 }
 
+// --detach (what emberd uses): no supervising jailer. ember-jailer exits 0
+// once the VMM runs; the VMM is this process's child, named in the jail's
+// vmm.pid, confined as ever, and keeps the stdio it was given.
+TEST_F(Jailer, DetachHandsTheVmmToTheCaller) {
+  const std::string id = new_id("detach");
+  int in[2], out[2];
+  ASSERT_EQ(pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+  const auto argv_s = jailer_argv(id, {"--detach", "--cgroup", "pids.max=32"}, {guest_program("echo-musl")});
+  std::vector<char*> argv;
+  for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t jailer = -1;
+  ASSERT_EQ(posix_spawn(&jailer, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  close(in[0]);
+  close(out[1]);
+  int ws = 0;
+  ASSERT_EQ(waitpid(jailer, &ws, 0), jailer);
+  EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << "ember-jailer's status " << ws;
+
+  // The VMM runs on, ours: its parent is this process, its ids the jail's.
+  const std::string pid_text = read_file(jail_dir(id) + "/vmm.pid");
+  ASSERT_FALSE(pid_text.empty());
+  const pid_t vmm = std::stoi(pid_text);
+  const std::string status = read_file("/proc/" + std::to_string(vmm) + "/status");
+  EXPECT_EQ(status_field(status, "PPid"), std::to_string(getpid()));
+  EXPECT_EQ(status_field(status, "Uid").substr(0, std::to_string(kUid).size()), std::to_string(kUid));
+  EXPECT_EQ(status_field(status, "NoNewPrivs"), "1");
+  EXPECT_EQ(access(("/proc/" + std::to_string(jailer)).c_str(), F_OK), -1) << "ember-jailer stayed";
+
+  // It serves its stdio, and its status is ours to collect.
+  const std::string input = "handed over\n";
+  ASSERT_EQ(write(in[1], input.data(), input.size()), static_cast<ssize_t>(input.size()));
+  close(in[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  EXPECT_EQ(got, input);
+  ASSERT_EQ(waitpid(vmm, &ws, 0), vmm);
+  EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << "the VMM's status " << ws;
+  // The jail stays until --cleanup, which removes the pid file with it.
+  EXPECT_TRUE(exists(jail_dir(id) + "/vmm.pid"));
+  EXPECT_EQ(run_process({bin("ember-jailer"), "--cleanup", "--id", id, "--chroot-base", base_}).status, 0);
+  EXPECT_FALSE(exists(jail_dir(id)));
+}
+
 TEST_F(Jailer, JoinsANetworkNamespace) {
   if (access("/usr/sbin/ip", X_OK) != 0 && access("/sbin/ip", X_OK) != 0) GTEST_SKIP() << "no ip(8) to make a netns";
   const std::string name = "ember-test-" + std::to_string(getpid());

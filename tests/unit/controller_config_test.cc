@@ -45,7 +45,7 @@ limits:
   max_inflight: 200
   max_vms: 300
   memory_budget_mib: 2048
-  vm_host_overhead_kib: 512
+  vm_host_overhead_kib: 640
 jailer:
   enabled: false
   binary: /opt/ember/ember-jailer
@@ -70,7 +70,7 @@ jailer:
   EXPECT_EQ(c->defaults.pool, 4u);
   EXPECT_EQ(c->limits.max_request_bytes, 1024u);
   EXPECT_EQ(c->limits.memory_budget_mib, 2048u);
-  EXPECT_EQ(c->limits.vm_host_overhead_kib, 512u);
+  EXPECT_EQ(c->limits.vm_host_overhead_kib, 640u);
   EXPECT_EQ(c->jailer.mode, JailerMode::kOff);
   EXPECT_EQ(c->jailer.uid_count, 100u);
   EXPECT_EQ(c->jailer.cgroup_version, 1);

@@ -24,6 +24,31 @@ TEST(ControllerProcess, RunCommand) {
   EXPECT_EQ(r->status.describe(), "exited with status 3");
 }
 
+// What emberd does with a VMM that ember-jailer --detach hands over: a
+// child is adopted; a process that is not our child is refused.
+TEST(ControllerProcess, AdoptsOnlyItsOwnChildren) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  auto c = adopt_child(pid);
+  ASSERT_TRUE(c) << c.message();
+  EXPECT_EQ(c->pid, pid);
+  auto early = wait_process_until(c->pidfd.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
+  EXPECT_FALSE(early) << "the child still runs";
+  ASSERT_TRUE(signal_process(c->pidfd.get(), SIGTERM));
+  auto st = wait_process_until(c->pidfd.get(), std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(st) << st.message();
+  EXPECT_TRUE(st->signaled);
+  EXPECT_EQ(st->value, SIGTERM);
+
+  auto stranger = adopt_child(::getppid());
+  ASSERT_FALSE(stranger);
+  EXPECT_NE(stranger.message().find("not a child of emberd"), std::string::npos) << stranger.message();
+}
+
 TEST(ControllerProcess, RunCommandDeadline) {
   auto r = run_command({"/bin/sleep", "30"}, 200);
   ASSERT_TRUE(r) << r.message();

@@ -67,6 +67,10 @@ TEST(JailerCli, Defaults) {
   EXPECT_EQ(r->rlimit_nofile, 2048u);
   EXPECT_EQ(r->cgroup_version, 0);
   EXPECT_FALSE(r->rlimit_fsize);
+  EXPECT_FALSE(r->daemonize || r->detach);
+  r = parse_with({"--detach"});
+  ASSERT_TRUE(r) << r.message();
+  EXPECT_TRUE(r->detach);
 }
 
 TEST(JailerCli, UsageErrorsNameTheProblem) {
@@ -93,6 +97,8 @@ TEST(JailerCli, UsageErrorsNameTheProblem) {
       {{"--id", "x", "--parent-cgroup", "../up"}, "--parent-cgroup"},
       {{"--id", "x", "--daemonize=yes"}, "takes no value"},
       {{"--id", "x", "--cleanup", "--exec-file", "/a"}, "--cleanup takes only"},
+      {{"--id", "x", "--exec-file", "/a", "--uid", "1", "--gid", "1", "--daemonize", "--detach", "--", "run", "x"},
+       "exclude each other"},
   };
   for (const Case& c : cases) {
     auto r = parse_jailer_cli(c.argv);
@@ -110,7 +116,7 @@ TEST(JailerCli, CleanupAndHelp) {
   EXPECT_EQ(r->mode, JailerOptions::Mode::kHelp);
   const std::string help = jailer_usage_text();
   for (const char* word : {"--id", "--exec-file", "--uid", "--gid", "--chroot-base", "--cgroup", "--cgroup-version",
-                           "--parent-cgroup", "--netns", "--new-pid-ns", "--resource-limit", "--daemonize",
+                           "--parent-cgroup", "--netns", "--new-pid-ns", "--resource-limit", "--daemonize", "--detach",
                            "--copy-files", "--tun", "--cleanup", "pivot_root", "memory.limit_in_bytes", "memory.max",
                            "example"})
     EXPECT_NE(help.find(word), std::string::npos) << word;

@@ -1,5 +1,6 @@
 // jailer/vfork_spawn.h: the child runs on its own stack in this process's
-// memory, and the caller resumes only once the child has exec'd or exited.
+// memory, and the caller resumes only once the child has exec'd or exited;
+// a sibling is the caller's parent's child.
 #include "jailer/vfork_spawn.h"
 
 #include <gtest/gtest.h>
@@ -52,6 +53,29 @@ TEST(VforkSpawn, TheChildCanExec) {
       nullptr, g_stack, sizeof g_stack, -1);
   ASSERT_GT(pid, 0) << std::strerror(errno);
   EXPECT_EQ(exit_status(pid), 3);
+}
+
+// ember-jailer --detach: the child is the caller's parent's. A forked
+// helper plays the jailer: it starts the child as a sibling, reports its pid
+// and exits; this process, the helper's parent, then reaps the child.
+TEST(VforkSpawn, ASiblingIsTheParentsToReap) {
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  const pid_t helper = ::fork();
+  ASSERT_GE(helper, 0);
+  if (helper == 0) {
+    const pid_t c = spawn_sharing_memory([](void*) { ::_exit(9); }, nullptr, g_stack, sizeof g_stack, -1, true);
+    const bool ours = c > 0 && ::waitpid(c, nullptr, WNOHANG) < 0 && errno == ECHILD;  // not the helper's child
+    if (::write(p[1], &c, sizeof c) != sizeof c) ::_exit(2);
+    ::_exit(ours ? 0 : 1);
+  }
+  ::close(p[1]);
+  pid_t child = -1;
+  ASSERT_EQ(::read(p[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  ::close(p[0]);
+  EXPECT_EQ(exit_status(helper), 0) << "the helper could wait for its sibling";
+  ASSERT_GT(child, 0);
+  EXPECT_EQ(exit_status(child), 9) << "the sibling is this process's child";
 }
 
 TEST(VforkSpawn, AnFdThatIsNotACgroupIsRefused) {
