@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -33,6 +34,7 @@ struct Contender {
   // From the VMM's EMBER_TRACE line: named phases in µs since process start.
   std::map<std::string, std::vector<double>> phases;
   bool jailed = false;
+  bool detached = false;            // ember-jailer --detach: the VMM is our child, its status ours to collect
   std::vector<double> overhead_us;  // jailed: this run minus the same round's unjailed one
 };
 
@@ -117,14 +119,16 @@ void usage() {
       "  runsc         runsc do STATIC_ELF, when gVisor's runsc is on PATH\n"
       "  ember-jailer  with --jailed: ember-jailer ... -- run STATIC_ELF (a fresh\n"
       "                jail each time: directory, cgroups, namespaces, uid drop;\n"
-      "                its --cleanup runs after each run, timed apart)\n"
+      "                its --cleanup runs after each run, timed apart), and the\n"
+      "                same with --detach (emberd's way: the jailer exits once the\n"
+      "                VMM runs; timed to the VMM's exit)\n"
       "and, from the VMM's EMBER_TRACE=1 line, when each VM reached its first\n"
       "KVM_RUN, the program's first instruction, and exit, plus exits per boot.\n"
       "Prints a table and one JSON object (also to FILE with --json).\n"
       "\n"
       "  -n RUNS        runs per contender (default 200)\n"
       "  --program P    default: hello-musl from the build's guest-programs/\n"
-      "  --jailed       add the jailed contender (needs root); the jail overhead is\n"
+      "  --jailed       add the jailed contenders (needs root); the jail overhead is\n"
       "                reported as the median of per-round differences. Each run\n"
       "                then starts once the previous VM's detached teardown\n"
       "                (~15 ms, vmm/teardown.h) has finished, so that no contender\n"
@@ -224,15 +228,20 @@ int boot_bench(const std::vector<std::string>& args) {
     // The VMMs' teardown helpers become our children, so that we can wait
     // for them between runs.
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    for (const std::string& jailer : jailers) {
-      std::vector<std::string> argv = {jailer, "--id", "{ID}", "--exec-file", vmm, "--uid", "10099", "--gid", "10099",
-                                       "--chroot-base", jail_base};
-      argv.insert(argv.end(), jail_args.begin(), jail_args.end());
-      argv.insert(argv.end(), {"--", "run", program});
-      const std::string name = jailers.size() == 1 ? "ember-jailer + ember-vmm" : "jailer " + jailer;
-      contenders.push_back({name, argv});
-      contenders.back().jailed = true;
-    }
+    // Each jailer twice: supervising the VMM (its default), and --detach
+    // (what emberd uses: the jailer exits once the VMM runs).
+    for (const std::string& jailer : jailers)
+      for (const bool detach : {false, true}) {
+        std::vector<std::string> argv = {jailer, "--id", "{ID}", "--exec-file", vmm, "--uid", "10099", "--gid", "10099",
+                                         "--chroot-base", jail_base};
+        argv.insert(argv.end(), jail_args.begin(), jail_args.end());
+        if (detach) argv.push_back("--detach");
+        argv.insert(argv.end(), {"--", "run", program});
+        const std::string how = detach ? " --detach" : "";
+        contenders.push_back({jailers.size() == 1 ? "ember-jailer" + how + " + ember-vmm" : "jailer " + jailer + how, argv});
+        contenders.back().jailed = true;
+        contenders.back().detached = detach;
+      }
   }
 
   setenv("EMBER_TRACE", "1", 1);
@@ -251,6 +260,16 @@ int boot_bench(const std::vector<std::string>& args) {
         while (waitpid(-1, nullptr, __WALL) > 0) {
         }
       auto r = run_once(argv, is_vmm || is_jail);
+      // Detached, run_once timed the run to the VMM's exit (stderr's EOF)
+      // but collected the jailer's status: the VMM's is ours (it is our
+      // child), named in the jail.
+      if (c.detached && r && r->status == 0) {
+        std::ifstream pid_file(jail_base + "/ember-vmm/" + id + "/vmm.pid");
+        pid_t vmm_pid = -1;
+        int ws = 0;
+        if (!(pid_file >> vmm_pid) || waitpid(vmm_pid, &ws, 0) != vmm_pid) r->status = -1;
+        else r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+      }
       if (is_jail) {
         auto cr = run_once({argv[0], "--cleanup", "--id", id, "--chroot-base", jail_base}, true);
         if (cr && cr->status == 0) cleanup.wall_us.push_back(cr->wall_us);
@@ -295,11 +314,13 @@ int boot_bench(const std::vector<std::string>& args) {
     for (const Contender& c : contenders) {
       if (!c.jailed) continue;
       Summary d = summarize(c.overhead_us);
-      const std::string name = jailers.size() == 1 ? "jail overhead" : "overhead, " + c.name.substr(7);
+      const std::string how = c.detached ? ", --detach" : "";
+      const std::string name = jailers.size() == 1 ? "jail overhead" + how : "overhead, " + c.argv[0] + how;
       printf("%-34s %8zu %10.0f %10.0f %10.0f %10.0f   (jailed - ember-vmm, same round)\n", name.c_str(), d.n, d.min,
              d.p50, d.p99, d.max);
-      if (jailers.size() == 1) report["jail_overhead_us"] = summary_json(d);
-      else report["jail_overhead_us"][c.argv[0]] = summary_json(d);
+      const char* key = c.detached ? "jail_overhead_detached_us" : "jail_overhead_us";
+      if (jailers.size() == 1) report[key] = summary_json(d);
+      else report[key][c.argv[0]] = summary_json(d);
     }
     report["jail_args"] = jail_args;
     report["vmm"] = vmm;
