@@ -3,8 +3,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,7 +208,7 @@ void Controller::kill_orphans() {
   // VMMs (and jailers) of a previous emberd on this state dir carry our id
   // prefix in `--id`; nothing else does.
   const std::string mark = id_prefix_ + "-";
-  int killed = 0;
+  std::vector<Fd> killed;  // pidfds: no pid reuse between finding and killing, and a way to wait
   DIR* d = ::opendir("/proc");
   if (d) {
     while (struct dirent* e = ::readdir(d)) {
@@ -216,14 +218,27 @@ void Controller::kill_orphans() {
       const auto args = read_cmdline(e->d_name);
       for (size_t i = 0; i + 1 < args.size(); i++) {
         if (args[i] == "--id" && args[i + 1].compare(0, mark.size(), mark) == 0) {
-          if (::kill(pid, SIGKILL) == 0) killed++;
+          Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+          if (pidfd.valid() && signal_process(pidfd.get(), SIGKILL)) killed.push_back(std::move(pidfd));
           break;
         }
       }
     }
     ::closedir(d);
   }
-  if (killed) log_.warn("killed %d orphaned VMM process(es) of a previous emberd on %s", killed, cfg_.state_dir.c_str());
+  if (!killed.empty()) {
+    // A killed VMM takes a while to go (its VM's teardown): wait, so that
+    // none is left once emberd serves.
+    std::vector<pollfd> left;
+    for (const Fd& f : killed) left.push_back(pollfd{f.get(), POLLIN, 0});
+    const auto give_up = Clock::now() + std::chrono::seconds(10);
+    while (!left.empty() && Clock::now() < give_up) {
+      if (::poll(left.data(), left.size(), 100) < 0 && errno != EINTR) break;
+      std::erase_if(left, [](const pollfd& p) { return p.revents != 0; });
+    }
+    log_.warn("killed %zu orphaned VMM process(es) of a previous emberd on %s%s", killed.size(), cfg_.state_dir.c_str(),
+              left.empty() ? "" : " (some still exiting after 10 s)");
+  }
   // Their run directories (and jails) go too.
   std::error_code ec;
   for (std::filesystem::directory_iterator it(run_dir_, ec), end; !ec && it != end; it.increment(ec)) {
