@@ -481,7 +481,12 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
     if (st->shell_code() != 0) return Error{"ember-jailer " + st->describe()};
     const pid_t pid = detached_vmm_pid(cfg_.jailer.chroot_base, vm->id);
     if (pid < 0) return Error{"ember-jailer --detach left no VMM pid in the jail " + vm->id};
-    EMBER_TRY(c, adopt_child(pid));
+    auto adopted = adopt_child(pid);
+    if (!adopted) {
+      discard_child(pid);
+      return adopted.error();
+    }
+    c = std::move(*adopted);
   } else {
     o.argv = vmm_argv;
     EMBER_TRY(c, spawn_process(o));

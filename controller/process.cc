@@ -113,6 +113,15 @@ Result<Child> adopt_child(pid_t pid) {
   return c;
 }
 
+void discard_child(pid_t pid) {
+  siginfo_t si{};
+  // Until it is reaped, a child's pid cannot be reused: checked, then safe to kill.
+  if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) != 0) return;
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
 bool try_wait_process(int pidfd, ExitStatus* out) {
   siginfo_t si{};
   if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG) != 0) return false;

@@ -58,6 +58,9 @@ Result<ExitStatus> wait_process_until(int pidfd, std::chrono::steady_clock::time
 // ember-jailer --detach handed over): refused otherwise, so that a wrong pid
 // can never make us signal or wait for a stranger.
 Result<Child> adopt_child(pid_t pid);
+// Kills and reaps `pid` if it is a child of this process (a VMM handed over
+// that could not be adopted: it must not run unowned); otherwise nothing.
+void discard_child(pid_t pid);
 // Returns true and reaps it if it has exited, else false.
 bool try_wait_process(int pidfd, ExitStatus* out);
 

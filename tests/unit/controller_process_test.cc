@@ -47,6 +47,20 @@ TEST(ControllerProcess, AdoptsOnlyItsOwnChildren) {
   auto stranger = adopt_child(::getppid());
   ASSERT_FALSE(stranger);
   EXPECT_NE(stranger.message().find("not a child of emberd"), std::string::npos) << stranger.message();
+  discard_child(::getppid());  // not ours: left alone
+  EXPECT_EQ(::kill(::getppid(), 0), 0);
+}
+
+TEST(ControllerProcess, DiscardKillsAndReapsAChild) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  discard_child(pid);
+  EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1) << "already reaped";
+  EXPECT_EQ(errno, ECHILD);
 }
 
 TEST(ControllerProcess, RunCommandDeadline) {
