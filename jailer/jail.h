@@ -16,9 +16,9 @@ inline constexpr const char* kJailPidFile = "vmm.pid";
 
 // Runs the whole jail (steps 1-8) and returns what ember-jailer exits with:
 // the VMM's status (128+N if it was killed by signal N; 0 once it runs with
-// --daemonize or --detach), or kExitJailFailed
-// after printing one line naming the step and the path (nothing of the jail
-// is left then). Never returns in the child that becomes ember-vmm.
+// --daemonize or --detach), or kExitJailFailed after printing one line
+// naming the step and the path (nothing of the jail is left then). Never
+// returns in the child that becomes ember-vmm.
 // t0_ns: CLOCK_MONOTONIC at main() (for EMBER_JAILER_TRACE=1); 0: now.
 int run_jail(const JailerOptions& o, uint64_t t0_ns = 0);
 
