@@ -2,16 +2,14 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 
-#include "jailer/jail.h"
+#include "jailer/jail_record.h"
 
 namespace ember::controller {
 
@@ -153,26 +151,10 @@ pid_t detached_vmm_pid(const std::string& chroot_base, const std::string& id) {
 }
 
 long jail_oom_kills(const std::string& chroot_base, const std::string& id) {
-  // The record: one cgroup directory per line, in an xattr of the jail
-  // directory (or a file "cgroups" in it where xattrs are missing).
-  const std::string jail = jail_dir(chroot_base, id);
-  std::string text;
-  char buf[8192];
-  const ssize_t n = ::getxattr(jail.c_str(), "trusted.ember.cgroups", buf, sizeof buf);
-  text = n > 0 ? std::string(buf, static_cast<size_t>(n)) : read_small_file(jail + "/cgroups");
+  Fd jail(::open(jail_dir(chroot_base, id).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!jail.valid()) return 0;
   long kills = 0;
-  std::istringstream dirs(text);
-  for (std::string dir; std::getline(dirs, dir);) {
-    if (dir.empty()) continue;
-    // v2: memory.events; v1: memory.oom_control (memory hierarchy only).
-    for (const char* file : {"/memory.events", "/memory.oom_control"}) {
-      std::istringstream words(read_small_file(dir + file));
-      std::string key;
-      long value = 0;
-      while (words >> key >> value)
-        if (key == "oom_kill") kills += value;
-    }
-  }
+  for (const std::string& dir : jail::read_cgroup_record(jail.get())) kills += jail::oom_kills(dir);
   return kills;
 }
 

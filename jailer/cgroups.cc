@@ -532,14 +532,6 @@ std::string memory_dir(const CgroupPlan& plan) {
   return "";
 }
 
-long oom_kills(const std::string& dir, int version) {
-  if (dir.empty()) return 0;
-  const auto words = words_of(read_text(dir + (version == 2 ? "/memory.events" : "/memory.oom_control")));
-  for (size_t i = 0; i + 1 < words.size(); i += 2)
-    if (words[i] == "oom_kill") return std::strtol(words[i + 1].c_str(), nullptr, 10);
-  return 0;
-}
-
 std::string memory_limit_text(const CgroupPlan& plan) {
   for (const CgroupDir& d : plan.dirs)
     for (const CgroupSetting& s : d.settings)

@@ -94,9 +94,8 @@ std::vector<std::string> candidate_cgroup_dirs(const JailerOptions& o);
 // (for paths read back from a jail's record before removing them).
 bool is_cgroup_dir_of(const std::string& path, const std::string& id);
 
-// The memory cgroup of a plan ("" if none) and its OOM-kill count so far.
+// The memory cgroup of a plan ("" if none; its OOM kills: jail_record.h).
 std::string memory_dir(const CgroupPlan& plan);
-long oom_kills(const std::string& memory_dir, int version);
 std::string memory_limit_text(const CgroupPlan& plan);  // "memory.limit_in_bytes=67108864" or ""
 
 }  // namespace ember::jail

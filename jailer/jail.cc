@@ -28,6 +28,7 @@
 #include <sstream>
 
 #include "jailer/cgroups.h"
+#include "jailer/jail_record.h"
 #include "jailer/paths.h"
 #include "jailer/vfork_spawn.h"
 #include "jailer/vmm_args.h"
@@ -313,25 +314,6 @@ Result<Fd> build_jail_dir(const JailerOptions& o, const Prepared& p, Rollback* r
   return jail;
 }
 
-// The jail's cgroup directories, for --cleanup (which may run from another
-// cgroup than the jailer, so it cannot work them out again): an extended
-// attribute of the jail directory in the trusted.* namespace (only root
-// reads or writes it; no inode to create), or a file "cgroups" where the
-// file system has no xattrs.
-constexpr const char* kCgroupXattr = "trusted.ember.cgroups";
-
-Result<void> write_cgroup_record(int jail_fd, const std::string& jail_dir, const std::vector<std::string>& dirs) {
-  std::string text;
-  for (const std::string& d : dirs) text += d + "\n";
-  if (::fsetxattr(jail_fd, kCgroupXattr, text.data(), text.size(), XATTR_CREATE) == 0) return Ok();
-  if (errno != ENOTSUP) return errno_error("setxattr " + std::string(kCgroupXattr) + " on " + jail_dir);
-  Fd f(::openat(jail_fd, "cgroups", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!f.valid()) return errno_error("create " + jail_dir + "/cgroups");
-  if (::write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    return errno_error("write " + jail_dir + "/cgroups");
-  return Ok();
-}
-
 // --detach: where the caller finds the VMM it now owns (the jail directory
 // is root's alone, so the pid can be trusted).
 Result<void> write_pid_file(int jail_fd, const std::string& jail_dir, pid_t pid) {
@@ -547,7 +529,7 @@ int supervise(pid_t child, const sigset_t& waited, const CgroupPlan& plan, const
   if (!WIFSIGNALED(ws)) return kExitJailFailed;
   const int sig = WTERMSIG(ws);
   const std::string who = "ember-vmm (pid " + std::to_string(child) + ", jail " + id + ")";
-  const long ooms = oom_kills(memory_dir(plan), plan.version);
+  const long ooms = oom_kills(memory_dir(plan));
   if (sig == SIGKILL && ooms > 0) {
     const std::string limit = memory_limit_text(plan);
     print_line(who + " was killed by the kernel's OOM killer: the VM reached the jail's memory limit" +
@@ -701,28 +683,12 @@ int run_cleanup(const JailerOptions& o) {
       jail_exists = true;
       // The record of the jail's cgroups, written when it was built.
       Fd jail(::openat(jails.get(), o.id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      std::string text;
-      if (jail.valid()) {
-        char buf[8192];
-        const ssize_t n = ::fgetxattr(jail.get(), kCgroupXattr, buf, sizeof buf);
-        if (n > 0) text.assign(buf, static_cast<size_t>(n));
-      }
-      Fd rec(jail.valid() && text.empty() ? ::openat(jail.get(), "cgroups", O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1);
-      if (rec.valid()) {
-        char buf[4096];
-        ssize_t n;
-        while ((n = ::read(rec.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-      }
-      {
-        std::istringstream lines(text);
-        for (std::string line; std::getline(lines, line);) {
-          if (line.empty()) continue;
-          if (!is_cgroup_dir_of(line, o.id)) {
-            print_line("cleanup: the record of " + jail_dir + " names " + line + ", not a cgroup of this jail: ignored");
-            continue;
-          }
-          cgroup_dirs.push_back(line);
+      for (const std::string& line : jail.valid() ? read_cgroup_record(jail.get()) : std::vector<std::string>{}) {
+        if (!is_cgroup_dir_of(line, o.id)) {
+          print_line("cleanup: the record of " + jail_dir + " names " + line + ", not a cgroup of this jail: ignored");
+          continue;
         }
+        cgroup_dirs.push_back(line);
       }
     }
   }

@@ -11,8 +11,6 @@ namespace ember::jail {
 
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitJailFailed = 125;
-// --detach: the VMM's pid, in CHROOT_BASE/ember-vmm/ID (root's alone).
-inline constexpr const char* kJailPidFile = "vmm.pid";
 
 // Runs the whole jail (steps 1-8) and returns what ember-jailer exits with:
 // the VMM's status (128+N if it was killed by signal N; 0 once it runs with
