@@ -184,6 +184,15 @@ class Jailer : public VmTest {
 
   std::string jail_dir(const std::string& id) const { return base_ + "/ember-vmm/" + id; }
 
+  // Starts ember-jailer with these file actions, without waiting; -1 if it could not.
+  static pid_t spawn_jailer(const std::vector<std::string>& argv_s, const posix_spawn_file_actions_t* fa) {
+    std::vector<char*> argv;
+    for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    return posix_spawn(&pid, argv[0], fa, nullptr, argv.data(), environ) == 0 ? pid : -1;
+  }
+
   std::string base_;
   std::vector<std::string> ids_;
   HostCgroups cg_;
@@ -233,16 +242,13 @@ TEST_F(Jailer, InsideTheJailFromTheHost) {
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  const auto argv_s = jailer_argv(id,
-                                  {"--cgroup", cg_.memory_limit + "=268435456", "--cgroup", "pids.max=32",
-                                   "--resource-limit", "no-file=128"},
-                                  {"--mem-mib", "64", guest_program("echo-musl")});
-  std::vector<char*> argv;
-  for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t jailer = -1;
-  ASSERT_EQ(posix_spawn(&jailer, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  const pid_t jailer = spawn_jailer(jailer_argv(id,
+                                                {"--cgroup", cg_.memory_limit + "=268435456", "--cgroup",
+                                                 "pids.max=32", "--resource-limit", "no-file=128"},
+                                                {"--mem-mib", "64", guest_program("echo-musl")}),
+                                    &fa);
   posix_spawn_file_actions_destroy(&fa);
+  ASSERT_GT(jailer, 0);
   close(in[0]);
   close(leaked);
 
@@ -593,13 +599,10 @@ TEST_F(Jailer, DetachHandsTheVmmToTheCaller) {
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_adddup2(&fa, out[1], 2);
-  const auto argv_s = jailer_argv(id, {"--detach", "--cgroup", "pids.max=32"}, {guest_program("echo-musl")});
-  std::vector<char*> argv;
-  for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t jailer = -1;
-  ASSERT_EQ(posix_spawn(&jailer, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  const pid_t jailer =
+      spawn_jailer(jailer_argv(id, {"--detach", "--cgroup", "pids.max=32"}, {guest_program("echo-musl")}), &fa);
   posix_spawn_file_actions_destroy(&fa);
+  ASSERT_GT(jailer, 0);
   close(in[0]);
   close(out[1]);
   int ws = 0;

@@ -24,15 +24,21 @@ TEST(ControllerProcess, RunCommand) {
   EXPECT_EQ(r->status.describe(), "exited with status 3");
 }
 
-// What emberd does with a VMM that ember-jailer --detach hands over: a
-// child is adopted; a process that is not our child is refused.
-TEST(ControllerProcess, AdoptsOnlyItsOwnChildren) {
+// A child that waits for a signal (only async-signal-safe calls after fork).
+pid_t fork_waiting_child() {
   const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::pause();
     ::_exit(0);
   }
+  return pid;
+}
+
+// What emberd does with a VMM that ember-jailer --detach hands over: a
+// child is adopted; a process that is not our child is refused.
+TEST(ControllerProcess, AdoptsOnlyItsOwnChildren) {
+  const pid_t pid = fork_waiting_child();
+  ASSERT_GE(pid, 0);
   auto c = adopt_child(pid);
   ASSERT_TRUE(c) << c.message();
   EXPECT_EQ(c->pid, pid);
@@ -52,12 +58,8 @@ TEST(ControllerProcess, AdoptsOnlyItsOwnChildren) {
 }
 
 TEST(ControllerProcess, DiscardKillsAndReapsAChild) {
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_waiting_child();
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::pause();
-    ::_exit(0);
-  }
   discard_child(pid);
   EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1) << "already reaped";
   EXPECT_EQ(errno, ECHILD);
