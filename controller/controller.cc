@@ -494,7 +494,6 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
   vm->pid = c.pid;
   vm->pidfd = std::move(c.pidfd);
   register_vm(vm);
-  std::weak_ptr<Vm> weak = vm;
   // The callback owns the VM until it has exited (it keeps the pidfd open).
   auto keep = vm;
   if (auto w = reaper_.watch(vm->pidfd.get(), [this, keep](ExitStatus st) { on_vm_exit(keep, st); }); !w) {
