@@ -68,14 +68,27 @@ void set_env(std::vector<std::string>* env, const std::string& kv) {
   env->push_back(kv);
 }
 
-Result<uint32_t> json_u32(const json& v, const std::string& key) {
+// Only an unsigned JSON integer is read as one: nlohmann converts a float
+// such as 5e30 with a plain cast, which is undefined behaviour.
+Result<uint64_t> json_u64(const json& v, const std::string& key) {
   if (!v.is_number_unsigned()) {
     if (v.is_number_integer()) return Error{key + ": must not be negative"};
     return Error{key + ": expected a whole number, got " + std::string(v.type_name())};
   }
-  const uint64_t x = v.get<uint64_t>();
+  return v.get<uint64_t>();
+}
+
+Result<uint32_t> json_u32(const json& v, const std::string& key) {
+  EMBER_TRY(const uint64_t x, json_u64(v, key));
   if (x > 0xffffffffu) return Error{key + ": too large"};
   return static_cast<uint32_t>(x);
+}
+
+// An optional whole-number field of a stored record; absent reads as 0.
+Result<uint64_t> optional_u64(const json& j, const std::string& key) {
+  const auto it = j.find(key);
+  if (it == j.end()) return uint64_t{0};
+  return json_u64(*it, key);
 }
 
 }  // namespace
@@ -204,7 +217,7 @@ Result<FunctionRecord> record_from_json(const json& j, const Config& cfg) {
     FunctionRecord r;
     r.name = j.at("name").get<std::string>();
     if (!valid_function_name(r.name)) return Error{"bad function name '" + r.name + "'"};
-    r.version = j.at("version").get<uint64_t>();
+    EMBER_TRY(r.version, json_u64(j.at("version"), "version"));
     r.spec = spec_defaults(cfg);
     r.spec.env.clear();
     r.spec.args.clear();
@@ -217,9 +230,9 @@ Result<FunctionRecord> record_from_json(const json& j, const Config& cfg) {
     else return Error{"unknown mechanism '" + m + "'"};
     r.source = j.value("source", "image");
     r.created_at = j.value("created_at", "");
-    r.image_bytes = j.value("image_bytes", uint64_t{0});
-    r.snapshot_bytes = j.value("snapshot_bytes", uint64_t{0});
-    r.template_us = j.value("template_us", uint64_t{0});
+    EMBER_TRY(r.image_bytes, optional_u64(j, "image_bytes"));
+    EMBER_TRY(r.snapshot_bytes, optional_u64(j, "snapshot_bytes"));
+    EMBER_TRY(r.template_us, optional_u64(j, "template_us"));
     return r;
   } catch (const json::exception& e) {
     return Error{std::string("malformed function record: ") + e.what()};

@@ -116,6 +116,22 @@ TEST(ControllerSpec, RecordRoundTrip) {
   EXPECT_FALSE(record_from_json(json::parse(R"({"name": "x"})"), cfg));
 }
 
+// A record's numbers are whole and non-negative; a float out of range once
+// reached a plain cast (found by fuzz_function_spec).
+TEST(ControllerSpec, RecordNumbersMustBeWhole) {
+  const Config cfg;
+  const std::string cfg_json = R"("config": {"memory_mib": 16}, "mechanism": "boot")";
+  for (const char* bad : {R"("version": 5e30)", R"("version": -1)", R"("version": 1, "image_bytes": 2.5)",
+                          R"("version": 1, "template_us": "7")"}) {
+    auto r = record_from_json(json::parse(std::string("{\"name\": \"x\", ") + bad + ", " + cfg_json + "}"), cfg);
+    EXPECT_FALSE(r) << bad;
+  }
+  auto ok = record_from_json(json::parse(R"({"name": "x", "version": 2, )" + cfg_json + "}"), cfg);
+  ASSERT_TRUE(ok) << ok.message();
+  EXPECT_EQ(ok->version, 2u);
+  EXPECT_EQ(ok->image_bytes, 0u);
+}
+
 class ControllerImage : public ::testing::Test {
  protected:
   void SetUp() override {
