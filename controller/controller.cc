@@ -219,7 +219,11 @@ void Controller::kill_orphans() {
       for (size_t i = 0; i + 1 < args.size(); i++) {
         if (args[i] == "--id" && args[i + 1].compare(0, mark.size(), mark) == 0) {
           Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-          if (pidfd.valid() && signal_process(pidfd.get(), SIGKILL)) killed.push_back(std::move(pidfd));
+          // The process may have gone and its pid been reused between the
+          // read and the open: with the pidfd held, its command line must
+          // still be the one we found.
+          if (pidfd.valid() && read_cmdline(e->d_name) == args && signal_process(pidfd.get(), SIGKILL))
+            killed.push_back(std::move(pidfd));
           break;
         }
       }
