@@ -88,20 +88,6 @@ std::string last_words(const std::string& output) {
   return line.empty() ? "" : ": " + line;
 }
 
-std::vector<std::string> read_cmdline(const std::string& pid) {
-  std::ifstream f("/proc/" + pid + "/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<std::string> args;
-  size_t start = 0;
-  while (start < all.size()) {
-    size_t end = all.find('\0', start);
-    if (end == std::string::npos) end = all.size();
-    args.push_back(all.substr(start, end - start));
-    start = end + 1;
-  }
-  return args;
-}
-
 uint32_t percentile(std::vector<uint32_t> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -208,28 +194,8 @@ void Controller::kill_orphans() {
   // VMMs (and jailers) of a previous emberd on this state dir carry our id
   // prefix in `--id`; nothing else does.
   const std::string mark = id_prefix_ + "-";
-  std::vector<Fd> killed;  // pidfds: no pid reuse between finding and killing, and a way to wait
-  DIR* d = ::opendir("/proc");
-  if (d) {
-    while (struct dirent* e = ::readdir(d)) {
-      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-      const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-      if (pid == ::getpid()) continue;
-      const auto args = read_cmdline(e->d_name);
-      for (size_t i = 0; i + 1 < args.size(); i++) {
-        if (args[i] == "--id" && args[i + 1].compare(0, mark.size(), mark) == 0) {
-          Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-          // The process may have gone and its pid been reused between the
-          // read and the open: with the pidfd held, its command line must
-          // still be the one we found.
-          if (pidfd.valid() && read_cmdline(e->d_name) == args && signal_process(pidfd.get(), SIGKILL))
-            killed.push_back(std::move(pidfd));
-          break;
-        }
-      }
-    }
-    ::closedir(d);
-  }
+  std::vector<Fd> killed =
+      kill_processes_with_id([&](const std::string& id) { return id.compare(0, mark.size(), mark) == 0; });
   if (!killed.empty()) {
     // A killed VMM takes a while to go (its VM's teardown): wait, so that
     // none is left once emberd serves.
@@ -456,6 +422,18 @@ size_t Controller::vm_count() const {
 // ---------------------------------------------------------------------------
 // VMs
 
+namespace {
+
+// A jailer that failed or was killed once it had started the VMM leaves the
+// VMM running as our child with no pid on record: found by its --id, it is
+// killed and reaped, never left to run unowned or to linger as a zombie.
+void reap_stray_vmm(const std::string& id) {
+  for (const Fd& pidfd : kill_processes_with_id([&](const std::string& x) { return x == id; }))
+    (void)wait_process(pidfd.get());
+}
+
+}  // namespace
+
 Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv, int in_fd,
                                   int out_fd, int err_fd) {
   SpawnOptions o;
@@ -479,12 +457,16 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
     if (!st) {
       signal_process(jailer.pidfd.get(), SIGKILL);
       (void)wait_process(jailer.pidfd.get());
+      reap_stray_vmm(vm->id);
       return Error{"ember-jailer did not finish the jail within deploy_timeout_ms (" +
                    std::to_string(cfg_.deploy_timeout_ms) + " ms)"};
     }
-    if (st->shell_code() != 0) return Error{"ember-jailer " + st->describe()};
-    const pid_t pid = detached_vmm_pid(cfg_.jailer.chroot_base, vm->id);
-    if (pid < 0) return Error{"ember-jailer --detach left no VMM pid in the jail " + vm->id};
+    const pid_t pid = st->shell_code() == 0 ? detached_vmm_pid(cfg_.jailer.chroot_base, vm->id) : -1;
+    if (pid < 0) {
+      reap_stray_vmm(vm->id);
+      if (st->shell_code() != 0) return Error{"ember-jailer " + st->describe()};
+      return Error{"ember-jailer --detach left no VMM pid in the jail " + vm->id};
+    }
     auto adopted = adopt_child(pid);
     if (!adopted) {
       discard_child(pid);

@@ -1,5 +1,6 @@
 #include "controller/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 
 namespace ember::controller {
 
@@ -256,6 +259,47 @@ void Reaper::loop() {
       if (cb) cb(st);
     }
   }
+}
+
+namespace {
+
+std::vector<std::string> read_cmdline(const char* pid) {
+  std::ifstream f(std::string("/proc/") + pid + "/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  for (size_t start = 0; start < all.size();) {
+    size_t end = all.find('\0', start);
+    if (end == std::string::npos) end = all.size();
+    args.push_back(all.substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+}  // namespace
+
+std::vector<Fd> kill_processes_with_id(const std::function<bool(const std::string&)>& match) {
+  std::vector<Fd> killed;
+  DIR* d = ::opendir("/proc");
+  if (!d) return killed;
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid == ::getpid()) continue;
+    const auto args = read_cmdline(e->d_name);
+    for (size_t i = 0; i + 1 < args.size(); i++) {
+      if (args[i] != "--id" || !match(args[i + 1])) continue;
+      Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+      // The process may have gone and its pid been reused between the read
+      // and the open: with the pidfd held, its command line must still be
+      // the one we found.
+      if (pidfd.valid() && read_cmdline(e->d_name) == args && signal_process(pidfd.get(), SIGKILL))
+        killed.push_back(std::move(pidfd));
+      break;
+    }
+  }
+  ::closedir(d);
+  return killed;
 }
 
 }  // namespace ember::controller

@@ -64,6 +64,11 @@ void discard_child(pid_t pid);
 // Returns true and reaps it if it has exited, else false.
 bool try_wait_process(int pidfd, ExitStatus* out);
 
+// Sends SIGKILL to every other process whose command line carries
+// `--id X` with match(X) (emberd's VMMs and jailers do) and returns their
+// pidfds, to wait on (wait_process reaps those that are our children).
+std::vector<Fd> kill_processes_with_id(const std::function<bool(const std::string&)>& match);
+
 // Runs a command to completion with a deadline (kills it at the deadline);
 // returns its status and its combined stdout+stderr (at most 64 KiB kept).
 struct RunResult {

@@ -65,6 +65,33 @@ TEST(ControllerProcess, DiscardKillsAndReapsAChild) {
   EXPECT_EQ(errno, ECHILD);
 }
 
+// How emberd finds a VMM by its --id (orphans of a previous run, a VMM whose
+// jailer died before naming it): only the matching process is killed, and
+// the pidfd that comes back reaps it.
+TEST(ControllerProcess, KillsProcessesByTheirId) {
+  auto spawn_with_id = [](const std::string& id) {
+    SpawnOptions o;
+    o.argv = {"/bin/sh", "-c", "kill -STOP $$", "sh", "--id", id};  // waits, with no child of its own
+    return spawn_process(o);
+  };
+  const std::string id = "ember-unit-" + std::to_string(::getpid());
+  auto target = spawn_with_id(id + "-a");
+  auto bystander = spawn_with_id(id + "-ab");
+  ASSERT_TRUE(target) << target.message();
+  ASSERT_TRUE(bystander) << bystander.message();
+  auto killed = kill_processes_with_id([&](const std::string& x) { return x == id + "-a"; });
+  ASSERT_EQ(killed.size(), 1u);
+  auto st = wait_process(killed[0].get());
+  ASSERT_TRUE(st) << st.message();
+  EXPECT_TRUE(st->signaled);
+  EXPECT_EQ(st->value, SIGKILL);
+  EXPECT_FALSE(wait_process_until(bystander->pidfd.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(50)))
+      << "the bystander still runs";
+  ASSERT_TRUE(signal_process(bystander->pidfd.get(), SIGKILL));
+  EXPECT_TRUE(wait_process(bystander->pidfd.get()));
+  EXPECT_TRUE(kill_processes_with_id([&](const std::string& x) { return x.rfind(id, 0) == 0; }).empty());
+}
+
 TEST(ControllerProcess, RunCommandDeadline) {
   auto r = run_command({"/bin/sleep", "30"}, 200);
   ASSERT_TRUE(r) << r.message();
