@@ -1,19 +1,16 @@
 #include "controller/controller.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "api/stdio_protocol.h"
 #include "controller/fsutil.h"
