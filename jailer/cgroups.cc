@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -465,6 +466,24 @@ Result<std::vector<Fd>> create_cgroups(const CgroupPlan& plan, std::vector<std::
   return procs;
 }
 
+namespace {
+
+// Kills `pid` only if it is still in the group once we hold its pidfd: the
+// pid then names that process for as long as it lives, so it cannot be a
+// stranger that reused the pid after the member exited (v1 has no
+// cgroup.kill to do this atomically).
+void kill_member(const std::string& procs_file, long pid) {
+  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0)));
+  if (!pidfd.valid()) return;
+  for (const std::string& w : words_of(read_text(procs_file)))
+    if (std::strtol(w.c_str(), nullptr, 10) == pid) {
+      ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      return;
+    }
+}
+
+}  // namespace
+
 Result<void> remove_cgroup(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) < 0) {
@@ -476,10 +495,11 @@ Result<void> remove_cgroup(const std::string& path) {
   if (::access((path + "/cgroup.kill").c_str(), W_OK) == 0) (void)write_file(path + "/cgroup.kill", "1");
   for (int i = 0; i < 5000; i++) {
     bool any = false;
-    for (const std::string& w : words_of(read_text(path + "/cgroup.procs"))) {
+    const std::string procs = path + "/cgroup.procs";
+    for (const std::string& w : words_of(read_text(procs))) {
       const long pid = std::strtol(w.c_str(), nullptr, 10);
       any = true;
-      if (pid > 0) ::kill(static_cast<pid_t>(pid), SIGKILL);
+      if (pid > 0) kill_member(procs, pid);
     }
     if (!any && ::rmdir(path.c_str()) == 0) return Ok();
     if (!any && errno != EBUSY) {

@@ -1,8 +1,19 @@
 // ember-jailer's pure parts: the command line, ids, paths, cgroup mounts and
 // plans (v1, v2, hybrid), and the rewriting of the VMM's arguments to
-// in-jail paths. The jail itself is tested in tests/integration/jailer_test.cc.
+// in-jail paths; and, where this process may make a cgroup, the removal of a
+// live one. The jail itself is tested in tests/integration/jailer_test.cc.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <string>
@@ -279,6 +290,43 @@ TEST(JailerCgroups, V2GoesBelowTheNearestAncestorWithoutProcesses) {
   plan = plan_cgroups(o, v2_mounts({"pids"}), "0::/user.slice/x.scope\n", no_processes);
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->dirs[0].path, "/sys/fs/cgroup/vms/vm-1");
+}
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// ember-jailer --cleanup on a live jail: every process in the cgroup is
+// killed (on v1 one pid at a time, each checked through its pidfd) and the
+// cgroup removed. Needs root and a cgroup file system this process may write.
+TEST(JailerCgroups, RemoveKillsTheMembers) {
+  std::string dir;
+  for (const CgroupMount& m : parse_cgroup_mounts(slurp_file("/proc/self/mountinfo"))) {
+    const bool v1_pids = m.version == 1 && std::count(m.controllers.begin(), m.controllers.end(), "pids");
+    if (!v1_pids && m.version != 2) continue;
+    const std::string own = own_cgroup(slurp_file("/proc/self/cgroup"), m.version, m.version == 1 ? "pids" : "");
+    dir = m.path + (own == "/" ? "" : own) + "/ember-unit-" + std::to_string(::getpid());
+    break;
+  }
+  if (dir.empty() || ::mkdir(dir.c_str(), 0755) != 0)
+    GTEST_SKIP() << "no cgroup to make here (" << (dir.empty() ? "no v1 pids or v2 mount" : dir + ": " + std::strerror(errno))
+                 << ")";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  std::ofstream(dir + "/cgroup.procs") << child << std::flush;
+  EXPECT_NE(slurp_file(dir + "/cgroup.procs").find(std::to_string(child)), std::string::npos);
+  auto r = remove_cgroup(dir);
+  EXPECT_TRUE(r) << r.message();
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " is still there";
+  ::rmdir(dir.c_str());
 }
 
 TEST(JailerCgroups, ClearErrors) {
