@@ -16,37 +16,11 @@
 #include <set>
 
 #include "jailer/paths.h"
+#include "jailer/plain_text.h"
 
 namespace ember::jail {
 
 namespace {
-
-// Plain reads and splits, no iostreams: their first use in a static binary
-// costs ~150 µs of locale set-up, a sixth of the jail's budget.
-std::string read_text(const std::string& path) {
-  std::string out;
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n > 0) out.append(buf, static_cast<size_t>(n));
-    else if (n == 0 || errno != EINTR) break;
-  }
-  return out;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t j = text.find('\n', i);
-    if (j == std::string::npos) j = text.size();
-    out.push_back(text.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
 
 std::vector<std::string> words_of(const std::string& text) {
   std::vector<std::string> out;

@@ -30,6 +30,7 @@
 #include "jailer/cgroups.h"
 #include "jailer/jail_record.h"
 #include "jailer/paths.h"
+#include "jailer/plain_text.h"
 #include "jailer/vfork_spawn.h"
 #include "jailer/vmm_args.h"
 #include "vmm/fd.h"
@@ -616,13 +617,7 @@ int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   // Here the child has exec'd ember-vmm or failed: a failure left its words
   // in the pipe (whose other end closes on exec or exit).
   err_write.reset();
-  std::string child_error;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(err_read.get(), buf, sizeof buf);
-    if (n > 0) child_error.append(buf, static_cast<size_t>(n));
-    else if (n == 0 || errno != EINTR) break;
-  }
+  const std::string child_error = read_fd(err_read.get());
   if (!child_error.empty()) {
     if (!o.detach) ::waitpid(child, nullptr, 0);  // gone before its cgroups are removed (detached: not ours to reap)
     rb.run();

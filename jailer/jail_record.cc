@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "jailer/plain_text.h"
 #include "vmm/fd.h"
 
 namespace ember::jail {
@@ -15,31 +16,6 @@ namespace {
 
 constexpr const char* kCgroupXattr = "trusted.ember.cgroups";
 constexpr const char* kCgroupFile = "cgroups";
-
-// Plain reads, no iostreams: their first use in a static binary costs
-// ~150 µs of locale set-up (ember-jailer links this).
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) out.append(buf, static_cast<size_t>(n));
-    else if (n == 0 || errno != EINTR) break;
-  }
-  return out;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t j = text.find('\n', i);
-    if (j == std::string::npos) j = text.size();
-    if (j > i) lines.push_back(text.substr(i, j - i));
-    i = j + 1;
-  }
-  return lines;
-}
 
 }  // namespace
 
@@ -63,7 +39,7 @@ std::vector<std::string> read_cgroup_record(int jail_fd) {
     text.assign(buf, static_cast<size_t>(n));
   } else {
     Fd rec(::openat(jail_fd, kCgroupFile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (rec.valid()) text = read_all(rec.get());
+    if (rec.valid()) text = read_fd(rec.get());
   }
   return lines_of(text);
 }
@@ -73,7 +49,7 @@ long oom_kills(const std::string& memory_dir) {
   for (const char* file : {"/memory.events", "/memory.oom_control"}) {
     Fd fd(::open((memory_dir + file).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) continue;
-    for (const std::string& line : lines_of(read_all(fd.get())))  // "key value"
+    for (const std::string& line : lines_of(read_fd(fd.get())))  // "key value"
       if (line.rfind("oom_kill ", 0) == 0) return std::strtol(line.c_str() + 9, nullptr, 10);
     return 0;
   }

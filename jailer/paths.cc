@@ -10,6 +10,8 @@
 #include <climits>
 #include <cstdio>
 
+#include "jailer/plain_text.h"
+
 namespace ember::jail {
 
 namespace {
@@ -36,13 +38,8 @@ Result<std::string> absolute_path(const std::string& path, const std::string& wh
     full = std::string(cwd) + "/" + path;
   }
   std::string out;
-  size_t i = 0;
-  while (i < full.size()) {
-    size_t j = full.find('/', i);
-    if (j == std::string::npos) j = full.size();
-    const std::string comp = full.substr(i, j - i);
-    i = j + 1;
-    if (comp.empty() || comp == ".") continue;
+  for (const std::string& comp : path_components(full)) {
+    if (comp == ".") continue;
     if (comp == "..")
       return Error{what + " " + path + ": '..' is not allowed in paths given to ember-jailer (pass the path without it)"};
     out += "/" + comp;
@@ -50,17 +47,7 @@ Result<std::string> absolute_path(const std::string& path, const std::string& wh
   return out.empty() ? std::string("/") : out;
 }
 
-std::vector<std::string> path_components(const std::string& absolute) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < absolute.size()) {
-    size_t j = absolute.find('/', i);
-    if (j == std::string::npos) j = absolute.size();
-    if (j > i) out.push_back(absolute.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
+std::vector<std::string> path_components(const std::string& absolute) { return split_nonempty(absolute, '/'); }
 
 std::string dirname_of(const std::string& absolute) {
   const auto slash = absolute.rfind('/');
