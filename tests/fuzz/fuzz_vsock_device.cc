@@ -17,7 +17,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "api/stdio_protocol.h"
+#include "tests/unit/vmm_test_epoll.h"
 #include "tests/unit/vmm_test_virtq.h"
 #include "vmm/virtio_mmio.h"
 #include "vmm/vsock.h"
@@ -108,21 +108,6 @@ int guest_port_listener(const std::string& uds) {
   return fd;
 }
 
-struct Epoll : ember::FdWatcher {
-  int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  ~Epoll() override { ::close(ep); }
-  void watch(int fd, uint32_t events, uint64_t token) override {
-    epoll_event e{};
-    e.events = events;
-    e.data.u64 = token;
-    if (events == 0) {
-      ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
-    } else if (::epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e) != 0) {
-      ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-    }
-  }
-};
-
 int connect_client(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   const sockaddr_un a = unix_address(path);
@@ -158,7 +143,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_pending_rst = 4;
   limits.max_packet = 2048;
   ember::Log log(false);
-  Epoll ep;
+  ember::testing::Epoll ep;
   auto dev_owner = std::make_unique<VsockDevice>(kGuestCid, &log, limits);
   VsockDevice* dev = dev_owner.get();
   ember::VirtioMmioTransport transport(std::move(dev_owner), mem, [] {}, &log);

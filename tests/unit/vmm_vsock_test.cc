@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <map>
 #include <string>
 
 #include "api/guest_layout.h"
 #include "api/stdio_protocol.h"
+#include "tests/unit/vmm_test_epoll.h"
 #include "tests/unit/vmm_test_virtq.h"
 #include "vmm/virtio_mmio.h"
 #include "vmm/vsock.h"
@@ -26,6 +26,7 @@
 namespace ember {
 namespace {
 
+using testing::Epoll;
 using testing::TestDriver;
 
 constexpr uint64_t kGuestCid = 3;
@@ -34,27 +35,6 @@ constexpr uint32_t kRxBufSize = 0x1000 + sizeof(VsockHeader);
 constexpr uint32_t kRxStride = 0x2000;
 constexpr uint64_t kTxBufs = 0x200000;  // transmit buffers, 0x11000 each
 constexpr uint32_t kTxStride = 0x11000;
-
-struct Epoll : FdWatcher {
-  int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  std::map<int, uint32_t> watched;
-  ~Epoll() override { ::close(ep); }
-  void watch(int fd, uint32_t events, uint64_t token) override {
-    epoll_event e{};
-    e.events = events;
-    e.data.u64 = token;
-    if (events == 0) {
-      ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
-      watched.erase(fd);
-    } else if (watched.count(fd)) {
-      ::epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
-      watched[fd] = events;
-    } else {
-      ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-      watched[fd] = events;
-    }
-  }
-};
 
 struct Packet {
   VsockHeader h{};
