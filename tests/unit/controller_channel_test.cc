@@ -12,6 +12,7 @@
 #include "api/stdio_protocol.h"
 #include "controller/fsutil.h"
 #include "controller/stdio_channel.h"
+#include "tests/unit/test_temp_dir.h"
 
 namespace ember::controller {
 namespace {
@@ -183,9 +184,6 @@ TEST(ControllerChannel, GuestStopsReadingEarly) {
 class ControllerFakeVmm : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ember-ctl-vsock-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     path_ = dir_ + "/v.sock";
     lfd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un a{};
@@ -196,7 +194,6 @@ class ControllerFakeVmm : public ::testing::Test {
   }
   void TearDown() override {
     ::close(lfd_);
-    remove_tree(dir_);
   }
   // Accepts one connection, reads the CONNECT line, answers `reply`.
   std::thread serve(std::string reply, std::string* line) {
@@ -214,7 +211,9 @@ class ControllerFakeVmm : public ::testing::Test {
       ::close(c);
     });
   }
-  std::string dir_, path_;
+  ember::testing::TempDir tmp_{"ember-ctl-vsock"};
+  const std::string dir_ = tmp_.path();
+  std::string path_;
   int lfd_ = -1;
 };
 

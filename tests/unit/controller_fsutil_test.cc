@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "controller/fsutil.h"
+#include "tests/unit/test_temp_dir.h"
 #include "vmm/fd.h"
 
 namespace ember::controller {
@@ -20,14 +21,10 @@ namespace fs = std::filesystem;
 class CopyUntrusted : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ember-fsutil-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     from_ = dir_ + "/from";
     to_ = dir_ + "/to";
     fs::create_directory(from_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
   void write(const std::string& name, const std::string& data, off_t at = 0) {
     Fd f(::open((from_ + "/" + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
     ASSERT_TRUE(f.valid());
@@ -38,7 +35,9 @@ class CopyUntrusted : public ::testing::Test {
     EXPECT_TRUE(r) << r.message();
     return r ? *r : "";
   }
-  std::string dir_, from_, to_;
+  ember::testing::TempDir tmp_{"ember-fsutil"};
+  const std::string dir_ = tmp_.path();
+  std::string from_, to_;
 };
 
 TEST_F(CopyUntrusted, CopiesKeepingHolesAndContents) {

@@ -13,6 +13,7 @@
 #include "controller/image_build.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
+#include "tests/unit/test_temp_dir.h"
 #include "tests/unit/vmm_test_elf.h"
 
 namespace ember::controller {
@@ -134,16 +135,11 @@ TEST(ControllerSpec, RecordNumbersMustBeWhole) {
 
 class ControllerImage : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ember-ctl-image-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { remove_tree(dir_); }
   // /bin/true is an ELF; good enough for packing (never run here).
   // A minimal static x86-64 executable (what the guest can run).
   std::string elf() { return ember::testing::static_program_elf(); }
-  std::string dir_;
+  ember::testing::TempDir tmp_{"ember-ctl-image"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(ControllerImage, DetectsTheBody) {

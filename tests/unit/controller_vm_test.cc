@@ -12,20 +12,17 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/unit/test_temp_dir.h"
+
 namespace ember::controller {
 namespace {
 
 class ControllerJailFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char templ[] = "/tmp/ember-vm-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(templ), nullptr);
-    base_ = templ;
-    std::filesystem::create_directories(base_ + "/ember-vmm/vm-1");
-  }
-  void TearDown() override { std::filesystem::remove_all(base_); }
+  void SetUp() override { std::filesystem::create_directories(base_ + "/ember-vmm/vm-1"); }
   void write(const std::string& rel, const std::string& text) { std::ofstream(base_ + "/" + rel) << text; }
-  std::string base_;
+  ember::testing::TempDir tmp_{"ember-vm-test"};
+  const std::string base_ = tmp_.path();
 };
 
 TEST(ControllerVm, DetachedJailerCommand) {

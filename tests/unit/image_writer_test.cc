@@ -15,6 +15,7 @@
 #include "api/image_format.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
+#include "tests/unit/test_temp_dir.h"
 #include "tests/unit/vmm_test_elf.h"
 
 namespace ember::image {
@@ -23,14 +24,9 @@ namespace {
 class ImageWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/ember-image-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl << ": " << std::strerror(errno);
-    dir_ = tmpl;
     prog_ = write("prog", ember::testing::static_program_elf(5007), 0755);
     data_ = write("data.txt", "hello data\n", 0644);
   }
-  void TearDown() override { (void)std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   std::string write(const std::string& name, const std::string& content, mode_t mode) {
     std::string path = dir_ + "/" + name;
@@ -42,7 +38,9 @@ class ImageWriterTest : public ::testing::Test {
   static std::string str(Bytes b) { return std::string(b.data, b.size); }
   static std::string content(const ImageFile& f) { return std::string(reinterpret_cast<const char*>(f.data), f.size); }
 
-  std::string dir_, prog_, data_;
+  ember::testing::TempDir tmp_{"ember-image-test"};
+  const std::string dir_ = tmp_.path();
+  std::string prog_, data_;
 };
 
 TEST_F(ImageWriterTest, RoundTripWithDefaults) {

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "images/image_writer.h"
+#include "tests/unit/test_temp_dir.h"
 #include "tests/unit/vmm_test_elf.h"
 #include "vmm/program_image.h"
 
@@ -17,19 +18,13 @@ namespace {
 
 class ProgramImageTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/ember-vmm-image-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { (void)std::system(("rm -rf '" + dir_ + "'").c_str()); }
   std::string write(const std::string& name, const std::string& content) {
     const std::string p = dir_ + "/" + name;
     std::ofstream(p, std::ios::binary) << content;
     return p;
   }
-  std::string dir_;
+  ember::testing::TempDir tmp_{"ember-vmm-image-test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(ProgramImageTest, SameBytesAsBuildImage) {

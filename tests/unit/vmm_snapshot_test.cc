@@ -12,6 +12,7 @@
 #include <string>
 
 #include "api/boot_info.h"
+#include "tests/unit/test_temp_dir.h"
 #include "vmm/crc32c.h"
 #include "vmm/snapshot.h"
 #include "vmm/vmstate.h"
@@ -236,13 +237,8 @@ TEST(Crc32c, KnownValues) {
 
 class SnapshotFilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char t[] = "/tmp/ember-snapfiles-XXXXXX";
-    ASSERT_NE(::mkdtemp(t), nullptr);
-    dir_ = t;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  ember::testing::TempDir tmp_{"ember-snapfiles"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(SnapshotFilesTest, SparseWriteLeavesZeroPagesAsHoles) {

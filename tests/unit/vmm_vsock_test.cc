@@ -18,6 +18,7 @@
 
 #include "api/guest_layout.h"
 #include "api/stdio_protocol.h"
+#include "tests/unit/test_temp_dir.h"
 #include "tests/unit/vmm_test_epoll.h"
 #include "tests/unit/vmm_test_virtq.h"
 #include "vmm/virtio_mmio.h"
@@ -48,16 +49,11 @@ class VsockTest : public ::testing::Test {
     ASSERT_TRUE(m.ok());
     mem_ = std::move(*m);
     for (uint32_t q = 0; q < 3; q++) drv_[q] = std::make_unique<TestDriver>(mem_, abi::queue_gpa(2, q), 256);
-    char tmpl[] = "/tmp/ember-vsock-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     uds_ = dir_ + "/v.sock";
   }
   void TearDown() override {
     transport_.reset();
     for (int fd : to_close_) ::close(fd);
-    std::string cmd = "rm -rf " + dir_;
-    (void)!::system(cmd.c_str());
   }
 
   void make(VsockLimits limits = {}, bool listen = true) {
@@ -188,7 +184,9 @@ class VsockTest : public ::testing::Test {
   std::unique_ptr<VirtioMmioTransport> transport_;
   VsockDevice* dev_ = nullptr;
   Epoll ep_;
-  std::string dir_, uds_;
+  ember::testing::TempDir tmp_{"ember-vsock-test"};
+  const std::string dir_ = tmp_.path();
+  std::string uds_;
   std::vector<int> to_close_;
   uint16_t rx_slot_ = 0, tx_slot_ = 0, rx_seen_ = 0;
   int irqs_ = 0;
