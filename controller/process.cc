@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <iterator>
+
+#include "controller/fsutil.h"
 
 namespace ember::controller {
 
@@ -263,9 +263,11 @@ void Reaper::loop() {
 
 namespace {
 
+// A process's arguments; none once it has gone (or with over 1 MiB of them:
+// never one of ours).
 std::vector<std::string> read_cmdline(const char* pid) {
-  std::ifstream f(std::string("/proc/") + pid + "/cmdline", std::ios::binary);
-  const std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto read = read_file(std::string("/proc/") + pid + "/cmdline", 1 << 20);
+  const std::string all = read ? std::move(*read) : std::string();
   std::vector<std::string> args;
   for (size_t start = 0; start < all.size();) {
     size_t end = all.find('\0', start);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "controller/fsutil.h"
 #include "jailer/jail_record.h"
 
 namespace ember::controller {
@@ -135,15 +136,12 @@ std::string jail_dir(const std::string& chroot_base, const std::string& id) {
   return chroot_base + "/ember-vmm/" + id;
 }
 
-std::string read_small_file(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 }  // namespace
 
 pid_t detached_vmm_pid(const std::string& chroot_base, const std::string& id) {
-  const std::string text = read_small_file(jail_dir(chroot_base, id) + "/" + jail::kJailPidFile);
+  auto read = read_file(jail_dir(chroot_base, id) + "/" + jail::kJailPidFile, 32);  // "PID\n"
+  if (!read) return -1;
+  const std::string text = std::move(*read);
   char* end = nullptr;
   const long pid = std::strtol(text.c_str(), &end, 10);
   if (end == text.c_str() || (*end != '\n' && *end != '\0') || pid <= 0 || pid > (1l << 22)) return -1;
