@@ -908,7 +908,7 @@ void Controller::housekeeping() {
     std::map<FunctionVersion*, std::pair<uint64_t, uint64_t>> parked;  // sum, count
     for (auto& vm : vms) {
       uint64_t rss = 0, priv = 0;
-      if (vm->pid < 0 || !read_process_memory(vm->pid, &rss, &priv)) continue;
+      if (vm->exited() || !read_process_memory(vm->pid, &rss, &priv)) continue;
       const uint64_t old = vm->mem_bytes.exchange(priv);
       {
         // Only a VM still registered counts in the total.
