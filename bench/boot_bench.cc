@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/stats.h"
+#include "jailer/jail_record.h"
 
 extern char** environ;
 
@@ -264,7 +265,7 @@ int boot_bench(const std::vector<std::string>& args) {
       // but collected the jailer's status: the VMM's is ours (it is our
       // child), named in the jail.
       if (c.detached && r && r->status == 0) {
-        std::ifstream pid_file(jail_base + "/ember-vmm/" + id + "/vmm.pid");
+        std::ifstream pid_file(jail_base + "/ember-vmm/" + id + "/" + ember::jail::kJailPidFile);
         pid_t vmm_pid = -1;
         int ws = 0;
         if (!(pid_file >> vmm_pid) || waitpid(vmm_pid, &ws, 0) != vmm_pid) r->status = -1;
