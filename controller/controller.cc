@@ -619,8 +619,11 @@ void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
     metrics_.vm_deaths->Increment();
   }
   unregister_vm(vm);
-  // Close our ends now: a dead VM's pipes and socket have nothing more to say.
-  if (was != VmState::kBusy) {
+  // A parked VM was nobody's: close our ends now, a dead VM's pipes and
+  // socket have nothing more to say. Any other is held by an invocation, a
+  // refill or a recycle that may be polling those very fds (its state reads
+  // kStopping once DELETE or a timeout killed it): the holder lets go of them.
+  if (was_parked) {
     vm->in.reset();
     vm->out.reset();
     vm->err.reset();
