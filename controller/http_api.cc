@@ -17,9 +17,15 @@ using nlohmann::json;
 
 namespace {
 
+// Messages and bodies may quote what a client sent (a function name in the
+// path, percent-decoded to any bytes): invalid UTF-8 is replaced, not thrown.
+std::string to_json_text(const json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
 void send_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content(json{{"error", message}}.dump() + "\n", "application/json");
+  res.set_content(to_json_text(json{{"error", message}}), "application/json");
 }
 
 void send_result(httplib::Response& res, const ApiResult& r) {
@@ -27,7 +33,7 @@ void send_result(httplib::Response& res, const ApiResult& r) {
     send_error(res, r.status, r.error);
   } else {
     res.status = r.status;
-    if (r.status != 204) res.set_content(r.body.dump(2) + "\n", "application/json");
+    if (r.status != 204) res.set_content(to_json_text(r.body, 2), "application/json");
   }
   if (r.retry_after_s) res.set_header("Retry-After", std::to_string(r.retry_after_s));
 }
@@ -146,6 +152,15 @@ void HttpApi::routes() {
   Controller& c = c_;
   const Config& cfg = c_.config();
 
+  // No route serves byte ranges. cpp-httplib would honour a Range: header on
+  // every answer, building each requested part (multipart) in memory: 1,000
+  // ranges of "0-" make a 1 MiB answer a 1 GiB one. The request object is
+  // the server's own (non-const) one; only the handler type is const.
+  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    const_cast<httplib::Request&>(req).ranges.clear();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
   s.Get("/healthz", [&c](const httplib::Request&, httplib::Response& res) { send_result(res, c.health()); });
 
   s.Get("/metrics", [&c](const httplib::Request&, httplib::Response& res) {
@@ -205,7 +220,7 @@ void HttpApi::routes() {
            if (want_stderr) {
              json j = {{"exit_code", r.exit_code}, {"stdout", r.out},   {"stderr", r.err},
                        {"vm", r.vm_id},            {"duration_us", r.duration_us}, {"pool_hit", r.pool_hit}};
-             res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", "application/json");
+             res.set_content(to_json_text(j), "application/json");
            } else {
              res.set_content(r.out, "application/octet-stream");
            }

@@ -80,7 +80,7 @@ void serve_with_bounded_queue(httplib::Server& svr, size_t threads, size_t max_w
     res.set_header("Connection", "close");
     const std::string why = "emberd is saturated: all " + std::to_string(threads) + " HTTP threads are busy and " +
                             std::to_string(max_waiting) + " connections wait (http_threads, http_queue); try again";
-    res.set_content(nlohmann::json{{"error", why}}.dump() + "\n", "application/json");
+    res.set_content(nlohmann::json{{"error", why}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", "application/json");
     return httplib::Server::HandlerResponse::Handled;
   });
 }

@@ -88,6 +88,10 @@ TEST_P(EmberdApi, MalformedRequestsGetClear4xxAndTheDaemonKeepsServing) {
       {[&] { return h.Delete("/v1/functions/nope"); }, 404, "no function"},
       {[&] { return h.Post("/v1/functions/Bad_Name/invoke", "x", "text/plain"); }, 400, "invalid function name"},
       {[&] { return h.Put("/v1/functions/" + std::string(64, 'a'), "x", "text/plain"); }, 400, "invalid function name"},
+      {[&] { return h.Post("/v1/functions/%ff%fe/invoke", "x", "text/plain"); }, 400, "invalid function name"},
+      {[&] { return h.Get("/v1/functions/%ff%fe"); }, 400, "invalid function name"},
+      {[&] { return h.Delete("/v1/functions/%ff%fe"); }, 400, "invalid function name"},
+      {[&] { return h.Put("/v1/functions/%ff%fe", "x", "text/plain"); }, 400, "invalid function name"},
       {[&] { return h.Post("/v1/functions/probe/invoke?colour=1", "x", "text/plain"); }, 400, "unknown query parameter"},
       {[&] { return h.Get("/v2/nothing"); }, 404, "no such endpoint"},
       {[&] { return h.Patch("/v1/functions/probe", "x", "text/plain"); }, 405, "not allowed"},
@@ -157,6 +161,25 @@ TEST_P(EmberdApi, MetricsMatchWhatHappened) {
 // As root with ember-jailer beside it, emberd's defaults jail every VM and
 // still use template snapshots (the jailer restores too); the other modes
 // are what their configuration says.
+TEST_P(EmberdApi, RangeHeadersAreIgnoredNotAmplified) {
+  start();
+  ASSERT_EQ(d_.deploy("echo", slurp(example_image("echo")))->status, 201);
+  std::string ranges = "bytes=0-";
+  for (int i = 0; i < 200; i++) ranges += ",0-";
+  const httplib::Headers h = {{"Range", ranges}};
+  const std::string input(64 << 10, 'r');
+  auto inv = d_.new_client()->Post("/v1/functions/echo/invoke", h, input, "application/octet-stream");
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->status, 200);
+  EXPECT_EQ(inv->body.size(), input.size()) << "a Range: header multiplied the answer";
+  auto m = d_.new_client()->Get("/metrics", h);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_EQ(m->get_header_value("Content-Range"), "");
+  EXPECT_EQ(m->body.find("multipart"), std::string::npos);
+  EXPECT_LT(m->body.size(), 64u << 10);
+}
+
 TEST_P(EmberdApi, HealthSaysHowVmsRun) {
   start();
   json h = d_.get_json("/healthz");
