@@ -4,7 +4,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test unit demo fuzz bench clean
+.PHONY: all deps build test fuzz-build demo fuzz bench clean
 
 all: build
 
@@ -15,15 +15,19 @@ build: deps
 	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD)
 
-test: build
-	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j2
-	@$(MAKE) --no-print-directory fuzz
+# Unit tests here; VM tests on this host's /dev/kvm, or under
+# scripts/kvm-in-qemu where there is none (tests/run.py --help); the fuzzers.
+test: build fuzz-build
+	@python3 tests/run.py --build $(BUILD) --fuzz-bin $(FUZZ_BUILD)/bin --fuzz-seconds $(FUZZ_SECONDS)
 
-# Each libFuzzer target runs FUZZ_SECONDS on its seed corpus (clang build in $(FUZZ_BUILD)).
-fuzz: deps
+# The libFuzzer targets: a clang build in $(FUZZ_BUILD).
+fuzz-build: deps
 	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DEMBER_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 	@cmake --build $(FUZZ_BUILD)
+
+# Each libFuzzer target runs FUZZ_SECONDS on its seed corpus.
+fuzz: fuzz-build
 	@bash tests/fuzz/run.sh $(FUZZ_BUILD)/bin $(FUZZ_SECONDS)
 
 demo: build

@@ -5,11 +5,11 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ make binutils      # the build
-  libgtest-dev                             # tests
+  libgtest-dev python3                     # tests (tests/run.py runs them)
   musl-tools                               # guest test programs (musl-gcc -static)
   liblua5.4-dev                            # the Lua example function (static liblua5.4.a)
   clang libclang-rt-14-dev                 # libFuzzer targets
-  qemu-system-x86                          # boots the guest with real hardware semantics (PVH)
+  qemu-system-x86 xz-utils                 # boots the guest with real hardware semantics (PVH); kvm-in-qemu
   nlohmann-json3-dev                       # JSON (benchmarks, APIs)
   libseccomp-dev                           # ember-vmm's seccomp filters (compiled to BPF at build time)
   libmicrohttpd-dev                        # the VMM API server (HTTP on a Unix socket, in the event loop)

@@ -9,7 +9,10 @@ H=${KVMVM_HOME:-$here/../../build/kvm-in-qemu}
 mkdir -p "$H" && H=$(cd "$H" && pwd)
 command -v qemu-system-x86_64 >/dev/null || { echo "kvm-in-qemu: needs qemu-system-x86 (make deps)" >&2; exit 1; }
 if [[ ! -d "$H/root/lib/modules" ]]; then
-  image=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+  image=$(kernel_package)
+  # A machine whose package lists were never fetched knows no kernel package yet.
+  if [[ -z "$image" && $(id -u) -eq 0 ]]; then apt-get update -qq && image=$(kernel_package); fi
   [[ -n "$image" ]] || { echo "kvm-in-qemu: no linux-image package known to apt (apt-get update?)" >&2; exit 1; }
   (cd "$H" && apt-get download -qq "$image" busybox-static)
   for deb in "$H"/*.deb; do dpkg-deb -x "$deb" "$H/root"; done

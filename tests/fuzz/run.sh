@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer target in BIN_DIR for SECONDS each, starting from its
+# run.sh BIN_DIR [SECONDS [TARGET]]
+# Runs every libFuzzer target in BIN_DIR (or only TARGET) for SECONDS each, starting from its
 # seed corpus in tests/fuzz/corpus/<thing>/ (new inputs go to a scratch dir,
 # the committed seeds stay as they are). Fails on the first crash.
 set -euo pipefail
 bin_dir=$1
 seconds=${2:-20}
+only=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 found=0
 for fuzzer in "$bin_dir"/fuzz_*; do
   [[ -x "$fuzzer" ]] || continue
   found=1
   name=$(basename "$fuzzer")
+  [[ -z "$only" || "$name" == "$only" ]] || continue
   thing=${name#fuzz_}
   scratch=$(mktemp -d)
   seeds=()

@@ -38,8 +38,9 @@ class VmmMachineTest : public ::testing::Test {
     if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "/dev/kvm not usable: " << std::strerror(errno);
     kernel_ = self_dir() + "/ember-testkernel.elf";
     if (::access(kernel_.c_str(), R_OK) != 0) GTEST_SKIP() << kernel_ << " not built";
-    // Any ELF will do as the "program": the test kernel never looks at it.
-    auto img = map_program_image(ProgramImageSpec{"/proc/self/exe", "/bin/self", {"self"}, {}});
+    // Any static ELF will do as the "program": the test kernel never looks at
+    // it, and the image builder refuses dynamic ones (this test binary is one).
+    auto img = map_program_image(ProgramImageSpec{kernel_, "/bin/self", {"self"}, {}});
     ASSERT_TRUE(img.ok()) << img.message();
     image_ = std::move(*img);
   }
