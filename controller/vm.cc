@@ -75,7 +75,8 @@ std::string Vm::stop_reason() const {
 }
 
 std::vector<std::string> boot_command(const std::string& id, const FunctionSpec& spec, const VmPaths& p) {
-  std::vector<std::string> a = {p.vmm, "run"};
+  // --die-with-parent: no VM outlives emberd, however emberd dies.
+  std::vector<std::string> a = {p.vmm, "run", "--die-with-parent"};
   if (!id.empty()) a.insert(a.end(), {"--id", id});
   a.insert(a.end(), {"--mem-mib", std::to_string(spec.memory_mib)});
   if (!p.kernel.empty()) a.insert(a.end(), {"--kernel", p.kernel});
@@ -90,7 +91,7 @@ std::vector<std::string> template_command(const std::string& id, const FunctionS
 }
 
 std::vector<std::string> restore_command(const std::string& id, uint32_t runs, const VmPaths& p) {
-  std::vector<std::string> a = {p.vmm, "restore"};
+  std::vector<std::string> a = {p.vmm, "restore", "--die-with-parent"};
   if (!id.empty()) a.insert(a.end(), {"--id", id});
   if (runs > 1) a.insert(a.end(), {"--repeat", std::to_string(runs)});
   a.insert(a.end(), {"--vsock-uds", p.vsock_uds, p.snapshot_dir});

@@ -82,6 +82,9 @@ std::string run_usage_text() {
          "  --no-seccomp       do NOT confine ember-vmm's threads with their seccomp\n"
          "                     allow-lists (on by default; for debugging only, never\n"
          "                     with untrusted guests; a warning is printed)\n"
+         "  --die-with-parent  the kernel kills ember-vmm (SIGKILL) when the process\n"
+         "                     that started it exits, however it exits (emberd\n"
+         "                     passes it: no VM outlives its controller)\n"
          "  --id ID            the id of the jail this VMM runs in ([A-Za-z0-9-],\n"
          "                     1-64 chars; ember-jailer passes it)\n"
          "  -v, --verbose      diagnostics on stderr: guest log lines, faults\n"
@@ -123,6 +126,7 @@ std::string restore_usage_text() {
          "                       e.g. --repeat 100\n"
          "  --timeout-ms N     kill the VM when a run takes longer than N ms (124)\n"
          "  --no-seccomp       no seccomp allow-lists (debugging only; loud)\n"
+         "  --die-with-parent  SIGKILL when the process that started it exits\n"
          "  --id ID            the id of the jail this VMM runs in\n"
          "  -v, --verbose      diagnostics on stderr (EMBER_TRACE=1: the timing line)\n"
          "  -h, --help         this text\n"
@@ -196,6 +200,9 @@ Result<CliOptions> parse_restore(const std::vector<std::string>& argv) {
     } else if (name == "--no-seccomp") {
       EMBER_TRY_VOID(flag());
       o.seccomp = false;
+    } else if (name == "--die-with-parent") {
+      EMBER_TRY_VOID(flag());
+      o.die_with_parent = true;
     } else if (name == "--id") {
       EMBER_TRY(o.id, value());
       bool valid = !o.id.empty() && o.id.size() <= 64;
@@ -296,6 +303,9 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
     } else if (name == "--no-seccomp") {
       EMBER_TRY_VOID(flag());
       o.seccomp = false;
+    } else if (name == "--die-with-parent") {
+      EMBER_TRY_VOID(flag());
+      o.die_with_parent = true;
     } else if (name == "--id") {
       EMBER_TRY(o.id, value());
       bool valid = !o.id.empty() && o.id.size() <= 64;

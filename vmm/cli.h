@@ -19,6 +19,7 @@ struct CliOptions {
   bool verbose = false;
   std::string cmdline;
   bool seccomp = true;  // --no-seccomp: off (debugging only; logged loudly)
+  bool die_with_parent = false;  // --die-with-parent: SIGKILL when the parent exits
   std::string id;       // --id ID: the jail's id (ember-jailer passes it); informational
   std::string vsock_uds;          // --vsock-uds PATH (run, restore)
   std::string snapshot_at_ready;  // run --snapshot-at-ready DIR

@@ -1,11 +1,13 @@
 // ember-vmm: boots one microVM that runs one program (see `ember-vmm run --help`).
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -140,6 +142,21 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   const ember::CliOptions& o = *parsed;
+  if (o.die_with_parent) {
+    // Set before the VM exists. The kernel clears it on a uid change, so it is
+    // set here, after ember-jailer's, not in the jailer. If our parent (emberd,
+    // also through ember-jailer --detach) died between these two lines, init
+    // or a subreaper adopted us and nobody would ever signal: refuse to run.
+    const pid_t parent = ::getppid();
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
+      print_error(std::string("--die-with-parent: prctl(PR_SET_PDEATHSIG): ") + std::strerror(errno));
+      return kExitVmm;
+    }
+    if (::getppid() != parent) {
+      print_error("--die-with-parent: the process that started ember-vmm has already exited");
+      return kExitVmm;
+    }
+  }
   if (o.command == ember::CliOptions::Command::kHelp) {
     std::fputs(ember::usage_text().c_str(), stdout);
     return 0;

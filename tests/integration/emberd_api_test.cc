@@ -321,6 +321,26 @@ TEST_P(EmberdApi, RestartKeepsFunctionsAndLeavesNoOrphans) {
   EXPECT_EQ(d_.invoke("b", "third start")->body, "third start");
 }
 
+TEST_P(EmberdApi, NoVmOutlivesAKilledEmberd) {
+  start();
+  ASSERT_EQ(d_.deploy("a", slurp(fnprobe_path()), json{{"pool", 2}})->status, 201);
+  ASSERT_EQ(d_.deploy("b", slurp(example_image("echo")), json{{"pool", 1}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("a", 2));
+  ASSERT_TRUE(d_.wait_pool("b", 1));
+  const std::vector<pid_t> pids = vmm_pids();
+  ASSERT_EQ(pids.size(), 3u);
+  // SIGKILL: emberd cleans nothing up; the kernel must (--die-with-parent).
+  d_.stop(SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  auto any_alive = [&] { return std::any_of(pids.begin(), pids.end(), [](pid_t p) { return process_alive(p); }); };
+  // A second on a KVM host; the VMs' teardown is slower under emulation.
+  while (any_alive() && std::chrono::steady_clock::now() - killed < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed).count();
+  for (pid_t p : pids) EXPECT_FALSE(process_alive(p)) << "VMM " << p << " outlived emberd by " << ms << " ms";
+  std::printf("VMMs gone %lld ms after emberd was killed\n", static_cast<long long>(ms));
+}
+
 TEST_P(EmberdApi, DeleteRemovesVmsAndFiles) {
   start();
   ASSERT_EQ(d_.deploy("gone", slurp(fnprobe_path()), json{{"pool", 3}})->status, 201);
