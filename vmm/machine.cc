@@ -114,7 +114,7 @@ Result<Mapping> map_readonly(int fd, uint64_t size, const std::string& what) {
 }
 
 // Event tags in epoll_event.data.u64: kind in the top byte.
-enum EventKind : uint64_t { kEvSignal = 1, kEvTimer, kEvVcpu, kEvNotify, kEvFd, kEvVsock };
+enum EventKind : uint64_t { kEvSignal = 1, kEvTimer, kEvVcpu, kEvNotify, kEvFd, kEvVsock, kEvDeviceWork };
 constexpr uint64_t tag(EventKind k, uint64_t v = 0) { return (uint64_t{k} << 56) | v; }
 
 // The vsock device's host fds in the event loop's epoll set.
@@ -261,6 +261,7 @@ class Machine {
   std::vector<Fd> irqfds_;
   std::vector<Fd> notify_fds_;
   std::vector<std::pair<uint32_t, uint32_t>> notify_queue_;  // notify_fds_[i] -> (device, queue)
+  Fd device_work_fd_;  // a Status write left device work for the event loop (set_device_work_hook)
   abi::BootInfo boot_info_{};   // the vCPU thread adds the clock sample and writes it
 
   // Snapshots. restoring_: this VM comes from a snapshot (snap_ holds it, as
@@ -366,6 +367,7 @@ Result<void> Machine::setup() {
   mark("kvm_open");
   EMBER_TRY_VOID(setup_signals());
   EMBER_TRY(vcpu_done_, make_eventfd());
+  EMBER_TRY(device_work_fd_, make_eventfd());
   mark("signals");
   vcpu_thread_ = std::thread([this] { vcpu_main(); });
   mark("spawn");
@@ -596,6 +598,7 @@ Result<void> Machine::setup_devices() {
     transport->set_notify_hook([fds](uint32_t q) {
       if (q < fds.size()) signal_eventfd(fds[q]);
     });
+    transport->set_device_work_hook([fd = device_work_fd_.get()] { signal_eventfd(fd); });
 
     routes.push_back(Vm::MsiRoute{kGsiBase + i, abi::kLapicGpa, abi::kDeviceVectorBase + i});
     irqfds_.push_back(std::move(irq));
@@ -620,6 +623,7 @@ Result<void> Machine::setup_event_loop() {
 
   if (signal_fd_.valid()) EMBER_TRY_VOID(add(signal_fd_.get(), tag(kEvSignal)));
   EMBER_TRY_VOID(add(vcpu_done_.get(), tag(kEvVcpu)));
+  EMBER_TRY_VOID(add(device_work_fd_.get(), tag(kEvDeviceWork)));
   for (uint32_t i = 0; i < notify_fds_.size(); i++) EMBER_TRY_VOID(add(notify_fds_[i].get(), tag(kEvNotify, i)));
 
   if (config_.timeout_ms) {
@@ -1023,6 +1027,10 @@ bool Machine::step(int timeout_ms) {
           transports_[device]->notify(queue);
           break;
         }
+        case kEvDeviceWork:
+          drain_eventfd(device_work_fd_.get());
+          for (auto& t : transports_) t->run_device_work();
+          break;
         case kEvFd:
           dispatch_fd(static_cast<int>(v), events[i].events);
           break;

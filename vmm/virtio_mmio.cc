@@ -25,6 +25,7 @@ Result<void> VirtioMmioTransport::preconfigure(std::function<uint64_t(uint32_t)>
   driver_features_ = kVirtioFVersion1;
   status_ = kVirtioStatusAcknowledge | kVirtioStatusDriver | kVirtioStatusFeaturesOk;
   write_status(status_ | kVirtioStatusDriverOk);
+  run_device_work_locked();
   if (status_ & kVirtioStatusNeedsReset) return Error{"virtio device " + std::to_string(device_->device_id()) +
                                                       ": pre-configuration failed"};
   return Ok();
@@ -144,7 +145,14 @@ void VirtioMmioTransport::write_register(uint32_t offset, uint32_t value) {
 
 void VirtioMmioTransport::write_status(uint32_t value) {
   if (value == 0) {
-    reset_locked();
+    if (!device_work_hook_) {
+      reset_locked();
+      return;
+    }
+    reset_registers_locked();
+    pending_reset_ = true;
+    pending_activate_ = false;
+    device_work_hook_();
     return;
   }
   // The driver only ever adds bits; keep NEEDS_RESET sticky until a reset.
@@ -162,7 +170,30 @@ void VirtioMmioTransport::write_status(uint32_t value) {
       mark_broken_locked("DRIVER_OK without FEATURES_OK");
       return;
     }
-    activate_locked();
+    if (!device_work_hook_) {
+      activate_locked();
+      return;
+    }
+    pending_activate_ = true;
+    device_work_hook_();
+  }
+}
+
+void VirtioMmioTransport::run_device_work() {
+  std::lock_guard<std::mutex> g(mutex_);
+  run_device_work_locked();
+}
+
+void VirtioMmioTransport::run_device_work_locked() {
+  if (pending_reset_) {
+    pending_reset_ = false;
+    device_->reset();
+    for (auto& q : queues_) q.reset();
+  }
+  if (pending_activate_) {
+    pending_activate_ = false;
+    // The guest may have reset or broken the device again since.
+    if ((status_ & kVirtioStatusDriverOk) && !(status_ & kVirtioStatusNeedsReset)) activate_locked();
   }
 }
 
@@ -190,6 +221,11 @@ void VirtioMmioTransport::mark_broken_locked(const std::string& why) {
 void VirtioMmioTransport::reset_locked() {
   device_->reset();
   for (auto& q : queues_) q.reset();
+  pending_reset_ = pending_activate_ = false;
+  reset_registers_locked();
+}
+
+void VirtioMmioTransport::reset_registers_locked() {
   std::fill(queue_config_.begin(), queue_config_.end(), VirtqueueConfig{});
   std::fill(queue_ready_.begin(), queue_ready_.end(), false);
   status_ = 0;
@@ -205,6 +241,7 @@ void VirtioMmioTransport::notify(uint32_t q) {
 }
 
 void VirtioMmioTransport::notify_locked(uint32_t q) {
+  run_device_work_locked();
   if (!(status_ & kVirtioStatusDriverOk) || (status_ & kVirtioStatusNeedsReset) || q >= queues_.size()) return;
   if (!queues_[q].active()) return;
   if (!device_->process_queue(q)) {

@@ -71,6 +71,16 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   // Where QueueNotify writes that reach the VMM (no ioeventfd) go; by
   // default the queue is processed inline on the calling thread.
   void set_notify_hook(std::function<void(uint32_t queue)> hook) { notify_hook_ = std::move(hook); }
+  // Where the device work a Status write asks for (a reset, an activation)
+  // goes. By default it runs inline; with a hook, the register file changes
+  // at once and the hook is called (under the lock: it must only signal) so
+  // that the event loop runs the work with run_device_work(). A guest can
+  // write Status at any time, and the device's reset and activation close
+  // fds, change epoll interest and timers: calls the vCPU thread's seccomp
+  // filter forbids. Every other entry into the device runs the pending work
+  // first, so the device never sees the guest out of order.
+  void set_device_work_hook(std::function<void()> hook) { device_work_hook_ = std::move(hook); }
+  void run_device_work();
 
   // ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK with VIRTIO_F_VERSION_1, every
   // queue `size` entries at queue_gpa(i) (+0 / +avail_off / +used_off).
@@ -87,6 +97,7 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   template <typename F>
   auto locked(F&& f) {
     std::lock_guard<std::mutex> g(mutex_);
+    run_device_work_locked();
     return f(*device_);
   }
 
@@ -110,7 +121,9 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   void write_status(uint32_t value);
   void activate_locked();
   void mark_broken_locked(const std::string& why);
-  void reset_locked();
+  void reset_locked();  // device, queues and registers, now
+  void reset_registers_locked();
+  void run_device_work_locked();
   void notify_locked(uint32_t q);
   uint64_t offered_features() const { return device_->device_features() | kVirtioFVersion1; }
 
@@ -119,6 +132,9 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   const GuestMemory& memory_;
   std::function<void()> raise_irq_;
   std::function<void(uint32_t)> notify_hook_;
+  std::function<void()> device_work_hook_;
+  bool pending_reset_ = false;     // the device and its queues still await a reset
+  bool pending_activate_ = false;  // ... then an activation
   const Log* log_;
 
   uint32_t status_ = 0;

@@ -7,6 +7,12 @@
 // device must never crash, read or write outside guest memory, or hold more
 // host connections than its limits allow.
 //
+// The guest's register accesses run where they run in ember-vmm: on a thread
+// confined by the real vCPU seccomp filter (jailer/seccomp_filters.cc), with
+// the device work a Status write asks for handed to the "event loop" (this
+// thread) as the VMM does. A register write whose handling makes a syscall
+// outside the vCPU filter kills the process with SIGSYS: a crash.
+//
 // Input: a program of operations, each one opcode byte and its operands
 // (see the switch); the rings sit at fixed places as Ember preconfigures
 // them, and helpers write honest-looking descriptors and packet headers so
@@ -21,11 +27,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/stdio_protocol.h"
+#include "jailer/seccomp.h"
 #include "tests/unit/vmm_test_epoll.h"
 #include "tests/unit/vmm_test_virtq.h"
 #include "vmm/virtio_mmio.h"
@@ -118,6 +129,43 @@ int connect_client(const std::string& path) {
   return fd;
 }
 
+// A thread under ember-vmm's vCPU filter that runs one job at a time for the
+// fuzzing thread (and is never joined: the filter forbids little else).
+class VcpuThread {
+ public:
+  static VcpuThread& get() {
+    static VcpuThread* t = new VcpuThread;
+    return *t;
+  }
+  void run(std::function<void()> job) {
+    std::unique_lock<std::mutex> l(mu_);
+    job_ = std::move(job);
+    cv_.notify_all();
+    cv_.wait(l, [&] { return !job_; });
+  }
+
+ private:
+  VcpuThread() {
+    std::thread([this] { loop(); }).detach();
+  }
+  void loop() {
+    if (auto r = ember::seccomp::install(ember::seccomp::Thread::kVcpu); !r) {
+      fprintf(stderr, "vcpu seccomp filter: %s\n", r.message().c_str());
+      abort();
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [&] { return static_cast<bool>(job_); });
+      job_();
+      job_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+};
+
 uint32_t pick_port(Input& in) {
   switch (in.u8() % 4) {
     case 0: return ember::abi::kStdioPort;
@@ -149,6 +197,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ember::VirtioMmioTransport transport(std::move(dev_owner), mem, [] {}, &log);
   if (!transport.preconfigure([](uint32_t q) { return q * kQueueStride; }, kQueueSize, 0x1000, 0x2000)) abort();
   const ember::VirtioMmioState fresh = transport.save();
+  bool device_work = false;  // what ember-vmm's device-work eventfd says
+  transport.set_device_work_hook([&] { device_work = true; });
   if (!transport.locked([&](ember::VirtioDevice&) { return dev->listen(uds, &ep); })) abort();
   std::vector<std::unique_ptr<ember::testing::TestDriver>> drv;
   for (uint32_t q = 0; q < 3; q++)
@@ -157,6 +207,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint16_t rx_slot = 0, tx_slot = 0;
 
   auto pump = [&] {
+    if (device_work) {
+      device_work = false;
+      transport.run_device_work();
+    }
     for (int round = 0; round < 8; round++) {
       epoll_event ev[16];
       const int k = ::epoll_wait(ep.ep, ev, 16, 0);
@@ -176,18 +230,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)mem.write(at, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
         break;
       }
-      case 1: {  // the guest writes a register
-        const uint64_t off = in.u16() % 0x180;
-        const size_t len = size_t{1} << (in.u8() % 4);
+      case 1: {  // the guest writes a register (half the time Status: resets, re-activations)
+        const bool status = in.u8() % 2;
+        const uint64_t off = status ? uint64_t{ember::kMmioStatus} : in.u16() % 0x180;
+        const size_t len = status ? 4 : size_t{1} << (in.u8() % 4);
         std::string b = in.bytes(len);
         b.resize(len, '\0');
-        transport.mmio_write(off, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), len));
+        VcpuThread::get().run(
+            [&] { transport.mmio_write(off, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), len)); });
         break;
       }
       case 2: {  // the guest reads a register
         const uint64_t off = in.u16() % 0x180;
         uint8_t b[8];
-        transport.mmio_read(off, std::span<uint8_t>(b, size_t{1} << (in.u8() % 4)));
+        const size_t len = size_t{1} << (in.u8() % 4);
+        VcpuThread::get().run([&] { transport.mmio_read(off, std::span<uint8_t>(b, len)); });
         break;
       }
       case 3:  // an ioeventfd fires

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "tests/integration/vm_fixture.h"
+#include "tests/unit/test_temp_dir.h"
 
 namespace ember::testing {
 namespace {
@@ -49,6 +50,21 @@ TEST_F(Seccomp, TestingBinaryRunsNormallyWithoutTheHook) {
   auto r = run_process({bin("ember-vmm-testing"), "run", guest_program("hello-musl")});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "hello, world\n");
+}
+
+// A guest may write the Status register of any device at any time. The
+// device work that follows (a reset closes the vsock's sockets and disarms
+// its timer, an activation changes epoll interest) must run where the
+// filters allow it, not on the vCPU thread that took the MMIO exit: the
+// test kernel's "r" resets the vsock device and a console, brings each back
+// to DRIVER_OK, then prints and exits.
+TEST_F(Seccomp, AGuestThatResetsItsDevicesKeepsItsVmm) {
+  TempDir tmp("ember-reset");
+  auto r = run_process({bin("ember-vmm"), "run", "--timeout-ms", "30000", "--kernel", bin("ember-testkernel.elf"),
+                        "--cmdline", "r", "--vsock-uds", tmp.path() + "/v.sock", guest_program("hello-musl")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "hi\n");
+  EXPECT_EQ(r.err.find("seccomp"), std::string::npos) << r.err;
 }
 
 }  // namespace

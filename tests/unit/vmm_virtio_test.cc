@@ -228,6 +228,45 @@ TEST_F(VirtioTest, MmioNotifyGoesToTheHook) {
   EXPECT_EQ(hooked, std::vector<uint32_t>{1});
 }
 
+// With a device-work hook (ember-vmm's), a Status write changes the register
+// file at once and leaves the device's reset and activation to whoever the
+// hook wakes; any other entry into the device runs them first, in order.
+TEST_F(VirtioTest, StatusWritesLeaveDeviceWorkToTheHook) {
+  Pipe out;
+  make(-1, out.w);
+  int hooked = 0;
+  transport_->set_device_work_hook([&] { hooked++; });
+  set(kMmioStatus, 0);
+  EXPECT_EQ(reg(kMmioStatus), 0u);
+  EXPECT_EQ(hooked, 1);
+  set(kMmioDriverFeaturesSel, 1);
+  set(kMmioDriverFeatures, 1);
+  set(kMmioStatus, kVirtioStatusAcknowledge | kVirtioStatusDriver | kVirtioStatusFeaturesOk);
+  for (uint32_t q = 0; q < 2; q++) {
+    const uint64_t base = abi::queue_gpa(0, q);
+    set(kMmioQueueSel, q);
+    set(kMmioQueueNum, 256);
+    set(kMmioQueueDescLow, static_cast<uint32_t>(base));
+    set(kMmioQueueDriverLow, static_cast<uint32_t>(base + 0x1000));
+    set(kMmioQueueDeviceLow, static_cast<uint32_t>(base + 0x2000));
+    set(kMmioQueueReady, 1);
+  }
+  set(kMmioStatus, 0xf);
+  EXPECT_EQ(reg(kMmioStatus), 0xfu);
+  EXPECT_EQ(hooked, 2);
+  // The notification runs the pending reset, then the activation.
+  put_tx(0, "after a reset\n");
+  transport_->notify(kConsoleTransmitq);
+  EXPECT_EQ(out.drain(), "after a reset\n");
+  EXPECT_FALSE(transport_->needs_reset());
+  // Reset again: the device is quiet until the driver brings it back.
+  set(kMmioStatus, 0);
+  transport_->run_device_work();
+  put_tx(1, "dropped");
+  transport_->notify(kConsoleTransmitq);
+  EXPECT_EQ(out.drain(), "");
+}
+
 TEST_F(VirtioTest, HostileTransmitRingNeedsReset) {
   Pipe out;
   make(-1, out.w);

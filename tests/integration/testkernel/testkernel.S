@@ -12,6 +12,10 @@
 #   t        spin forever (timeout tests)
 #   p        port I/O (outb): the VMM must fail cleanly (125)
 #   k        write "x" to a bad descriptor address: the device breaks, exit 7
+#   r        reset the vsock device and console 1 and bring each back to
+#            DRIVER_OK (no queues), write "hi\n", reset console 0, exit 0: a
+#            guest may reset a device at any time (the VMM must survive it
+#            under its seccomp filters)
 #include "testkernel_offsets.inc"   // generated from api/ by offsets.cc
 
         .text
@@ -27,6 +31,7 @@ runtime_entry:
         cmp $'t', %al ; je spin
         cmp $'p', %al ; je pio_test
         cmp $'k', %al ; je bad_desc_test
+        cmp $'r', %al ; je reset_test
         lea hi(%rip), %rsi
         mov $3, %edx
         mov $TXQ, %rbx
@@ -59,6 +64,33 @@ bad_desc_test:
         jnz 1b
         mov $7, %eax
         jmp exit_code
+
+reset_test:
+        mov $VIRTIO_MMIO+2*VIRTIO_STRIDE, %rbx   # vsock
+        call reinit_device
+        mov $VIRTIO_MMIO+VIRTIO_STRIDE, %rbx     # console 1
+        call reinit_device
+        lea hi(%rip), %rsi
+        mov $3, %edx
+        mov $TXQ, %rbx
+        mov $NOTIFY0, %r8
+        mov $1, %r9d
+        call tx_send
+        mov $VIRTIO_MMIO, %rbx
+        movl $0, MMIO_STATUS(%rbx)
+        xor %eax, %eax
+        jmp exit_code
+
+# reinit_device: rbx = the device's register window. Reset, then what a
+# driver does: VERSION_1, FEATURES_OK, DRIVER_OK; then reset again.
+reinit_device:
+        movl $0, MMIO_STATUS(%rbx)
+        movl $1, MMIO_DRIVER_FEATURES_SEL(%rbx)
+        movl $1, MMIO_DRIVER_FEATURES(%rbx)   # bit 32: VIRTIO_F_VERSION_1
+        movl $0xb, MMIO_STATUS(%rbx)          # ACKNOWLEDGE | DRIVER | FEATURES_OK
+        movl $0xf, MMIO_STATUS(%rbx)          # ... | DRIVER_OK
+        movl $0, MMIO_STATUS(%rbx)
+        ret
 
 fault_test:
         ud2
