@@ -1046,9 +1046,11 @@ Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& f
   if (r->status.shell_code() != 0 || !path_exists(fn->snapshot_dir)) {
     // The program's doing (a 422): it ended before reading stdin, or its
     // start-up outgrew the jail's memory limit. The host's (a 500): the jail
-    // could not be built (ember-jailer speaks), the VM or VMM failed.
-    const std::string jailer_line = last_line(r->output, "ember-jailer: ");
-    const std::string vmm_line = last_line(r->output, "ember-vmm: ");
+    // could not be built (ember-jailer speaks), the VM or VMM failed. Only
+    // stderr says which: the program's output is all on stdout
+    // (--program-stderr-on-stdout), so it cannot pose as either.
+    const std::string jailer_line = last_line(r->errors, "ember-jailer: ");
+    const std::string vmm_line = last_line(r->errors, "ember-vmm: ");
     const std::string line = jailer_line.empty() ? vmm_line : jailer_line;
     const bool ended_early = jailer_line.empty() && (r->status.shell_code() != 125 ||
                                                      vmm_line.find(std::string("ember-vmm: ") + kNoSnapshotPrefix) == 0);

@@ -135,34 +135,43 @@ bool try_wait_process(int pidfd, ExitStatus* out) {
 
 Result<RunResult> run_command(const std::vector<std::string>& argv, uint64_t timeout_ms,
                               const std::vector<std::string>& env) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) < 0) return errno_error("pipe");
-  Fd rd(p[0]), wr(p[1]);
+  int po[2], pe[2];
+  if (::pipe2(po, O_CLOEXEC) < 0) return errno_error("pipe");
+  Fd out_rd(po[0]), out_wr(po[1]);
+  if (::pipe2(pe, O_CLOEXEC) < 0) return errno_error("pipe");
+  Fd err_rd(pe[0]), err_wr(pe[1]);
   SpawnOptions o;
   o.argv = argv;
   o.env = env.empty() ? std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"} : env;
-  o.stdout_fd = wr.get();
-  o.stderr_fd = wr.get();
+  o.stdout_fd = out_wr.get();
+  o.stderr_fd = err_wr.get();
   EMBER_TRY(Child c, spawn_process(o));
-  wr.reset();
+  out_wr.reset();
+  err_wr.reset();
   RunResult r;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   char buf[4096];
-  for (;;) {
+  struct pollfd pfd[2] = {{out_rd.get(), POLLIN, 0}, {err_rd.get(), POLLIN, 0}};
+  while (pfd[0].fd >= 0 || pfd[1].fd >= 0) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) {
       r.timed_out = true;
       signal_process(c.pidfd.get(), SIGKILL);
       break;
     }
-    struct pollfd pfd = {rd.get(), POLLIN, 0};
-    const int n = ::poll(&pfd, 1, static_cast<int>(left));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) continue;
-    const ssize_t got = ::read(rd.get(), buf, sizeof buf);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    if (r.output.size() < 65536) r.output.append(buf, static_cast<size_t>(got));
+    const int n = ::poll(pfd, 2, static_cast<int>(left));
+    if (n <= 0) continue;  // EINTR, or the deadline (checked above)
+    for (int i = 0; i < 2; i++) {
+      if (pfd[i].fd < 0 || !pfd[i].revents) continue;
+      const ssize_t got = ::read(pfd[i].fd, buf, sizeof buf);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        pfd[i].fd = -1;  // closed (poll skips negative fds)
+        continue;
+      }
+      if (r.output.size() < 65536) r.output.append(buf, static_cast<size_t>(got));
+      if (i == 1 && r.errors.size() < 65536) r.errors.append(buf, static_cast<size_t>(got));
+    }
   }
   EMBER_TRY(r.status, wait_process(c.pidfd.get()));
   return r;

@@ -70,11 +70,13 @@ bool try_wait_process(int pidfd, ExitStatus* out);
 std::vector<Fd> kill_processes_with_id(const std::function<bool(const std::string&)>& match);
 
 // Runs a command to completion with a deadline (kills it at the deadline);
-// returns its status and its combined stdout+stderr (at most 64 KiB kept).
+// returns its status, its stdout and stderr as they interleaved, and its
+// stderr alone (at most 64 KiB of each kept).
 struct RunResult {
   ExitStatus status;
   bool timed_out = false;
   std::string output;
+  std::string errors;
 };
 Result<RunResult> run_command(const std::vector<std::string>& argv, uint64_t timeout_ms,
                               const std::vector<std::string>& env = {});

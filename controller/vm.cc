@@ -86,7 +86,9 @@ std::vector<std::string> boot_command(const std::string& id, const FunctionSpec&
 
 std::vector<std::string> template_command(const std::string& id, const FunctionSpec& spec, const VmPaths& p) {
   std::vector<std::string> a = boot_command(id, spec, p);
-  a.insert(a.end(), {"--snapshot-at-ready", p.snapshot_dir});
+  // stderr is then only the jailer's and the VMM's: the deploy reads it to
+  // tell a host failure (500) from the program's (422).
+  a.insert(a.end(), {"--program-stderr-on-stdout", "--snapshot-at-ready", p.snapshot_dir});
   return a;
 }
 

@@ -85,6 +85,11 @@ std::string run_usage_text() {
          "  --die-with-parent  the kernel kills ember-vmm (SIGKILL) when the process\n"
          "                     that started it exits, however it exits (emberd\n"
          "                     passes it: no VM outlives its controller)\n"
+         "  --program-stderr-on-stdout\n"
+         "                     the program's stderr goes to stdout too, so that stderr\n"
+         "                     holds only ember-vmm's (and ember-jailer's) own words:\n"
+         "                     what emberd reads to tell a host failure from the\n"
+         "                     program's, which the program could otherwise forge\n"
          "  --id ID            the id of the jail this VMM runs in ([A-Za-z0-9-],\n"
          "                     1-64 chars; ember-jailer passes it)\n"
          "  -v, --verbose      diagnostics on stderr: guest log lines, faults\n"
@@ -306,6 +311,9 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
     } else if (name == "--die-with-parent") {
       EMBER_TRY_VOID(flag());
       o.die_with_parent = true;
+    } else if (name == "--program-stderr-on-stdout") {
+      EMBER_TRY_VOID(flag());
+      o.program_stderr_on_stdout = true;
     } else if (name == "--id") {
       EMBER_TRY(o.id, value());
       bool valid = !o.id.empty() && o.id.size() <= 64;

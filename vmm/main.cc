@@ -209,6 +209,7 @@ int main(int argc, char** argv) {
   // console keeps ember-vmm's stdin: the guest takes stdin from whichever
   // of console and vsock delivers first, api/stdio_protocol.h.)
   if (!o.snapshot_at_ready.empty()) config.stdin_fd = -1;
+  if (o.program_stderr_on_stdout) config.stderr_fd = 1;
   config.seccomp = o.seccomp;
   if (!o.seccomp)
     print_error("WARNING: --no-seccomp: running WITHOUT the seccomp allow-lists; a guest that exploits a VMM bug "

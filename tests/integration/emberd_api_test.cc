@@ -234,6 +234,22 @@ TEST_P(EmberdApi, AHostFailureAtDeployIsA500) {
   EXPECT_EQ(error.find("must read its request"), std::string::npos) << error;
 }
 
+// The program's words cannot pose as the host's: it prints ember-jailer's
+// kind of line and exits 125 (the VMM's and the jailer's failure status)
+// before reading stdin. That is the program's failure, a 422.
+TEST_P(EmberdApi, AProgramThatPrintsTheJailersWordsIsStillA422) {
+  if (GetParam() == "boot-unjailed") GTEST_SKIP() << "boot mechanism: no template snapshot at deploy";
+  start();
+  const std::string forged = "ember-jailer: step 9: cannot bind /dev/kvm into the jail";
+  auto r = d_.deploy("forger", slurp(std::string(EMBER_GUEST_PROGRAMS_DIR) + "/exit_code-musl"),
+                     json{{"args", {"125", forged}}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422) << r->body;
+  const std::string error = json::parse(r->body)["error"];
+  EXPECT_EQ(error.find("cannot bind"), std::string::npos) << error;
+  EXPECT_NE(error.find("must read its request from stdin"), std::string::npos) << error;
+}
+
 TEST_P(EmberdApi, CliAgainstARealDaemon) {
   start();
   auto ember = [&](std::vector<std::string> args, const std::string& input = "") {

@@ -21,6 +21,7 @@ TEST(ControllerProcess, RunCommand) {
   EXPECT_EQ(r->status.value, 3);
   EXPECT_NE(r->output.find("out"), std::string::npos);
   EXPECT_NE(r->output.find("err"), std::string::npos);
+  EXPECT_EQ(r->errors, "err\n");  // stderr alone
   EXPECT_EQ(r->status.describe(), "exited with status 3");
 }
 
