@@ -145,14 +145,10 @@ void VirtioMmioTransport::write_register(uint32_t offset, uint32_t value) {
 
 void VirtioMmioTransport::write_status(uint32_t value) {
   if (value == 0) {
-    if (!device_work_hook_) {
-      reset_locked();
-      return;
-    }
     reset_registers_locked();
     pending_reset_ = true;
     pending_activate_ = false;
-    device_work_hook_();
+    hand_off_device_work_locked();
     return;
   }
   // The driver only ever adds bits; keep NEEDS_RESET sticky until a reset.
@@ -170,13 +166,14 @@ void VirtioMmioTransport::write_status(uint32_t value) {
       mark_broken_locked("DRIVER_OK without FEATURES_OK");
       return;
     }
-    if (!device_work_hook_) {
-      activate_locked();
-      return;
-    }
     pending_activate_ = true;
-    device_work_hook_();
+    hand_off_device_work_locked();
   }
+}
+
+void VirtioMmioTransport::hand_off_device_work_locked() {
+  if (device_work_hook_) device_work_hook_();
+  else run_device_work_locked();
 }
 
 void VirtioMmioTransport::run_device_work() {
@@ -219,10 +216,10 @@ void VirtioMmioTransport::mark_broken_locked(const std::string& why) {
 }
 
 void VirtioMmioTransport::reset_locked() {
-  device_->reset();
-  for (auto& q : queues_) q.reset();
-  pending_reset_ = pending_activate_ = false;
   reset_registers_locked();
+  pending_reset_ = true;
+  pending_activate_ = false;
+  run_device_work_locked();
 }
 
 void VirtioMmioTransport::reset_registers_locked() {

@@ -124,6 +124,7 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   void reset_locked();  // device, queues and registers, now
   void reset_registers_locked();
   void run_device_work_locked();
+  void hand_off_device_work_locked();  // to the hook, or now where there is none
   void notify_locked(uint32_t q);
   uint64_t offered_features() const { return device_->device_features() | kVirtioFVersion1; }
 
