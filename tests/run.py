@@ -127,10 +127,39 @@ class Shard:
             self.current.output.append(line)
 
     def kill(self):
+        # The process group, and every descendant that left it (GNU timeout
+        # makes a group of its own unless --foreground): a hung guest's QEMU
+        # left running would hold CPUs that the next guests need.
+        doomed = descendants(self.proc.pid)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def descendants(root):
+    """Every process below `root`, from /proc's parent links."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
 
 
 def run_batches(make_shard, batches, parallel, stall_s):

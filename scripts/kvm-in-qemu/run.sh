@@ -39,7 +39,9 @@ APPEND+=" kvmvm.run=$RUN kvmvm.cache=${KVMVM_CACHE:-loose} kvmvm.tmp=${KVMVM_TMP
 [ -n "${KVMVM_KVMAMD:-}" ] && APPEND+=" kvmvm.kvmamd=$KVMVM_KVMAMD"
 APPEND+=" ${KVMVM_APPEND:-}"
 KERNEL=$H/vmlinux; [ -f "$KERNEL" ] || KERNEL=$H/vmlinuz
-timeout -k 10 "$T" qemu-system-x86_64 \
+# --foreground: QEMU stays in our process group, so whoever kills the group
+# (tests/run.py, on a hung guest) kills QEMU too.
+timeout --foreground -k 10 "$T" qemu-system-x86_64 \
   -nodefaults -no-user-config -display none -monitor none -no-reboot \
   -accel tcg,thread=multi -smp "${KVMVM_SMP:-2}" -m "${KVMVM_MEM:-8G}" -cpu "${KVMVM_CPU:-max}" \
   -kernel "$KERNEL" -initrd $H/initramfs.cpio.gz -append "$APPEND" \
