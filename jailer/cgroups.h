@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "jailer/cgroup_mounts.h"
 #include "jailer/jailer_cli.h"
 #include "vmm/fd.h"
 #include "vmm/result.h"
@@ -37,18 +38,6 @@ struct CgroupKey {
 const std::vector<CgroupKey>& cgroup_keys();
 // Checks key and value syntax (version 0: valid in either).
 Result<void> check_cgroup_setting(const CgroupSetting& s, int version);
-
-struct CgroupMount {
-  int version = 0;                       // 1 or 2
-  std::string path;                      // "/sys/fs/cgroup/memory"
-  std::vector<std::string> controllers;  // v1: from the mount options; v2: filled from cgroup.controllers
-};
-// Parses /proc/self/mountinfo: every cgroup (v1, with controllers; named
-// hierarchies like name=systemd skipped) and cgroup2 mount.
-std::vector<CgroupMount> parse_cgroup_mounts(const std::string& mountinfo);
-// The calling process's cgroup in a hierarchy, from /proc/self/cgroup text:
-// v1 by controller, v2 by the "0::" line. Empty if not listed.
-std::string own_cgroup(const std::string& proc_self_cgroup, int version, const std::string& controller);
 
 struct CgroupDir {
   int version = 0;
