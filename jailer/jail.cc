@@ -353,8 +353,10 @@ struct ChildArgs {
   const JailerOptions& o = *args.o;
   const Prepared& p = *args.p;
   const int err_fd = args.err_fd;
-  // 4. network namespace, rlimits
+  // 4. network namespace (without --netns a new, empty one: the VMM needs
+  // none, and the host's abstract Unix sockets live in the host's), rlimits
   if (p.netns.valid()) CHILD_CHECK(4, ::setns(p.netns.get(), CLONE_NEWNET) == 0, "setns " + o.netns);
+  else CHILD_CHECK(4, ::unshare(CLONE_NEWNET) == 0, "unshare(CLONE_NEWNET)");
   const rlimit nofile{o.rlimit_nofile, o.rlimit_nofile};
   CHILD_CHECK(4, ::setrlimit(RLIMIT_NOFILE, &nofile) == 0, "setrlimit no-file");
   if (o.rlimit_fsize) {
@@ -390,7 +392,7 @@ struct ChildArgs {
     trees.push_back(std::move(tree));
   }
   g_trace.mark("child_trees");
-  CHILD_CHECK(6, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
+  CHILD_CHECK(6, ::unshare(CLONE_NEWNS | CLONE_NEWIPC) == 0, "unshare(CLONE_NEWNS | CLONE_NEWIPC)");
   g_trace.mark("unshare_mnt");
   CHILD_CHECK(6, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
   // The new root: a small tmpfs on the jail directory (a mount point, as

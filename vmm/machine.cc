@@ -24,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -369,7 +370,17 @@ Result<void> Machine::setup() {
   EMBER_TRY(vcpu_done_, make_eventfd());
   EMBER_TRY(device_work_fd_, make_eventfd());
   mark("signals");
-  vcpu_thread_ = std::thread([this] { vcpu_main(); });
+  // A host out of tasks (pid_max, threads-max, pids.max) refuses the
+  // thread with EAGAIN: a one-line error and a clean exit, not an uncaught
+  // std::system_error.
+  try {
+    vcpu_thread_ = std::thread([this] { vcpu_main(); });
+  } catch (const std::system_error& e) {
+    return Error{std::string("cannot create the vCPU thread: ") + e.what() +
+                 (e.code().value() == EAGAIN ? " (the host is out of tasks: kernel.pid_max, kernel.threads-max, "
+                                               "pids.max or RLIMIT_NPROC)"
+                                             : "")};
+  }
   mark("spawn");
   if (restoring_) EMBER_TRY_VOID(setup_restore());
   else EMBER_TRY_VOID(setup_boot());

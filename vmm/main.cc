@@ -118,6 +118,10 @@ int main(int argc, char** argv) {
   // fd!) and program output written into it: park /dev/null there instead.
   for (int fd = 0; fd <= 2; fd++)
     if (::fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", O_RDWR) < 0) return kExitVmm;
+  // Past RLIMIT_FSIZE (ember-jailer sets it: a guest printing without end
+  // must not fill the host's disk with our log) a write fails with EFBIG
+  // instead of killing us: the VM goes on, its log stops growing.
+  ::signal(SIGXFSZ, SIG_IGN);
   // One malloc arena: the vCPU thread's few allocations would otherwise get
   // an arena of their own (a 64 MiB reservation, its first pages and a page
   // table page), held by every parked VM for nothing; the threads rarely

@@ -302,13 +302,19 @@ TEST_F(Jailer, InsideTheJailFromTheHost) {
   EXPECT_EQ(kvm.st_uid, kUid);
   EXPECT_EQ(kvm.st_mode & 07777, 0600u);
   EXPECT_EQ(access((proc + "/root/etc").c_str(), F_OK), -1);
-  // Other namespaces than ours (mount); ours for net and pid (not asked for).
+  // Other namespaces than ours: mount, IPC and network (a new, empty one:
+  // nothing but a loopback that is down); ours for pid (not asked for).
   auto ns = [](const std::string& p, const char* kind) {
     char buf[64] = {};
     return readlink((p + "/ns/" + kind).c_str(), buf, sizeof buf - 1) > 0 ? std::string(buf) : std::string();
   };
   EXPECT_NE(ns(proc, "mnt"), ns("/proc/self", "mnt"));
-  EXPECT_EQ(ns(proc, "net"), ns("/proc/self", "net"));
+  EXPECT_NE(ns(proc, "ipc"), ns("/proc/self", "ipc"));
+  EXPECT_NE(ns(proc, "net"), ns("/proc/self", "net"));
+  EXPECT_EQ(ns(proc, "pid"), ns("/proc/self", "pid"));
+  const std::string links = read_file(proc + "/net/dev");
+  EXPECT_NE(links.find("lo:"), std::string::npos) << links;
+  EXPECT_EQ(std::count(links.begin(), links.end(), '\n'), 3) << "two header lines and lo alone: " << links;
 
   // cgroups: member, with the limits written.
   auto is_jails = [&](const std::string& dir) {
