@@ -127,6 +127,31 @@ bool parse(const std::vector<std::string>& args, Options* o, int* status) {
   return true;
 }
 
+// As root, kernel.pid_max raised for the run to what `vms` VMs need (three
+// tasks each, and the host's own), and put back afterwards.
+class PidMaxForRun {
+ public:
+  explicit PidMaxForRun(uint64_t vms) {
+    const uint64_t want = vms * 3 + 8192;
+    std::ifstream f(kPath);
+    if (!(f >> old_) || old_ >= want || ::geteuid() != 0) return;
+    const uint64_t raised = std::min<uint64_t>(std::max<uint64_t>(want, 131072), 4194304);
+    if (std::ofstream(kPath) << raised << "\n") {
+      std::printf("kernel.pid_max %llu -> %llu for this run\n", static_cast<unsigned long long>(old_),
+                  static_cast<unsigned long long>(raised));
+      restore_ = true;
+    }
+  }
+  ~PidMaxForRun() {
+    if (restore_) std::ofstream(kPath) << old_ << "\n";
+  }
+
+ private:
+  static constexpr const char* kPath = "/proc/sys/kernel/pid_max";
+  uint64_t old_ = 0;
+  bool restore_ = false;
+};
+
 // emberd in the background, on its own state directory and a free port.
 class Daemon {
  public:
@@ -136,8 +161,10 @@ class Daemon {
     dir_ = tmpl;
     std::ofstream(dir_ + ".yaml") << yaml;
     const std::string log = dir_ + ".log";
+    // --stop-with-parent: whatever ends this process (a signal, an uncaught
+    // exception, SIGKILL) ends emberd and its VMs with it.
     std::vector<std::string> argv = {bin_dir + "/emberd", "--state-dir", dir_, "--listen", "127.0.0.1:0",
-                                     "--config", dir_ + ".yaml"};
+                                     "--config", dir_ + ".yaml", "--stop-with-parent"};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -451,6 +478,7 @@ int emberd_bench(const std::vector<std::string>& args) {
   }
   std::string yaml = "log_level: warn\n";
   if (o.unjailed) yaml += "jailer:\n  enabled: false\n";
+  const PidMaxForRun pid_max(o.density.empty() ? 0 : *std::max_element(o.density.begin(), o.density.end()));
   Daemon d;
   if (!d.start(bin_dir, yaml)) return 1;
   auto c = d.client();

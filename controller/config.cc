@@ -144,7 +144,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
   if (root.IsNull()) return c;  // an empty file: all defaults
   try {
     EMBER_TRY_VOID(w.known_keys(root, "",
-                                {"listen", "state_dir", "log_level", "vmm_binary", "guest_kernel", "http_threads", "http_queue",
+                                {"listen", "state_dir", "log_level", "vmm_binary", "guest_kernel", "http_threads", "http_queue", "http_connections", "http_idle_timeout_s",
                                  "refill_workers", "deploy_timeout_ms", "mechanism", "invocations_per_vm", "idle_vm_ms", "defaults",
                                  "limits", "jailer"}));
     EMBER_TRY_VOID(w.str(root, "", "listen", &c.listen));
@@ -161,6 +161,8 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
     EMBER_TRY_VOID(w.str(root, "", "mechanism", &c.mechanism));
     EMBER_TRY_VOID(w.uint(root, "", "http_threads", &c.http_threads, 4, 4096));
     EMBER_TRY_VOID(w.uint(root, "", "http_queue", &c.http_queue, 0, 1000000));
+    EMBER_TRY_VOID(w.uint(root, "", "http_connections", &c.http_connections, 16, 1000000));
+    EMBER_TRY_VOID(w.uint(root, "", "http_idle_timeout_s", &c.http_idle_timeout_s, 1, 3600));
     c.limits.max_inflight = c.http_threads;  // unless limits.max_inflight says less
     EMBER_TRY_VOID(w.uint(root, "", "refill_workers", &c.refill_workers, 1, 64));
     EMBER_TRY_VOID(w.uint(root, "", "deploy_timeout_ms", &c.deploy_timeout_ms, 100, 3600000));
@@ -179,7 +181,8 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
       EMBER_TRY_VOID(w.known_keys(l, "limits",
                                   {"max_functions", "max_image_bytes", "max_request_bytes", "max_output_bytes",
                                    "max_memory_mib", "max_timeout_ms", "max_pool", "max_concurrency", "max_inflight",
-                                   "max_vms", "memory_budget_mib", "vm_host_overhead_kib"}));
+                                   "max_vms", "memory_budget_mib", "vm_host_overhead_kib", "host_task_reserve",
+                                   "http_body_memory_mib"}));
       auto& x = c.limits;
       EMBER_TRY_VOID(w.uint(l, "limits", "max_functions", &x.max_functions, 1, 1000000));
       EMBER_TRY_VOID(w.uint(l, "limits", "max_image_bytes", &x.max_image_bytes, 4096, 4ull << 30));
@@ -193,11 +196,13 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
       EMBER_TRY_VOID(w.uint(l, "limits", "max_vms", &x.max_vms, 1, 10000000));
       EMBER_TRY_VOID(w.uint(l, "limits", "memory_budget_mib", &x.memory_budget_mib, 0, 1ull << 40));
       EMBER_TRY_VOID(w.uint(l, "limits", "vm_host_overhead_kib", &x.vm_host_overhead_kib, 0, 1u << 20));
+      EMBER_TRY_VOID(w.uint(l, "limits", "host_task_reserve", &x.host_task_reserve, 0, 1u << 22));
+      EMBER_TRY_VOID(w.uint(l, "limits", "http_body_memory_mib", &x.http_body_memory_mib, 16, 1u << 24));
     }
     if (const YAML::Node j = root["jailer"]) {
       EMBER_TRY_VOID(w.known_keys(j, "jailer",
                                   {"enabled", "binary", "chroot_base", "uid", "uid_count", "gid", "cgroup_version",
-                                   "memory_overhead_mib", "cpu_quota_pct", "pids_max", "no_file"}));
+                                   "memory_overhead_mib", "cpu_quota_pct", "pids_max", "no_file", "log_max_mib"}));
       auto& x = c.jailer;
       if (const YAML::Node e = j["enabled"]) {
         EMBER_TRY(std::string s, w.scalar(e, "jailer.enabled"));
@@ -217,6 +222,7 @@ Result<Config> parse_config(const std::string& yaml, const std::string& origin) 
       EMBER_TRY_VOID(w.uint(j, "jailer", "memory_overhead_mib", &x.memory_overhead_mib, 0, 1u << 20));
       EMBER_TRY_VOID(w.uint(j, "jailer", "cpu_quota_pct", &x.cpu_quota_pct, 0, 100000));
       EMBER_TRY_VOID(w.uint(j, "jailer", "pids_max", &x.pids_max, 1, 1u << 22));
+      EMBER_TRY_VOID(w.uint(j, "jailer", "log_max_mib", &x.log_max_mib, 1, 1u << 20));
       EMBER_TRY_VOID(w.uint(j, "jailer", "no_file", &x.no_file, 16, 1u << 20));
     }
   } catch (const YAML::Exception& e) {
@@ -240,6 +246,8 @@ std::string config_to_yaml(const Config& c) {
     << "guest_kernel: \"" << c.guest_kernel << "\"\n"
     << "http_threads: " << c.http_threads << "\n"
     << "http_queue: " << c.http_queue << "\n"
+    << "http_connections: " << c.http_connections << "\n"
+    << "http_idle_timeout_s: " << c.http_idle_timeout_s << "\n"
     << "refill_workers: " << c.refill_workers << "\n"
     << "deploy_timeout_ms: " << c.deploy_timeout_ms << "\n"
     << "mechanism: " << c.mechanism << "\n"
@@ -264,6 +272,8 @@ std::string config_to_yaml(const Config& c) {
     << "  max_vms: " << c.limits.max_vms << "\n"
     << "  memory_budget_mib: " << c.limits.memory_budget_mib << "\n"
     << "  vm_host_overhead_kib: " << c.limits.vm_host_overhead_kib << "\n"
+    << "  host_task_reserve: " << c.limits.host_task_reserve << "\n"
+    << "  http_body_memory_mib: " << c.limits.http_body_memory_mib << "\n"
     << "jailer:\n"
     << "  enabled: " << (c.jailer.mode == JailerMode::kAuto ? "auto" : c.jailer.mode == JailerMode::kOn ? "true" : "false")
     << "\n"
@@ -276,6 +286,7 @@ std::string config_to_yaml(const Config& c) {
     << "  memory_overhead_mib: " << c.jailer.memory_overhead_mib << "\n"
     << "  cpu_quota_pct: " << c.jailer.cpu_quota_pct << "\n"
     << "  pids_max: " << c.jailer.pids_max << "\n"
+    << "  log_max_mib: " << c.jailer.log_max_mib << "\n"
     << "  no_file: " << c.jailer.no_file << "\n";
   return o.str();
 }

@@ -38,6 +38,9 @@ struct Limits {
   uint64_t memory_budget_mib = 0;              // host memory for VMs; 0: 80% of MemTotal
   uint32_t vm_host_overhead_kib = 512;         // per VM, beyond its VMM's private pages: the kernel's
                                                // share (KVM, tasks, page tables, jail)
+  uint64_t http_body_memory_mib = 1024;        // request and answer bodies emberd holds at once; beyond, 429
+  uint32_t host_task_reserve = 1024;           // tasks kept free for the host under every task limit
+                                               // (kernel.pid_max, threads-max, pids.max; at most a quarter of each)
 };
 
 struct JailerConfig {
@@ -49,10 +52,15 @@ struct JailerConfig {
   uint32_t gid = 200000;
   int cgroup_version = 0;               // 0: what the host has (v2 if it has memory and pids, else v1)
   uint32_t memory_overhead_mib = 64;    // cgroup memory limit = function memory + this
-  uint32_t cpu_quota_pct = 0;           // 0: no CPU limit; 100 = one core
+  uint32_t cpu_quota_pct = 100;         // CPU per VM, 100 = one core (0: no limit)
   uint32_t pids_max = 16;               // VMM threads and helpers
   uint32_t no_file = 256;               // RLIMIT_NOFILE inside the jail
+  uint32_t log_max_mib = 16;            // RLIMIT_FSIZE of a VMM: its log (what a guest prints) stops there
+                                        // (a template boot may also write its snapshot)
 };
+
+// Threads for deploys, deletes and listings (an invocation never waits for them).
+constexpr uint32_t kControlThreads = 16;
 
 struct Config {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one (written to STATE_DIR/emberd.addr)
@@ -60,8 +68,11 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;
   std::string vmm_binary;                 // empty: ember-vmm next to emberd
   std::string guest_kernel;               // empty: ember-vmm's default (ember-guest.elf next to it)
-  uint32_t http_threads = 128;            // requests served at once (an invocation holds one)
-  uint32_t http_queue = 1024;             // connections waiting for an HTTP thread; beyond, 429
+  uint32_t http_threads = 128;            // invocations worked on at once (each holds a thread until answered;
+                                          // deploys and listings have kControlThreads of their own)
+  uint32_t http_queue = 1024;             // requests waiting for a thread, per kind; beyond, 429 from the request's head
+  uint32_t http_connections = 10000;      // open client connections (one event loop reads them all)
+  uint32_t http_idle_timeout_s = 30;      // a connection that sends nothing for this long is closed
   uint32_t refill_workers = 2;            // threads that start pooled VMs in the background
   uint32_t deploy_timeout_ms = 120000;    // boot to ready (template snapshot) at deploy
   std::string mechanism = "auto";         // auto | snapshot | boot (see controller/README.md)

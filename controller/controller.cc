@@ -229,6 +229,7 @@ Result<std::shared_ptr<FunctionVersion>> Controller::open_version(const Function
   if (!path_exists(fn->image_path)) return Error{fn->image_path + " is missing"};
   if (rec.mechanism == Mechanism::kSnapshot && !path_exists(fn->snapshot_dir))
     return Error{fn->snapshot_dir + " is missing"};
+  cap_pool(*fn);
   return fn;
 }
 
@@ -302,7 +303,9 @@ Result<void> Controller::start() {
   log_.info("VMs: %s mechanism, %s; RLIMIT_NOFILE %llu; memory budget %llu MiB", mechanism_name(mechanism_),
             jail_ ? "jailed" : "unjailed", static_cast<unsigned long long>(lim.nofile),
             static_cast<unsigned long long>(budget_bytes_ >> 20));
+  if (jail_) admission_ = Admission(cfg_.jailer.uid, cfg_.jailer.uid_count);
   kill_orphans();
+  refresh_capacity();
   load_functions();
   EMBER_TRY_VOID(reaper_.start());
   for (uint32_t i = 0; i < cfg_.refill_workers; i++) threads_.emplace_back([this] { refill_worker(); });
@@ -329,21 +332,28 @@ void Controller::shutdown() {
   stop_flag_ = true;
   refill_cv_.notify_all();
   stop_cv_.notify_all();
-  // Kill everything; the reaper sees each exit.
-  std::vector<std::shared_ptr<Vm>> vms;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [id, vm] : vms_) vms.push_back(vm);
-  }
-  for (auto& vm : vms) vm->kill("emberd is shutting down");
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  for (auto& vm : vms) vm->kill_and_wait("emberd is shutting down", deadline);
+  // Kill everything; the reaper sees each exit. Twice: a refill that was
+  // starting a VM registers it after the first sweep.
+  size_t stopped = 0;
+  auto kill_all = [&] {
+    std::vector<std::shared_ptr<Vm>> vms;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [id, vm] : vms_) vms.push_back(vm);
+    }
+    for (auto& vm : vms) vm->kill("emberd is shutting down");
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    for (auto& vm : vms) vm->kill_and_wait("emberd is shutting down", deadline);
+    stopped += vms.size();
+  };
+  kill_all();
   {
     std::lock_guard<std::mutex> l(janitor_mu_);
   }
   janitor_cv_.notify_all();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  kill_all();
   // Whatever the janitor did not get to.
   std::error_code ec;
   for (std::filesystem::directory_iterator it(run_dir_, ec), end; !ec && it != end; it.increment(ec)) {
@@ -351,18 +361,18 @@ void Controller::shutdown() {
       (void)jail_cleanup(it->path().filename().string());
     remove_tree(it->path().string());
   }
-  log_.info("stopped %zu VM(s)", vms.size());
+  log_.info("stopped %zu VM(s)", stopped);
 }
 
 Result<RunResult> Controller::jail_cleanup(const std::string& id) {
   return run_command({jailer_path_, "--cleanup", "--id", id, "--chroot-base", cfg_.jailer.chroot_base}, 10000, kChildEnv);
 }
 
-JailSpec Controller::jail_spec(const std::string& id, const FunctionVersion& fn) {
+JailSpec Controller::jail_spec(const std::string& id, const FunctionVersion& fn, uint32_t uid) {
   JailSpec j;
   j.jailer = jailer_path_;
   j.id = id;
-  j.uid = cfg_.jailer.uid + next_uid_.fetch_add(1) % cfg_.jailer.uid_count;
+  j.uid = uid;
   j.gid = cfg_.jailer.gid;
   j.chroot_base = cfg_.jailer.chroot_base;
   j.cgroup_version = cgroup_version_;
@@ -370,6 +380,7 @@ JailSpec Controller::jail_spec(const std::string& id, const FunctionVersion& fn)
   j.cpu_quota_pct = cfg_.jailer.cpu_quota_pct;
   j.pids_max = cfg_.jailer.pids_max;
   j.no_file = cfg_.jailer.no_file;
+  j.fsize_bytes = uint64_t{cfg_.jailer.log_max_mib} << 20;
   return j;
 }
 
@@ -444,7 +455,7 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
     // child and exits: no supervising process stays per VM (its memory, page
     // tables and task were ~10 % of what a parked VM costs the host), and we
     // own the VMM as we own an unjailed one.
-    JailSpec j = jail_spec(vm->id, *vm->fn);
+    JailSpec j = jail_spec(vm->id, *vm->fn, vm->slot.uid());
     j.detach = true;
     o.argv = jailed_command(j, vmm_argv);
     vm->jailed = true;
@@ -488,9 +499,10 @@ Result<void> Controller::spawn_vm(const std::shared_ptr<Vm>& vm, const std::vect
   return Ok();
 }
 
-Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionVersion>& fn) {
+Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionVersion>& fn, Admission::Slot slot) {
   const auto t0 = Clock::now();
   auto vm = std::make_shared<Vm>();
+  vm->slot = std::move(slot);
   vm->id = new_vm_id();
   vm->fn = fn;
   vm->run_dir = run_dir_ + "/" + vm->id;
@@ -565,24 +577,14 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
 
 void Controller::register_vm(const std::shared_ptr<Vm>& vm) {
   vm->mem_bytes = vm->fn->mem_estimate.load();
-  vm_mem_total_ += static_cast<int64_t>(vm->mem_bytes.load());
   std::lock_guard<std::mutex> l(mu_);
   vms_[vm->id] = vm;
 }
 
 void Controller::unregister_vm(const std::shared_ptr<Vm>& vm) {
-  bool erased = false;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = vms_.find(vm->id);
-    if (it != vms_.end() && it->second == vm) {
-      vms_.erase(it);
-      erased = true;
-    }
-  }
-  if (!erased) return;
-  vm_mem_total_ -= static_cast<int64_t>(vm->mem_bytes.load());
-  note_slot_event();
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = vms_.find(vm->id);
+  if (it != vms_.end() && it->second == vm) vms_.erase(it);
 }
 
 void Controller::retire_vm(const std::shared_ptr<Vm>& vm, const std::string& reason) {
@@ -618,7 +620,10 @@ void Controller::on_vm_exit(const std::shared_ptr<Vm>& vm, ExitStatus st) {
   } else if (!vm->stop_requested.load() && was == VmState::kBusy && st.signaled) {
     metrics_.vm_deaths->Increment();
   }
+  // Its process is gone: its room on the host (and its uid) is free.
+  vm->slot.release();
   unregister_vm(vm);
+  note_slot_event();
   // A parked VM was nobody's: close our ends now, a dead VM's pipes and
   // socket have nothing more to say. Any other is held by an invocation, a
   // refill or a recycle that may be polling those very fds (its state reads
@@ -664,48 +669,60 @@ std::string Controller::vmm_failure_text(const std::shared_ptr<Vm>& vm, const st
   return line;
 }
 
-bool Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation, std::string* why) {
-  if (vm_count() >= cfg_.limits.max_vms) {
-    if (!for_invocation) {
-      *why = "limits.max_vms (" + std::to_string(cfg_.limits.max_vms) + ") VMs are running";
-      return false;
-    }
-  }
-  // Each VM costs its VMM's private pages (measured) plus what the host
-  // spends on it outside them (limits.vm_host_overhead_kib).
-  const int64_t overhead = int64_t{cfg_.limits.vm_host_overhead_kib} << 10;
-  const int64_t need = static_cast<int64_t>(fn->mem_estimate.load()) + overhead;
-  auto fits = [&] {
-    const size_t vms = vm_count();
-    return vms < cfg_.limits.max_vms &&
-           vm_mem_total_.load() + static_cast<int64_t>(vms) * overhead + need <= static_cast<int64_t>(budget_bytes_);
-  };
-  if (fits()) return true;
-  if (!for_invocation) {
-    *why = "the memory budget (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms is reached";
-    return false;
-  }
-  // Shrink pools before refusing work. With nothing parked, VMs in transit
-  // (being reset after an invocation, or booting for a pool) park within
-  // milliseconds: wait for one, briefly, rather than refuse at once.
-  const auto give_up_at = Clock::now() + std::chrono::milliseconds(100);
-  for (;;) {
-    const uint64_t seen = slot_events();
-    if (shrink_a_pool(fits)) return true;
-    if (!vms_in_transit() || Clock::now() >= give_up_at) break;
-    std::unique_lock<std::mutex> l(slot_mu_);
-    slot_cv_.wait_until(l, give_up_at, [&] { return slot_events_ != seen; });
-  }
-  if (fits()) return true;
-  *why = "the host's memory budget for VMs (" + std::to_string(budget_bytes_ >> 20) + " MiB) or limits.max_vms (" +
-         std::to_string(cfg_.limits.max_vms) + ") is used up";
-  return false;
+VmCost Controller::vm_cost(const FunctionVersion& fn) const {
+  return {static_cast<int64_t>(fn.mem_estimate.load()), tasks_per_vm_.load()};
 }
 
-bool Controller::shrink_a_pool(const std::function<bool()>& fits) {
-  // Largest pool first, one VM at a time, until the new VM fits.
+void Controller::refresh_capacity() {
+  Capacity c;
+  c.max_vms = cfg_.limits.max_vms;
+  c.mem_bytes = static_cast<int64_t>(budget_bytes_);
+  c.host_overhead_bytes = int64_t{cfg_.limits.vm_host_overhead_kib} << 10;
+  c.tasks = tasks_for_vms(read_task_limits(!jail_), admission_.usage().tasks, cfg_.limits.host_task_reserve, &c.tasks_limit);
+  admission_.set_capacity(std::move(c));
+}
+
+void Controller::cap_pool(FunctionVersion& fn) {
+  const uint64_t most = admission_.most_vms(vm_cost(fn));
+  fn.pool_size = static_cast<uint32_t>(std::min<uint64_t>(fn.rec.spec.pool, most));
+  if (fn.pool_size < fn.rec.spec.pool)
+    log_.warn("%s v%llu: pool of %u capped at %u, as many VMs as the host can hold (limits.max_vms, the memory "
+              "budget, the task limit %s, jailer.uid_count)",
+              fn.rec.name.c_str(), static_cast<unsigned long long>(fn.rec.version), fn.rec.spec.pool, fn.pool_size,
+              admission_.capacity().tasks_limit.c_str());
+}
+
+std::optional<Admission::Slot> Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation,
+                                                    std::string* why) {
+  const VmCost cost = vm_cost(*fn);
+  if (auto slot = admission_.reserve(cost, why)) return slot;
+  if (!for_invocation) return std::nullopt;
+  // Shrink pools before refusing work: stop a parked VM and wait for its
+  // exit to free its room (its process holds it until then). With nothing
+  // parked, VMs in transit (being reset after an invocation, or booting for
+  // a pool) park within milliseconds: wait for one, briefly.
+  // One VM stopped per caller: each waiting caller makes its own room.
+  auto give_up_at = Clock::now() + std::chrono::milliseconds(100);
+  bool shrunk = false;
   for (;;) {
-    if (fits()) return true;
+    const uint64_t seen = slot_events();
+    if (auto slot = admission_.reserve(cost, why)) return slot;
+    if (!shrunk && shrink_a_pool()) {
+      shrunk = true;
+      give_up_at = std::max(give_up_at, Clock::now() + std::chrono::seconds(2));
+    } else if ((!shrunk && !vms_in_transit()) || Clock::now() >= give_up_at) {
+      return std::nullopt;
+    }
+    std::unique_lock<std::mutex> l(slot_mu_);
+    if (!slot_cv_.wait_until(l, give_up_at, [&] { return slot_events_ != seen; })) {
+      l.unlock();
+      return admission_.reserve(cost, why);
+    }
+  }
+}
+
+bool Controller::shrink_a_pool() {
+  for (;;) {
     std::shared_ptr<FunctionVersion> victim;
     size_t most = 0;
     {
@@ -724,7 +741,8 @@ bool Controller::shrink_a_pool(const std::function<bool()>& fits) {
       victim->ready.pop_back();
       victim->memory_limited = true;
     }
-    retire_vm(vm, "pool shrunk for memory");
+    retire_vm(vm, "pool shrunk to make room");
+    return true;
   }
 }
 
@@ -755,7 +773,7 @@ void Controller::request_refill(const std::shared_ptr<FunctionVersion>& fn) {
   {
     std::lock_guard<std::mutex> l(fn->mu);
     if (fn->retired || fn->refill_queued) return;
-    if (fn->ready.size() + fn->starting >= fn->rec.spec.pool) return;
+    if (fn->ready.size() + fn->starting >= fn->pool_size) return;
     if (fn->failures && Clock::now() < fn->retry_at) return;
     fn->refill_queued = true;
   }
@@ -791,7 +809,7 @@ void Controller::recycle(const std::shared_ptr<Vm>& vm, Clock::time_point exited
   // are parked: under concurrent load the next request takes it, and a reset
   // costs ~0.1 ms where a new VM costs milliseconds and its teardown more.
   // Otherwise, or once idle for idle_vm_ms (trim_idle_extras), it goes.
-  const bool full = fn->ready.size() + fn->starting >= fn->rec.spec.pool && fn->ready.size() >= others_inflight;
+  const bool full = fn->ready.size() + fn->starting >= fn->pool_size && fn->ready.size() >= others_inflight;
   if (!c || fn->retired || full || vm->exited() || vm->stop_requested.load()) {
     if (!c && !vm->exited()) log_.warn("VM %s: no reconnect after its reset: %s", vm->id.c_str(), c.message().c_str());
     l.unlock();
@@ -813,7 +831,7 @@ void Controller::trim_idle_extras(const std::shared_ptr<FunctionVersion>& fn) {
   std::vector<std::shared_ptr<Vm>> extras;
   {
     std::lock_guard<std::mutex> l(fn->mu);
-    while (fn->ready.size() > fn->rec.spec.pool && fn->ready.front()->parked_at <= idle_since) {
+    while (fn->ready.size() > fn->pool_size && fn->ready.front()->parked_at <= idle_since) {
       extras.push_back(std::move(fn->ready.front()));
       fn->ready.pop_front();
     }
@@ -850,13 +868,14 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
     if (stop_flag_.load()) break;
     {
       std::lock_guard<std::mutex> l(fn->mu);
-      if (fn->retired || fn->ready.size() + fn->starting >= fn->rec.spec.pool) {
+      if (fn->retired || fn->ready.size() + fn->starting >= fn->pool_size) {
         fn->memory_limited = false;
         break;
       }
     }
     std::string why;
-    if (!admit_vm(fn, false, &why)) {
+    auto slot = admit_vm(fn, false, &why);
+    if (!slot) {
       std::lock_guard<std::mutex> l(fn->mu);
       if (!fn->memory_limited) log_.info("pool of %s stays short: %s", fn->rec.name.c_str(), why.c_str());
       fn->memory_limited = true;
@@ -866,7 +885,7 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
       std::lock_guard<std::mutex> l(fn->mu);
       fn->starting++;
     }
-    auto vm = start_vm(fn);
+    auto vm = start_vm(fn, std::move(*slot));
     std::unique_lock<std::mutex> l(fn->mu);
     fn->starting--;
     if (!vm) {
@@ -909,25 +928,22 @@ void Controller::housekeeping() {
       for (auto& [id, vm] : vms_) vms.push_back(vm);
     }
     std::map<FunctionVersion*, std::pair<uint64_t, uint64_t>> parked;  // sum, count
+    int64_t most_threads = 0;
     for (auto& vm : vms) {
       uint64_t rss = 0, priv = 0;
       if (vm->exited() || !read_process_memory(vm->pid, &rss, &priv)) continue;
-      const uint64_t old = vm->mem_bytes.exchange(priv);
-      {
-        // Only a VM still registered counts in the total.
-        std::lock_guard<std::mutex> l(mu_);
-        auto it = vms_.find(vm->id);
-        if (it != vms_.end() && it->second == vm)
-          vm_mem_total_ += static_cast<int64_t>(priv) - static_cast<int64_t>(old);
-        else
-          vm->mem_bytes = old;
-      }
+      vm->mem_bytes = priv;
+      admission_.update_memory(vm->slot, static_cast<int64_t>(priv));
       if (vm->state.load() == VmState::kReady) {
         auto& p = parked[vm->fn.get()];
         p.first += priv;
         p.second++;
+        most_threads = std::max<int64_t>(most_threads, read_process_threads(vm->pid));
       }
     }
+    // A VM's tasks: its VMM's threads and KVM's worker thread for the VM.
+    if (most_threads > 0) tasks_per_vm_ = std::max<int64_t>(tasks_per_vm_.load(), most_threads + 1);
+    refresh_capacity();
     std::vector<std::shared_ptr<FunctionVersion>> fns;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -993,14 +1009,15 @@ void Controller::update_gauges() {
   metrics_.inflight->Set(inflight_.load());
   for (auto& fn : fns) {
     std::lock_guard<std::mutex> l(fn->mu);
-    metrics_.set_pool(fn->rec.name, static_cast<double>(fn->ready.size()), fn->rec.spec.pool);
+    metrics_.set_pool(fn->rec.name, static_cast<double>(fn->ready.size()), fn->pool_size);
   }
 }
 
 // ---------------------------------------------------------------------------
 // Deploy
 
-Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& fn, std::string* user_error) {
+Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& fn, const Admission::Slot& slot,
+                                       std::string* user_error) {
   // Boot the image, let the program run its start-up until it first reads
   // stdin, snapshot there (ember-vmm run --snapshot-at-ready). The program
   // is untrusted from its first instruction: jailed like every VM, its
@@ -1015,7 +1032,10 @@ Result<void> Controller::take_template(const std::shared_ptr<FunctionVersion>& f
   std::vector<std::string> argv = template_command(jail_ ? "" : id, fn->rec.spec, p);
   const std::string run_dir = run_dir_ + "/" + id;  // marks the jail for a restart's orphan cleanup
   if (jail_) {
-    argv = jailed_command(jail_spec(id, *fn), argv);
+    JailSpec j = jail_spec(id, *fn, slot.uid());
+    // The snapshot it writes: at most the guest's memory, and the image.
+    j.fsize_bytes += (uint64_t{fn->rec.spec.memory_mib} << 20) + fn->rec.image_bytes;
+    argv = jailed_command(j, argv);
     if (auto m = make_dirs(run_dir, 0711); !m) return m.error();
     if (auto w = write_file_atomic(run_dir + "/jailed", id); !w) return w.error();
   }
@@ -1078,6 +1098,7 @@ ApiResult Controller::deploy(const std::string& name, const std::string& body, c
     ApiResult r;
     r.status = status;
     r.error = msg;
+    if (status == 429) r.retry_after_s = 1;
     return r;
   };
   if (!old) {
@@ -1110,16 +1131,20 @@ ApiResult Controller::deploy(const std::string& name, const std::string& body, c
   fn->rec.source = built->source;
   fn->rec.image_bytes = built->bytes;
   if (fn->rec.mechanism == Mechanism::kSnapshot) {
-    std::string user_error;
-    if (auto t = take_template(fn, &user_error); !t) return fail(user_error.empty() ? 500 : 422, t.message());
+    // The template boot is a VM like any other: it needs room on the host.
+    std::string why, user_error;
+    auto slot = admit_vm(fn, true, &why);
+    if (!slot) return fail(429, "no room for the template VM: " + why);
+    if (auto t = take_template(fn, *slot, &user_error); !t) return fail(user_error.empty() ? 500 : 422, t.message());
   }
+  cap_pool(*fn);
   // One VM before the switch: a function whose VMs cannot start is refused
   // here, not at its first invocation.
   std::shared_ptr<Vm> first;
-  if (spec.pool > 0) {
+  if (fn->pool_size > 0) {
     std::string why;
-    if (admit_vm(fn, true, &why)) {
-      auto vm = start_vm(fn);
+    if (auto slot = admit_vm(fn, true, &why)) {
+      auto vm = start_vm(fn, std::move(*slot));
       if (!vm) return fail(422, "the function's first VM did not start: " + vm.message());
       first = *vm;
     }
@@ -1162,7 +1187,7 @@ ApiResult Controller::deploy(const std::string& name, const std::string& body, c
   for (;;) {
     {
       std::lock_guard<std::mutex> l(fn->mu);
-      if (fn->ready.size() >= spec.pool || fn->failures > 0 || fn->memory_limited) break;
+      if (fn->ready.size() >= fn->pool_size || fn->failures > 0 || fn->memory_limited) break;
     }
     if (Clock::now() > deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -1204,7 +1229,8 @@ json Controller::describe_json(const std::shared_ptr<FunctionVersion>& fn) {
   json j = record_to_json(fn->rec);
   {
     std::lock_guard<std::mutex> l(fn->mu);
-    j["pool"] = {{"target", fn->rec.spec.pool},
+    j["pool"] = {{"target", fn->pool_size},
+                 {"requested", fn->rec.spec.pool},
                  {"ready", fn->ready.size()},
                  {"starting", fn->starting},
                  {"memory_limited", fn->memory_limited},
@@ -1379,8 +1405,9 @@ InvokeResult Controller::invoke(const std::string& name, std::string_view input)
   }
   if (!vm) {
     std::string why;
-    if (!admit_vm(fn, true, &why)) return reject(why);
-    auto started = start_vm(fn);
+    auto slot = admit_vm(fn, true, &why);
+    if (!slot) return reject(why);
+    auto started = start_vm(fn, std::move(*slot));
     if (!started) {
       res.status = 502;
       res.error = "could not start a VM for '" + name + "': " + started.message();

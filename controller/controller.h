@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -19,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "controller/admission.h"
 #include "controller/config.h"
 #include "controller/function_spec.h"
 #include "controller/log.h"
@@ -58,7 +60,8 @@ struct FunctionVersion {
   uint32_t failures = 0;       // consecutive VM start failures
   Clock::time_point retry_at;  // no refill before (back-off after failures)
   std::string last_error;
-  bool memory_limited = false; // the pool is short because of the memory budget or max_vms
+  bool memory_limited = false; // the pool is short: admission refused (memory, tasks, max_vms, uids)
+  uint32_t pool_size = 0;      // the pool kept: rec.spec.pool, capped at what the host can hold
 
   std::atomic<uint64_t> mem_estimate{4ull << 20};  // private memory of one VM, learned from parked VMs
   std::atomic<bool> remove_files{false};           // delete `dir` when the last reference goes
@@ -115,7 +118,7 @@ class Controller {
 
   // Test and benchmark hooks.
   size_t vm_count() const;
-  uint64_t vm_memory_bytes() const { return static_cast<uint64_t>(std::max<int64_t>(0, vm_mem_total_.load())); }
+  uint64_t vm_memory_bytes() const { return static_cast<uint64_t>(std::max<int64_t>(0, admission_.usage().mem_bytes)); }
 
  private:
   std::shared_ptr<FunctionVersion> current(const std::string& name) const;
@@ -132,12 +135,17 @@ class Controller {
   void load_functions();
   Result<std::shared_ptr<FunctionVersion>> open_version(const FunctionRecord& rec);
   Result<RunResult> jail_cleanup(const std::string& id);
-  // The jailer options for a VM of `fn` in jail `id` (one uid per VM, round robin).
-  JailSpec jail_spec(const std::string& id, const FunctionVersion& fn);
-  Result<void> take_template(const std::shared_ptr<FunctionVersion>& fn, std::string* user_error);
+  // The jailer options for a VM of `fn` in jail `id`, running as `uid`.
+  JailSpec jail_spec(const std::string& id, const FunctionVersion& fn, uint32_t uid);
+  Result<void> take_template(const std::shared_ptr<FunctionVersion>& fn, const Admission::Slot& slot,
+                             std::string* user_error);
+  // Sets fn->pool_size: the requested pool, or as many VMs as the host could
+  // ever hold, with a warning (once) when that is fewer.
+  void cap_pool(FunctionVersion& fn);
 
   // VMs
-  Result<std::shared_ptr<Vm>> start_vm(const std::shared_ptr<FunctionVersion>& fn);
+  // Starts a VM in the room `slot` reserved (admit_vm); the VM holds it until its process is gone.
+  Result<std::shared_ptr<Vm>> start_vm(const std::shared_ptr<FunctionVersion>& fn, Admission::Slot slot);
   Result<void> spawn_vm(const std::shared_ptr<Vm>& vm, const std::vector<std::string>& vmm_argv, int in_fd, int out_fd,
                         int err_fd);
   void register_vm(const std::shared_ptr<Vm>& vm);
@@ -148,10 +156,16 @@ class Controller {
   void drain(const std::shared_ptr<FunctionVersion>& fn, const std::string& reason);
   std::string vmm_failure_text(const std::shared_ptr<Vm>& vm, const std::string& captured_err);
 
-  // Admission: may one more VM of `fn` start? For an invocation, pools of
-  // other functions are shrunk first; the refill never shrinks anything.
-  bool admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation, std::string* why);
-  bool shrink_a_pool(const std::function<bool()>& fits);
+  // Admission: room for one more VM of `fn`, reserved, or nullopt and why.
+  // For an invocation or a deploy, a parked VM of the largest pool is
+  // stopped to make room; the refill never stops anything.
+  std::optional<Admission::Slot> admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation,
+                                          std::string* why);
+  VmCost vm_cost(const FunctionVersion& fn) const;
+  // What the host lets the VMs use now (the task limits move with the host's load).
+  void refresh_capacity();
+  // Stops one parked VM of the largest pool; false if none is parked.
+  bool shrink_a_pool();
   bool vms_in_transit() const;
   uint64_t slot_events();
   void note_slot_event();
@@ -185,14 +199,14 @@ class Controller {
   uint64_t budget_bytes_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::string instance_;
-  std::atomic<uint32_t> next_uid_{0};
 
   mutable std::mutex mu_;  // functions_, stats_, deploy_locks_, vms_
   std::map<std::string, std::shared_ptr<FunctionVersion>> functions_;
   std::map<std::string, std::shared_ptr<FunctionStats>> stats_;
   std::map<std::string, std::shared_ptr<std::mutex>> deploy_locks_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
-  std::atomic<int64_t> vm_mem_total_{0};
+  Admission admission_;
+  std::atomic<int64_t> tasks_per_vm_{3};  // the most threads a parked VMM has had, plus KVM's worker
   std::atomic<uint32_t> inflight_{0};
 
   std::mutex refill_mu_;
@@ -200,8 +214,8 @@ class Controller {
   std::condition_variable stop_cv_;    // housekeeping's 1 s tick, cut short by shutdown
   std::deque<std::shared_ptr<FunctionVersion>> refill_queue_;
   std::deque<std::function<void()>> tasks_;  // recycles (run by the refill workers first)
-  // Counts VMs parked and VM slots given up: admit_vm waits on it, briefly,
-  // for a VM in transit to become one it can take from a pool.
+  // Counts VMs parked and VMs exited (their room given back): admit_vm
+  // waits on it, briefly, for room or for a VM it can take from a pool.
   std::mutex slot_mu_;
   std::condition_variable slot_cv_;
   uint64_t slot_events_ = 0;

@@ -1,5 +1,6 @@
 // emberd: the Ember function platform daemon (see controller/README.md).
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,7 +19,7 @@ namespace {
 
 const char kUsage[] =
     "usage: emberd [--config FILE] [--listen HOST:PORT] [--state-dir DIR] [--log-level LEVEL]\n"
-    "              [--print-config]\n"
+    "              [--stop-with-parent] [--print-config]\n"
     "\n"
     "Serves the Ember REST API (api/openapi-emberd.yaml): deploy functions, invoke them in\n"
     "microVMs restored from template snapshots, pools, metrics. Every setting has a default\n"
@@ -29,6 +30,8 @@ const char kUsage[] =
     "                      written to STATE_DIR/emberd.addr)\n"
     "  --state-dir DIR     functions, snapshots and VM sockets (default /var/lib/ember as root)\n"
     "  --log-level LEVEL   debug, info, warn or error\n"
+    "  --stop-with-parent  stop (as on SIGTERM: every VM with it) when the process that\n"
+    "                      started emberd dies, however it dies (benchmarks, test harnesses)\n"
     "  --print-config      print the effective configuration as YAML and exit\n";
 
 int usage_error(const std::string& msg) {
@@ -42,7 +45,7 @@ int main(int argc, char** argv) {
   using namespace ember::controller;
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string config_path, listen, state_dir, level;
-  bool print_config = false;
+  bool print_config = false, stop_with_parent = false;
   for (size_t i = 0; i < args.size(); i++) {
     const std::string& a = args[i];
     auto value = [&](std::string* out) -> bool {
@@ -63,6 +66,8 @@ int main(int argc, char** argv) {
       if (!value(&level)) return usage_error("--log-level needs a level");
     } else if (a == "--print-config") {
       print_config = true;
+    } else if (a == "--stop-with-parent") {
+      stop_with_parent = true;
     } else {
       return usage_error("unknown argument '" + a + "'");
     }
@@ -105,6 +110,15 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  if (stop_with_parent) {
+    // SIGTERM, taken by the signal thread below like any other. A parent
+    // already gone (we were adopted) would never send it: refuse to start.
+    const pid_t parent = ::getppid();
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || ::getppid() != parent) {
+      std::fprintf(stderr, "emberd: --stop-with-parent: the parent is gone or PR_SET_PDEATHSIG failed\n");
+      return 1;
+    }
+  }
 
   Logger log(cfg.log_level);
   Controller controller(cfg, log);

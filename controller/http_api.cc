@@ -1,15 +1,8 @@
 #include "controller/http_api.h"
 
-#include <arpa/inet.h>
-#include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <algorithm>
 #include <regex>
 
 #include "controller/function_spec.h"
-#include "controller/http_task_queue.h"
 
 namespace ember::controller {
 
@@ -23,246 +16,195 @@ std::string to_json_text(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  res.status = status;
-  res.set_content(to_json_text(json{{"error", message}}), "application/json");
+HttpReply error_reply(int status, const std::string& message) {
+  HttpReply r;
+  r.status = status;
+  r.body = to_json_text(json{{"error", message}});
+  return r;
 }
 
-void send_result(httplib::Response& res, const ApiResult& r) {
-  if (!r.error.empty()) {
-    send_error(res, r.status, r.error);
+HttpReply result_reply(const ApiResult& a) {
+  HttpReply r;
+  if (!a.error.empty()) {
+    r = error_reply(a.status, a.error);
   } else {
-    res.status = r.status;
-    if (r.status != 204) res.set_content(to_json_text(r.body, 2), "application/json");
+    r.status = a.status;
+    if (a.status != 204) r.body = to_json_text(a.body, 2);
   }
-  if (r.retry_after_s) res.set_header("Retry-After", std::to_string(r.retry_after_s));
-}
-
-// Bodies up to this much past a route's cap are read and dropped before the
-// 413, so that the client, still sending, reads the answer instead of a reset.
-constexpr uint64_t kDrainBytes = 64ull << 20;
-
-// Reads the body through the content reader, refusing more than `max` bytes
-// (413) without buffering them; a declared Content-Length far above `max` is
-// refused before a byte is read.
-bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader, uint64_t max,
-               const char* what, std::string* body) {
-  const std::string cl = req.get_header_value("Content-Length");
-  if (cl.empty() && !req.has_header("Transfer-Encoding")) return true;  // no body at all
-  if (!cl.empty()) {
-    const unsigned long long n = std::strtoull(cl.c_str(), nullptr, 10);
-    if (n > max + kDrainBytes) {
-      send_error(res, 413, std::string(what) + " of " + cl + " bytes is larger than the " + std::to_string(max) + " allowed");
-      res.set_header("Connection", "close");
-      return false;
-    }
-    if (n <= max) body->reserve(n);
-  }
-  uint64_t dropped = 0;
-  const bool ok = reader([&](const char* data, size_t len) {
-    if (dropped || body->size() + len > max) {
-      dropped += len;
-      body->clear();
-      return dropped <= kDrainBytes;
-    }
-    body->append(data, len);
-    return true;
-  });
-  if (dropped) {
-    body->clear();
-    send_error(res, 413, std::string(what) + " is larger than the " + std::to_string(max) + " bytes allowed");
-    res.set_header("Connection", "close");
-    return false;
-  }
-  if (!ok) {
-    send_error(res, 400, std::string("could not read the ") + what);
-    res.set_header("Connection", "close");
-    return false;
-  }
-  return true;
-}
-
-bool check_name(const std::string& name, httplib::Response& res) {
-  if (valid_function_name(name)) return true;
-  send_error(res, 400, "invalid function name '" + name + "': " + function_name_rule());
-  return false;
+  if (a.retry_after_s) r.headers.emplace_back("Retry-After", std::to_string(a.retry_after_s));
+  return r;
 }
 
 bool truthy(const std::string& v) { return v == "1" || v == "true" || v == "yes"; }
 
-}  // namespace
+// A route of api/openapi-emberd.yaml, from the path alone.
+enum class Route { kNone, kHealth, kMetrics, kFunctions, kFunction, kInvoke, kVms, kVm };
 
-HttpApi::HttpApi(Controller& c, Logger& log) : c_(c), log_(log), svr_(std::make_unique<httplib::Server>()) {
-  serve_with_bounded_queue(*svr_, c_.config().http_threads, c_.config().http_queue);
-  // The largest body any route takes; each route enforces its own cap.
-  svr_->set_payload_max_length(std::max<uint64_t>(c_.config().limits.max_image_bytes, c_.config().limits.max_request_bytes) +
-                                kDrainBytes);
-  svr_->set_keep_alive_max_count(10000);
-  svr_->set_keep_alive_timeout(5);
-  svr_->set_read_timeout(30, 0);
-  svr_->set_write_timeout(30, 0);
-  svr_->set_tcp_nodelay(true);
-  routes();
+Route route_of(const std::string& path, std::string* arg) {
+  static const std::regex function(R"(/v1/functions/([^/]+))"), invoke(R"(/v1/functions/([^/]+)/invoke)"),
+      vm(R"(/v1/vms/([^/]+))");
+  std::smatch m;
+  if (path == "/healthz") return Route::kHealth;
+  if (path == "/metrics") return Route::kMetrics;
+  if (path == "/v1/functions") return Route::kFunctions;
+  if (path == "/v1/vms") return Route::kVms;
+  if (std::regex_match(path, m, invoke)) return *arg = m[1], Route::kInvoke;
+  if (std::regex_match(path, m, function)) return *arg = m[1], Route::kFunction;
+  if (std::regex_match(path, m, vm)) return *arg = m[1], Route::kVm;
+  return Route::kNone;
 }
 
-HttpApi::~HttpApi() = default;
-
-namespace {
-
-// Debian's cpp-httplib is compiled with a listen backlog of 5: a burst of
-// clients (50 invocations at once) would overflow it. listen() again on the
-// bound socket raises the backlog; the socket is found by its port.
-void raise_backlog(int port) {
-  for (int fd = 3; fd < 1024; fd++) {
-    int accepting = 0;
-    socklen_t len = sizeof accepting;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) continue;
-    sockaddr_storage ss{};
-    socklen_t sl = sizeof ss;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) continue;
-    int p = -1;
-    if (ss.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    if (ss.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-    if (p == port) ::listen(fd, 4096);
+// The deploy's settings: defaults, then X-Ember-Function (JSON), then the query.
+Result<FunctionSpec> spec_of(const HttpRequest& req, const Config& cfg) {
+  FunctionSpec spec = spec_defaults(cfg);
+  const std::string header = req.header("X-Ember-Function");
+  if (!header.empty()) {
+    json j = json::parse(header, nullptr, false);
+    if (j.is_discarded()) return Error{"X-Ember-Function: not valid JSON"};
+    if (auto m = merge_spec_json(&spec, j, cfg); !m) return Error{"X-Ember-Function: " + m.message()};
   }
+  for (const auto& [k, v] : req.query) EMBER_TRY_VOID(merge_spec_param(&spec, k, v, cfg));
+  return spec;
 }
 
 }  // namespace
+
+HttpApi::HttpApi(Controller& c, Logger& log) : c_(c), log_(log) {}
+
+HttpApi::~HttpApi() { stop(); }
 
 Result<int> HttpApi::bind() {
-  std::string host;
-  int port = 0;
-  EMBER_TRY_VOID(split_listen(c_.config().listen, &host, &port));
-  if (port == 0) {
-    port = svr_->bind_to_any_port(host);
-    if (port <= 0) return Error{"cannot listen on " + host + ": " + std::strerror(errno)};
-  } else if (!svr_->bind_to_port(host, port)) {
-    return Error{"cannot listen on " + c_.config().listen + ": " + std::strerror(errno) + " (set listen: in the config, or --listen)"};
-  }
-  raise_backlog(port);
-  return port;
+  const Config& cfg = c_.config();
+  HttpServerOptions o;
+  EMBER_TRY_VOID(split_listen(cfg.listen, &o.host, &o.port));
+  o.invoke_threads = cfg.http_threads;
+  o.control_threads = kControlThreads;
+  o.queue = cfg.http_queue;
+  o.connections = cfg.http_connections;
+  o.idle_timeout_s = cfg.http_idle_timeout_s;
+  o.body_memory = uint64_t{cfg.limits.http_body_memory_mib} << 20;
+  o.error = error_reply;
+  o.answered = [this](int status) {
+    c_.metrics().http_requests(status).Increment();
+  };
+  o.log = [this](const std::string& line) { log_.debug("http: %s", line.c_str()); };
+  auto s = HttpServer::start(
+      std::move(o), [this](const HttpRequest& head) { return plan(head); },
+      [this](HttpRequest& req) { return handle(req); });
+  if (!s) return Error{s.message() + " (set listen: in the config, or --listen)"};
+  server_ = std::move(*s);
+  return server_->port();
 }
 
-void HttpApi::run() { svr_->listen_after_bind(); }
+void HttpApi::run() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return stopped_; });
+}
 
-void HttpApi::stop() { svr_->stop(); }
+void HttpApi::stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopped_ = true;
+  }
+  cv_.notify_all();
+  if (server_) server_->stop();
+}
 
-void HttpApi::routes() {
-  auto& s = *svr_;
-  Controller& c = c_;
+HttpPlan HttpApi::plan(const HttpRequest& head) const {
   const Config& cfg = c_.config();
+  HttpPlan p;
+  auto refuse = [&](int status, const std::string& message) {
+    p.answer = error_reply(status, message);
+    return p;
+  };
+  std::string arg;
+  const Route r = route_of(head.path, &arg);
+  const std::string& m = head.method;
+  if (r == Route::kNone) return refuse(404, "no such endpoint: " + m + " " + head.path);
+  const bool allowed = (r == Route::kHealth || r == Route::kMetrics || r == Route::kFunctions || r == Route::kVms) ? m == "GET"
+                       : r == Route::kFunction ? (m == "GET" || m == "PUT" || m == "DELETE")
+                       : r == Route::kInvoke   ? m == "POST"
+                                               : m == "DELETE";
+  if (!allowed) return refuse(405, "method " + m + " is not allowed on " + head.path);
+  if ((r == Route::kFunction || r == Route::kInvoke) && !valid_function_name(arg))
+    return refuse(400, "invalid function name '" + arg + "': " + function_name_rule());
+  switch (r) {
+    case Route::kHealth:
+    case Route::kMetrics:
+      p.lane = HttpPlan::kNow;  // answered however busy the workers are
+      return p;
+    case Route::kInvoke:
+      for (const auto& [k, v] : head.query)
+        if (k != "stderr") return refuse(400, "unknown query parameter '" + k + "' (known: stderr)");
+      p.lane = HttpPlan::kInvoke;
+      p.max_body = cfg.limits.max_request_bytes;
+      p.body_name = "request body";
+      return p;
+    case Route::kFunction:
+      p.lane = HttpPlan::kControl;
+      if (m == "PUT") {
+        if (auto spec = spec_of(head, cfg); !spec) return refuse(400, spec.message());
+        p.max_body = cfg.limits.max_image_bytes;
+        p.body_name = "function body";
+      }
+      return p;
+    default:
+      p.lane = HttpPlan::kControl;
+      return p;
+  }
+}
 
-  // No route serves byte ranges. cpp-httplib would honour a Range: header on
-  // every answer, building each requested part (multipart) in memory: 1,000
-  // ranges of "0-" make a 1 MiB answer a 1 GiB one. The request object is
-  // the server's own (non-const) one; only the handler type is const.
-  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
-    const_cast<httplib::Request&>(req).ranges.clear();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-
-  s.Get("/healthz", [&c](const httplib::Request&, httplib::Response& res) { send_result(res, c.health()); });
-
-  s.Get("/metrics", [&c](const httplib::Request&, httplib::Response& res) {
-    res.set_content(c.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-
-  s.Get("/v1/functions", [&c](const httplib::Request&, httplib::Response& res) { send_result(res, c.list_functions()); });
-
-  s.Get(R"(/v1/functions/([^/]+))", [&c](const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.matches[1];
-    if (!check_name(name, res)) return;
-    send_result(res, c.describe(name));
-  });
-
-  s.Delete(R"(/v1/functions/([^/]+))", [&c](const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.matches[1];
-    if (!check_name(name, res)) return;
-    send_result(res, c.remove(name));
-  });
-
-  s.Put(R"(/v1/functions/([^/]+))",
-        [&c, &cfg](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-          const std::string name = req.matches[1];
-          if (!check_name(name, res)) return;
-          FunctionSpec spec = spec_defaults(cfg);
-          const std::string header = req.get_header_value("X-Ember-Function");
-          if (!header.empty()) {
-            json j = json::parse(header, nullptr, false);
-            if (j.is_discarded()) return send_error(res, 400, "X-Ember-Function: not valid JSON");
-            if (auto m = merge_spec_json(&spec, j, cfg); !m) return send_error(res, 400, "X-Ember-Function: " + m.message());
-          }
-          for (const auto& [k, v] : req.params)
-            if (auto m = merge_spec_param(&spec, k, v, cfg); !m) return send_error(res, 400, m.message());
-          std::string body;
-          if (!read_body(req, res, reader, cfg.limits.max_image_bytes, "function body", &body)) return;
-          if (body.empty())
-            return send_error(res, 400, "empty body: send the program (a static x86-64 ELF) or an Ember image");
-          send_result(res, c.deploy(name, body, spec));
-        });
-
-  s.Post(R"(/v1/functions/([^/]+)/invoke)",
-         [&c, &cfg](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-           const std::string name = req.matches[1];
-           if (!check_name(name, res)) return;
-           for (const auto& [k, v] : req.params)
-             if (k != "stderr") return send_error(res, 400, "unknown query parameter '" + k + "' (known: stderr)");
-           const bool want_stderr = truthy(req.get_param_value("stderr"));
-           std::string input;
-           if (!read_body(req, res, reader, cfg.limits.max_request_bytes, "request body", &input)) return;
-           InvokeResult r = c.invoke(name, input);
-           res.set_header("X-Ember-Duration-Us", std::to_string(r.duration_us));
-           if (!r.vm_id.empty()) res.set_header("X-Ember-VM", r.vm_id);
-           if (r.retry_after_s) res.set_header("Retry-After", std::to_string(r.retry_after_s));
-           if (r.status != 200) return send_error(res, r.status, r.error);
-           res.set_header("X-Ember-Exit-Code", std::to_string(r.exit_code));
-           res.set_header("X-Ember-Pool", r.pool_hit ? "hit" : "miss");
-           if (want_stderr) {
-             json j = {{"exit_code", r.exit_code}, {"stdout", r.out},   {"stderr", r.err},
-                       {"vm", r.vm_id},            {"duration_us", r.duration_us}, {"pool_hit", r.pool_hit}};
-             res.set_content(to_json_text(j), "application/json");
-           } else {
-             res.set_content(r.out, "application/octet-stream");
-           }
-         });
-
-  s.Get("/v1/vms", [&c](const httplib::Request&, httplib::Response& res) { send_result(res, c.list_vms()); });
-
-  s.Delete(R"(/v1/vms/([^/]+))", [&c](const httplib::Request& req, httplib::Response& res) {
-    send_result(res, c.delete_vm(req.matches[1]));
-  });
-
-  // Unknown paths and methods: JSON errors too (httplib calls this for every
-  // status >= 400; bodies already set are kept).
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      // The paths of api/openapi-emberd.yaml: another method there is 405.
-      static const std::regex known(R"(/healthz|/metrics|/v1/functions|/v1/vms|/v1/functions/[^/]+(/invoke)?|/v1/vms/[^/]+)");
-      const std::string& p = req.path;
-      if (std::regex_match(p, known)) return send_error(res, 405, "method " + req.method + " is not allowed on " + p);
-      return send_error(res, 404, "no such endpoint: " + req.method + " " + p);
+HttpReply HttpApi::handle(HttpRequest& req) {
+  std::string arg;
+  const Route r = route_of(req.path, &arg);
+  switch (r) {
+    case Route::kHealth: return result_reply(c_.health());
+    case Route::kMetrics: {
+      HttpReply reply;
+      reply.body = c_.metrics_text();
+      reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      return reply;
     }
-    if (res.status == 413) return send_error(res, 413, "request body too large");
-    if (res.status == 400) return send_error(res, 400, "malformed HTTP request (a POST or PUT needs Content-Length or a chunked body)");
-    send_error(res, res.status, "HTTP " + std::to_string(res.status));
-  });
-
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "internal error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = std::string("internal error: ") + e.what();
-    } catch (...) {
+    case Route::kFunctions: return result_reply(c_.list_functions());
+    case Route::kVms: return result_reply(c_.list_vms());
+    case Route::kVm: return result_reply(c_.delete_vm(arg));
+    case Route::kFunction: {
+      if (req.method == "GET") return result_reply(c_.describe(arg));
+      if (req.method == "DELETE") return result_reply(c_.remove(arg));
+      auto spec = spec_of(req, c_.config());
+      if (!spec) return error_reply(400, spec.message());
+      if (req.body.empty()) return error_reply(400, "empty body: send the program (a static x86-64 ELF) or an Ember image");
+      return result_reply(c_.deploy(arg, req.body, *spec));
     }
-    send_error(res, 500, what);
-  });
-
-  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    c_.metrics().http_requests(res.status).Increment();
-    if (log_.enabled(LogLevel::kDebug)) log_.debug("%s %s -> %d", req.method.c_str(), req.path.c_str(), res.status);
-  });
+    case Route::kInvoke: {
+      bool want_stderr = false;
+      for (const auto& [k, v] : req.query) want_stderr = truthy(v);
+      InvokeResult res = c_.invoke(arg, req.body);
+      std::string().swap(req.body);
+      HttpReply reply;
+      reply.headers.emplace_back("X-Ember-Duration-Us", std::to_string(res.duration_us));
+      if (!res.vm_id.empty()) reply.headers.emplace_back("X-Ember-VM", res.vm_id);
+      if (res.retry_after_s) reply.headers.emplace_back("Retry-After", std::to_string(res.retry_after_s));
+      if (res.status != 200) {
+        HttpReply e = error_reply(res.status, res.error);
+        e.headers = std::move(reply.headers);
+        return e;
+      }
+      reply.headers.emplace_back("X-Ember-Exit-Code", std::to_string(res.exit_code));
+      reply.headers.emplace_back("X-Ember-Pool", res.pool_hit ? "hit" : "miss");
+      if (want_stderr) {
+        json j = {{"exit_code", res.exit_code}, {"stdout", std::move(res.out)}, {"stderr", std::move(res.err)},
+                  {"vm", res.vm_id},            {"duration_us", res.duration_us}, {"pool_hit", res.pool_hit}};
+        reply.body = to_json_text(j);
+      } else {
+        reply.body = std::move(res.out);
+        reply.content_type = "application/octet-stream";
+      }
+      return reply;
+    }
+    case Route::kNone: break;
+  }
+  return error_reply(404, "no such endpoint: " + req.method + " " + req.path);
 }
 
 }  // namespace ember::controller

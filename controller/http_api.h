@@ -1,17 +1,16 @@
-// emberd's REST API (cpp-httplib): translates HTTP into Controller calls.
-// Described in api/openapi-emberd.yaml. Errors are JSON {"error": "..."}.
+// emberd's REST API: routes HTTP requests (http_server.h) to Controller
+// calls. Described in api/openapi-emberd.yaml. Errors are JSON {"error": "..."}.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "controller/controller.h"
+#include "controller/http_server.h"
 #include "controller/log.h"
 #include "vmm/result.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace ember::controller {
 
@@ -20,17 +19,23 @@ class HttpApi {
   HttpApi(Controller& c, Logger& log);
   ~HttpApi();
 
-  // Binds cfg.listen; returns the port actually bound (port 0 picks one).
+  // Listens on cfg.listen and starts serving; returns the port actually
+  // bound (port 0 picks one).
   Result<int> bind();
-  // Serves until stop() (blocks).
+  // Returns once stop() has been called.
   void run();
+  // Stops serving: new connections are refused, requests at work finish.
   void stop();
 
  private:
-  void routes();
+  HttpPlan plan(const HttpRequest& head) const;
+  HttpReply handle(HttpRequest& req);
   Controller& c_;
   Logger& log_;
-  std::unique_ptr<httplib::Server> svr_;
+  std::unique_ptr<HttpServer> server_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
 };
 
 }  // namespace ember::controller

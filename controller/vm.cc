@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -123,6 +124,7 @@ std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std
   }
   if (j.pids_max) cg("pids.max=" + std::to_string(j.pids_max));
   if (j.no_file) a.insert(a.end(), {"--resource-limit", "no-file=" + std::to_string(j.no_file)});
+  if (j.fsize_bytes) a.insert(a.end(), {"--resource-limit", "fsize=" + std::to_string(j.fsize_bytes)});
   if (j.detach) a.push_back("--detach");
   a.push_back("--");
   a.insert(a.end(), vmm_command.begin() + 1, vmm_command.end());
@@ -186,6 +188,23 @@ bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes
   *rss_bytes = resident * page;
   *private_bytes = (resident > shared ? resident - shared : 0) * page;
   return true;
+}
+
+int64_t read_process_threads(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  // "pid (comm) state ppid ...": comm may hold anything, so count fields
+  // from its closing parenthesis; num_threads is field 20, the 18th after it.
+  const char* p = std::strrchr(buf, ')');
+  for (int field = 2; p && field < 20; field++) p = std::strchr(p + 1, ' ');
+  return p ? std::strtoll(p + 1, nullptr, 10) : 0;
 }
 
 }  // namespace ember::controller

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/admission.h"
 #include "controller/config.h"
 #include "controller/function_spec.h"
 #include "controller/process.h"
@@ -48,6 +49,7 @@ struct Vm {
   std::atomic<bool> stop_requested{false}; // emberd killed it (timeout, DELETE, drain, shutdown)
   uint32_t uses = 0;                       // invocations served (snapshot mechanism: reset in place between them)
   uint32_t max_uses = 1;                   // then it exits by itself (ember-vmm restore --repeat)
+  Admission::Slot slot;                    // its room on the host (and its uid), given back once it has exited
 
   // Set once by the reaper, with why it died when the signal says more than
   // its number (vmm_death_verdict), read before the jail is cleaned up.
@@ -106,6 +108,7 @@ struct JailSpec {
   uint32_t cpu_quota_pct = 0;
   uint32_t pids_max = 0;
   uint32_t no_file = 0;
+  uint64_t fsize_bytes = 0;        // RLIMIT_FSIZE: the largest file the VMM may write
 };
 std::vector<std::string> jailed_command(const JailSpec& j, const std::vector<std::string>& vmm_command);
 
@@ -116,6 +119,8 @@ std::string jail_run_path(const std::string& chroot_base, const std::string& id,
 
 // Private and total resident memory of a process from /proc/PID/statm.
 bool read_process_memory(pid_t pid, uint64_t* rss_bytes, uint64_t* private_bytes);
+// Its number of threads from /proc/PID/stat; 0 if it cannot be read.
+int64_t read_process_threads(pid_t pid);
 
 // The pid ember-jailer --detach left in jail `id` (its vmm.pid), or -1.
 pid_t detached_vmm_pid(const std::string& chroot_base, const std::string& id);

@@ -3,6 +3,7 @@
 // it over HTTP (cpp-httplib), stops it. Tests skip where /dev/kvm is missing.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -11,12 +12,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,11 +86,13 @@ class Emberd {
       int st;
       if (::waitpid(pid_, &st, WNOHANG) == pid_) {
         pid_ = -1;
-        FAIL() << "emberd exited at start:\n" << slurp(log_);
+        ADD_FAILURE() << "emberd exited at start:\n" << slurp(log_);
+        throw std::runtime_error("emberd exited at start");  // ends the test: nothing to talk to
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    FAIL() << "emberd did not start:\n" << slurp(log_);
+    ADD_FAILURE() << "emberd did not start:\n" << slurp(log_);
+    throw std::runtime_error("emberd did not start within 60 s");
   }
 
   // SIGTERM (graceful) or SIGKILL (crash); waits for the process.
@@ -220,6 +226,30 @@ class EmberdTest : public ::testing::TestWithParam<std::string> {
     if (vms.is_array())
       for (auto& v : vms) pids.push_back(v["pid"].get<pid_t>());
     return pids;
+  }
+  // The live ember-vmm processes that are emberd's children (jailed VMMs
+  // too: ember-jailer --detach makes them so), from /proc: what runs, not
+  // what emberd has on record.
+  std::vector<pid_t> live_vmm_children() {
+    std::vector<pid_t> out;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+      // read(2), not a stream: a process that exits mid-read fails the read (ESRCH).
+      char buf[512];
+      const int fd = ::open(("/proc/" + name + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      const ssize_t got = ::read(fd, buf, sizeof buf - 1);
+      ::close(fd);
+      if (got <= 0) continue;
+      const std::string stat(buf, static_cast<size_t>(got));
+      const auto open = stat.find('('), close = stat.rfind(')');
+      if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) continue;
+      if (stat.substr(open + 1, close - open - 1) != "ember-vmm" || stat[close + 2] == 'Z') continue;
+      if (std::atoi(stat.c_str() + stat.find(' ', close + 3) + 1) == d_.pid()) out.push_back(std::stoi(name));
+    }
+    return out;
   }
   // What a VM leaves on the host while it runs: its VMM process, and jailed,
   // its jail directory and cgroups (no ember-jailer stays: --detach).

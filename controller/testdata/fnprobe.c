@@ -11,11 +11,14 @@
  *   counter      print how many times this process has served (always 1:
  *                a VM never serves two invocations)
  *   env NAME     print the value of NAME
+ *   random       print AT_RANDOM's 16 bytes and 16 bytes of getrandom, in hex
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +102,16 @@ int main(void) {
   if (sscanf(in, "env %63s", name) == 1) {
     const char* v = getenv(name);
     printf("%s\n", v ? v : "(unset)");
+    return 0;
+  }
+  if (strncmp(in, "random", 6) == 0) {
+    const unsigned char* at = (const unsigned char*)getauxval(AT_RANDOM);
+    unsigned char now[16];
+    if (!at || getrandom(now, sizeof now, 0) != (ssize_t)sizeof now) return 1;
+    for (int i = 0; i < 16; i++) printf("%02x", at[i]);
+    printf(" ");
+    for (int i = 0; i < 16; i++) printf("%02x", now[i]);
+    printf("\n");
     return 0;
   }
   write_all(1, in, len);

@@ -3,14 +3,15 @@
 // in Prometheus text format with counters that match what the test did; the
 // ember CLI against a real daemon; restarts keep functions and leave no
 // orphaned VMMs; delete removes VMs and files.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
+#include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <sstream>
+#include <thread>
 
 #include "controller/testdata/emberd_fixture.h"
+#include "tests/loopback_tcp.h"
 
 namespace ember::testing {
 namespace {
@@ -19,17 +20,8 @@ using nlohmann::json;
 
 // One raw HTTP/1.1 exchange (for requests no client library would send).
 std::string raw_http(const std::string& url, const std::string& request) {
-  const auto colon = url.rfind(':');
-  const int port = std::stoi(url.substr(colon + 1));
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return "";
-  }
+  const int fd = connect_loopback(port_of(url));
+  if (fd < 0) return "";
   (void)!::write(fd, request.data(), request.size());
   std::string out;
   char buf[4096];
@@ -182,6 +174,92 @@ TEST_P(EmberdApi, RangeHeadersAreIgnoredNotAmplified) {
   EXPECT_LT(m->body.size(), 64u << 10);
 }
 
+// The front door under hostile clients: 200 connections trickling request
+// heads that never end, and every invocation thread asleep in a slow
+// program, on a daemon with 4 of them. /healthz and /metrics still answer at
+// once, a further invocation is refused 429 from its head (its announced
+// body never sent), and once the sleepers finish, invocations are served.
+TEST_P(EmberdApi, SlowClientsAndSleepingInvocationsStarveNothing) {
+  start("http_threads: 4\nhttp_queue: 0\n");
+  ASSERT_EQ(d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 4}, {"timeout_ms", 60000}})->status, 201);
+  ASSERT_TRUE(d_.wait_pool("probe", 4));
+  std::vector<int> slow;
+  for (int i = 0; i < 200; i++) {
+    const int fd = connect_loopback(port_of(d_.url()));
+    ASSERT_GE(fd, 0);
+    const std::string part = "GET /healthz HTTP/1.1\r\nX-Slow: ";
+    (void)!::write(fd, part.data(), part.size());
+    slow.push_back(fd);
+  }
+  std::vector<std::thread> sleepers;
+  std::atomic<int> slept{0};
+  for (int i = 0; i < 4; i++)
+    sleepers.emplace_back([&] {
+      auto r = d_.new_client()->Post("/v1/functions/probe/invoke", "sleep 3000", "text/plain");
+      if (r && r->status == 200 && r->body == "slept 3000\n") slept++;
+    });
+  for (int i = 0; i < 2000 && d_.function("probe")["invocations"]["inflight"] != 4; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (int fd : slow) (void)!::write(fd, "a", 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto health = d_.new_client()->Get("/healthz");
+  auto metrics = d_.new_client()->Get("/metrics");
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(health && metrics);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_LT(ms, 1500) << "/healthz and /metrics waited";
+  const std::string refused = raw_http(d_.url(), "POST /v1/functions/probe/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+  EXPECT_EQ(status_of(refused), 429) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1"), std::string::npos) << refused;
+  for (auto& t : sleepers) t.join();
+  EXPECT_EQ(slept.load(), 4);
+  auto after = d_.invoke("probe", "served");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "served");
+  for (int fd : slow) ::close(fd);
+}
+
+// A host short of tasks is treated like one short of memory: emberd is
+// moved into a pids cgroup with room for a few VMs beyond its own threads;
+// a pool of 12 is capped to what fits, the warning names the limit, the VMs
+// stay within it (no fork on the host fails), invocations are served.
+TEST_P(EmberdApi, ALoweredTaskLimitCapsPoolsInsteadOfExhaustingTheHost) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (a cgroup of its own)";
+  std::string dir = "/sys/fs/cgroup/pids";
+  if (!controller::path_exists(dir + "/cgroup.procs")) {
+    dir = "/sys/fs/cgroup";  // v2: pids must be enabled for the children
+    std::ofstream(dir + "/cgroup.subtree_control") << "+pids";
+  }
+  dir += "/ember-test-tasks-" + std::to_string(::getpid());
+  ASSERT_TRUE(std::filesystem::create_directory(dir)) << dir;
+  start("http_threads: 4\nlimits:\n  host_task_reserve: 0\n");
+  std::ofstream(dir + "/cgroup.procs") << d_.pid();
+  const int own = std::atoi(slurp(dir + "/pids.current").c_str());
+  ASSERT_GT(own, 4) << "emberd's threads are counted in " << dir;
+  // Room for 4 VMs of 3 tasks (a VMM's 2 threads and KVM's worker) and a
+  // jailer at work.
+  std::ofstream(dir + "/pids.max") << own + 14;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // emberd samples its limits every second
+  auto r = d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 12}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  const json f = json::parse(r->body);
+  EXPECT_LE(f["pool"]["target"].get<int>(), 5) << f.dump();
+  EXPECT_GE(f["pool"]["target"].get<int>(), 2) << f.dump();
+  EXPECT_NE(d_.log().find("pids.max of " + dir), std::string::npos) << "the warning names the limit";
+  for (int i = 0; i < 6; i++) {
+    auto inv = d_.invoke("probe", "task " + std::to_string(i));
+    ASSERT_TRUE(inv);
+    EXPECT_EQ(inv->status, 200) << inv->body;
+  }
+  EXPECT_EQ(std::atoi(slurp(dir + "/pids.events").substr(4).c_str()), 0) << "a fork hit pids.max";
+  EXPECT_EQ(d_.log().find("Resource temporarily unavailable"), std::string::npos);
+  d_.stop();
+  ::rmdir((dir + "/ember").c_str());  // where the jails' cgroups were made
+  ::rmdir(dir.c_str());
+}
+
 TEST_P(EmberdApi, HealthSaysHowVmsRun) {
   start();
   json h = d_.get_json("/healthz");
@@ -204,6 +282,69 @@ TEST_P(EmberdApi, HealthSaysHowVmsRun) {
   }
   EXPECT_EQ(children_named(d_.pid(), "ember-jailer"), 0) << "an ember-jailer stayed";
   EXPECT_EQ(d_.invoke("j", "through the jail")->body, "through the jail");
+}
+
+// No two live VMs share a uid, whichever function they serve: with 6 uids
+// for two pools of 2, two functions deployed at once and invoked from four
+// clients (every VM replaced after one use) always run as distinct uids; a
+// VM that would need a uid none has left is refused (429) rather than share.
+TEST_P(EmberdApi, LiveVmsNeverShareAUid) {
+  if (GetParam() != "defaults" || ::geteuid() != 0) GTEST_SKIP() << "uids are per jail: jailed mode, as root";
+  start("jailer:\n  uid: 420000\n  uid_count: 6\ninvocations_per_vm: 1\n");
+  std::vector<std::thread> deploys;
+  std::vector<long> status(2);
+  for (int i = 0; i < 2; i++)
+    deploys.emplace_back([&, i] {
+      auto r = d_.new_client()->Put("/v1/functions/f" + std::to_string(i), {{"X-Ember-Function", R"({"pool": 2})"}},
+                                    slurp(fnprobe_path()), "application/octet-stream");
+      status[i] = r ? r->status : 0;
+    });
+  for (auto& t : deploys) t.join();
+  ASSERT_EQ(status[0], 201);
+  ASSERT_EQ(status[1], 201);
+  std::atomic<bool> done{false};
+  std::string overlap;
+  size_t most = 0;
+  std::thread watcher([&] {
+    while (!done && overlap.empty()) {
+      std::map<std::string, pid_t> by_uid;
+      for (pid_t p : live_vmm_children()) {
+        std::string st;
+        try {
+          st = slurp("/proc/" + std::to_string(p) + "/status");
+        } catch (const std::exception&) {  // it exited while read
+          continue;
+        }
+        const auto at = st.find("\nUid:\t");
+        if (at == std::string::npos) continue;
+        const std::string uid = st.substr(at + 6, st.find('\t', at + 6) - at - 6);
+        if (by_uid.count(uid)) overlap = "VMMs " + std::to_string(by_uid[uid]) + " and " + std::to_string(p) + " both run as " + uid;
+        by_uid[uid] = p;
+      }
+      most = std::max(most, by_uid.size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; i++)
+    clients.emplace_back([&, i] {
+      auto http = d_.new_client();
+      for (int n = 0; n < 5; n++) {
+        auto r = http->Post("/v1/functions/f" + std::to_string(i % 2) + "/invoke", "hi", "text/plain");
+        for (int again = 0; r && r->status == 429 && again < 200; again++) {  // no uid free yet: later
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          r = http->Post("/v1/functions/f" + std::to_string(i % 2) + "/invoke", "hi", "text/plain");
+        }
+        if (r && r->status == 200 && r->body == "hi") ok++;
+      }
+    });
+  for (auto& t : clients) t.join();
+  done = true;
+  watcher.join();
+  EXPECT_EQ(overlap, "");
+  EXPECT_EQ(ok.load(), 20) << "every invocation answered once a uid was free";
+  EXPECT_GE(most, 3u) << "VMs of both functions ran side by side";
 }
 
 // A deploy that fails says whose fault it is: the program's (422, what it
