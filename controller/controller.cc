@@ -900,7 +900,9 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
     fn->failures = 0;
     fn->last_error.clear();
     if (fn->retired) {
+      l.unlock();  // retire_vm takes mu_, which is taken before fn->mu (shrink_a_pool)
       retire_vm(*vm, "function replaced");
+      l.lock();
       break;
     }
     (*vm)->state = VmState::kReady;
@@ -941,8 +943,7 @@ void Controller::housekeeping() {
         most_threads = std::max<int64_t>(most_threads, read_process_threads(vm->pid));
       }
     }
-    // A VM's tasks: its VMM's threads and KVM's worker thread for the VM.
-    if (most_threads > 0) tasks_per_vm_ = std::max<int64_t>(tasks_per_vm_.load(), most_threads + 1);
+    if (most_threads > 0) tasks_per_vm_ = std::max<int64_t>(tasks_per_vm_.load(), most_threads + 2);
     refresh_capacity();
     std::vector<std::shared_ptr<FunctionVersion>> fns;
     {

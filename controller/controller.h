@@ -206,7 +206,10 @@ class Controller {
   std::map<std::string, std::shared_ptr<std::mutex>> deploy_locks_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
   Admission admission_;
-  std::atomic<int64_t> tasks_per_vm_{3};  // the most threads a parked VMM has had, plus KVM's worker
+  // The most threads a parked VMM has had, plus KVM's worker thread and one
+  // more for either end of its life (the jailer that starts it, the helper
+  // that tears it down).
+  std::atomic<int64_t> tasks_per_vm_{4};
   std::atomic<uint32_t> inflight_{0};
 
   std::mutex refill_mu_;

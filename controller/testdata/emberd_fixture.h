@@ -269,6 +269,7 @@ class EmberdTest : public ::testing::TestWithParam<std::string> {
       EXPECT_TRUE(controller::path_exists(jail)) << jail;
       t.paths.push_back(jail);
       const auto dirs = cgroup_dirs(vmm);
+      if (dirs.empty() && !process_alive(vmm)) continue;  // it ended since the listing (a VM replaced)
       EXPECT_FALSE(dirs.empty()) << "jailed VMM " << vmm << " is in no cgroup of its own";
       t.paths.insert(t.paths.end(), dirs.begin(), dirs.end());
     }

@@ -463,15 +463,24 @@ TEST_P(EmberdInvoke, SoakWithHostileClientsAndPrograms) {
       }
     }
   });
-  // A heartbeat: what has been answered, and whether emberd still answers.
+  // A heartbeat: what has been answered, and whether emberd still answers
+  // (if not, what each of its threads waits in).
   std::atomic<bool> finished{false};
   std::thread heartbeat([&] {
     for (int s = 1; !finished; s++) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (s % 100) continue;
-      auto h = d_.new_client()->Get("/healthz");
-      std::printf("soak: %d answered, %d wrong, %d lost after %d s; /healthz %d\n", done.load(), wrong.load(),
-                  lost.load(), s / 10, h ? h->status : 0);
+      std::printf("soak: %d answered, %d wrong, %d lost after %d s\n", done.load(), wrong.load(), lost.load(), s / 10);
+      std::fflush(stdout);
+      httplib::Client c(d_.url());
+      c.set_connection_timeout(5, 0);
+      c.set_read_timeout(5, 0);
+      if (auto h = c.Get("/healthz"); h && h->status == 200) continue;
+      const std::string task = "/proc/" + std::to_string(d_.pid()) + "/task";
+      std::error_code ec;
+      for (std::filesystem::directory_iterator it(task, ec), end; !ec && it != end; it.increment(ec))
+        std::printf("soak: /healthz did not answer in 5 s; emberd thread %s waits in %s\n",
+                    it->path().filename().c_str(), slurp(it->path().string() + "/wchan").c_str());
       std::fflush(stdout);
     }
   });
