@@ -52,7 +52,7 @@ struct JailerConfig {
   uint32_t gid = 200000;
   int cgroup_version = 0;               // 0: what the host has (v2 if it has memory and pids, else v1)
   uint32_t memory_overhead_mib = 64;    // cgroup memory limit = function memory + this
-  uint32_t cpu_quota_pct = 100;         // CPU per VM, 100 = one core (0: no limit)
+  uint32_t cpu_quota_pct = 0;           // CPU per VM, 100 = one core (0: no limit; see controller/README.md)
   uint32_t pids_max = 16;               // VMM threads and helpers
   uint32_t no_file = 256;               // RLIMIT_NOFILE inside the jail
   uint32_t log_max_mib = 16;            // RLIMIT_FSIZE of a VMM: its log (what a guest prints) stops there

@@ -409,11 +409,13 @@ TEST_P(EmberdInvoke, ClonesShareAtRandomWithinAVersionAndNothingElse) {
 // and hostile programs (crashes, timeouts, output past the cap). Nothing is
 // wrong or lost, emberd's memory ends where it began, and once the
 // functions are deleted nothing is left running. EMBER_SOAK_INVOCATIONS
-// sets the count (100000 on a KVM host: bench/RESULTS.md; 500 by default).
+// sets the count (100000 on a KVM host: bench/RESULTS.md; 500 by default),
+// EMBER_SOAK_YAML adds to emberd's configuration (to compare settings).
 TEST_P(EmberdInvoke, SoakWithHostileClientsAndPrograms) {
   const char* env = std::getenv("EMBER_SOAK_INVOCATIONS");
   const int total = env && *env ? std::atoi(env) : 500;
-  start("limits:\n  max_output_bytes: 1048576\n");
+  const char* extra = std::getenv("EMBER_SOAK_YAML");
+  start(std::string("limits:\n  max_output_bytes: 1048576\n") + (extra ? extra : ""));
   ASSERT_EQ(d_.deploy("good", slurp(fnprobe_path()), json{{"pool", 4}, {"max_concurrency", 256}})->status, 201);
   ASSERT_EQ(d_.deploy("bad", slurp(fnprobe_path()), json{{"pool", 2}, {"timeout_ms", 300}})->status, 201);
   ASSERT_TRUE(d_.wait_pool("good", 4));
