@@ -18,6 +18,7 @@ build: deps
 # Unit tests here; VM tests on this host's /dev/kvm, or under
 # scripts/kvm-in-qemu where there is none (tests/run.py --help); the fuzzers.
 test: build fuzz-build
+	@python3 scripts/check-layers
 	@python3 tests/run.py --build $(BUILD) --fuzz-bin $(FUZZ_BUILD)/bin --fuzz-seconds $(FUZZ_SECONDS)
 
 # The libFuzzer targets: a clang build in $(FUZZ_BUILD).

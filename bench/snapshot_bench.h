@@ -1,4 +1,4 @@
-// `ember-bench restore` and `ember-bench reset`: the snapshot path (issue 3).
+// `ember-bench restore` and `ember-bench reset`: the snapshot path.
 //
 //   restore: restore-to-ready of a snapshot taken at the ready point, in a
 //     new ember-vmm process (spawn to the vCPU entering the guest) and in

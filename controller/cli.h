@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember::controller {
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/result.h"
 #include "controller/log.h"
-#include "vmm/result.h"
 
 namespace ember::controller {
 

@@ -12,11 +12,11 @@
 #include <cstring>
 #include <filesystem>
 
+#include "api/snapshot_files.h"
 #include "api/stdio_protocol.h"
 #include "controller/fsutil.h"
 #include "controller/image_build.h"
 #include "controller/system_limits.h"
-#include "vmm/snapshot.h"
 
 namespace ember::controller {
 
@@ -148,7 +148,7 @@ Result<void> Controller::detect_vmm() {
   if (struct stat st {}; ::stat(kernel.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(kernel.c_str(), R_OK) != 0)
     return Error{"the guest kernel " + kernel + " is not a readable file (set guest_kernel)"};
   // What this ember-vmm can do: `restore` and `run --snapshot-at-ready`
-  // (issue 3) make the snapshot mechanism possible.
+  // make the snapshot mechanism possible.
   bool snapshots = false;
   auto help = run_command({vmm_path_, "--help"}, 5000, kChildEnv);
   auto run_help = run_command({vmm_path_, "run", "--help"}, 5000, kChildEnv);

@@ -20,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/fd.h"
+#include "base/result.h"
 #include "controller/admission.h"
 #include "controller/config.h"
 #include "controller/function_spec.h"
@@ -27,8 +29,6 @@
 #include "controller/metrics.h"
 #include "controller/process.h"
 #include "controller/vm.h"
-#include "vmm/fd.h"
-#include "vmm/result.h"
 
 namespace ember::controller {
 

@@ -9,7 +9,7 @@
 #include <vector>
 #include <system_error>
 
-#include "vmm/fd.h"
+#include "base/fd.h"
 
 namespace ember::controller {
 

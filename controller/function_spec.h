@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/result.h"
 #include "controller/config.h"
-#include "vmm/result.h"
 
 namespace ember::controller {
 

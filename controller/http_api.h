@@ -7,10 +7,10 @@
 #include <mutex>
 #include <string>
 
+#include "base/result.h"
 #include "controller/controller.h"
 #include "controller/http_server.h"
 #include "controller/log.h"
-#include "vmm/result.h"
 
 namespace ember::controller {
 

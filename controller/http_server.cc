@@ -17,8 +17,8 @@
 #include <system_error>
 #include <thread>
 
+#include "base/fd.h"
 #include "controller/worker_pool.h"
-#include "vmm/fd.h"
 
 namespace ember::controller {
 

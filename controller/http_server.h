@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember::controller {
 

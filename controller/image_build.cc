@@ -6,11 +6,11 @@
 
 #include <cstring>
 
+#include "base/fd.h"
 #include "controller/fsutil.h"
 #include "images/image_reader.h"
 #include "images/image_writer.h"
 #include "images/program_check.h"
-#include "vmm/fd.h"
 
 namespace ember::controller {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/result.h"
 #include "controller/function_spec.h"
-#include "vmm/result.h"
 
 namespace ember::controller {
 

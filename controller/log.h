@@ -7,7 +7,7 @@
 #include <cstdarg>
 #include <string>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember::controller {
 
@@ -20,7 +20,6 @@ const char* log_level_name(LogLevel l);
 class Logger {
  public:
   explicit Logger(LogLevel level = LogLevel::kInfo, std::string prefix = "emberd") : level_(level), prefix_(std::move(prefix)) {}
-  void set_level(LogLevel l) { level_.store(l); }
   LogLevel level() const { return level_.load(); }
   bool enabled(LogLevel l) const { return l >= level_.load(); }
 

@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/fd.h"
-#include "vmm/result.h"
+#include "base/fd.h"
+#include "base/result.h"
 
 namespace ember::controller {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <string_view>
 
-#include "vmm/fd.h"
-#include "vmm/result.h"
+#include "base/fd.h"
+#include "base/result.h"
 
 namespace ember::controller {
 

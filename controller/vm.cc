@@ -168,7 +168,7 @@ std::string vmm_death_verdict(const ExitStatus& st, bool oom_killed) {
            "plus jailer.memory_overhead_mib)";
   if (st.value == SIGSYS)
     return "seccomp stopped it (SIGSYS): the VMM made a system call outside its allow-list "
-           "(jailer/seccomp_filters.cc; the kernel log names it: dmesg | grep 'type=1326')";
+           "(seccomp/seccomp_filters.cc; the kernel log names it: dmesg | grep 'type=1326')";
   return "";
 }
 

@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "controller/admission.h"
 #include "controller/config.h"
 #include "controller/function_spec.h"
 #include "controller/process.h"
 #include "controller/stdio_channel.h"
-#include "vmm/fd.h"
 
 namespace ember::controller {
 
@@ -96,7 +96,7 @@ std::vector<std::string> restore_command(const std::string& id, uint32_t runs, c
 // 2 when the unified hierarchy has the memory and pids controllers, else 1.
 int detect_cgroup_version();
 
-// Wraps a VMM command in ember-jailer (issue 5's command line).
+// Wraps a VMM command in ember-jailer's command line (ember-jailer --help).
 struct JailSpec {
   bool detach = false;             // --detach: the VMM becomes the caller's child, no jailer stays
   std::string jailer;

@@ -46,7 +46,6 @@ class Platform {
   const abi::BootInfo& boot() const { return *info_; }
   bool poll_only() const { return (info_->flags & abi::kBootPollOnly) != 0; }
   bool pvh() const { return (info_->flags & abi::kBootPvh) != 0; }
-  bool has_control() const { return control_ != 0; }
   bool trace() const { return trace_; }
 
   // One line to the VMM's log (an MMIO exit: rare events only).

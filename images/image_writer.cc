@@ -8,9 +8,9 @@
 #include <cstring>
 
 #include "api/image_format.h"
+#include "base/fd.h"
 #include "images/image_reader.h"
 #include "images/program_check.h"
-#include "vmm/fd.h"
 
 namespace ember::image {
 namespace {

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember::image {
 

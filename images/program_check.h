@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember::image {
 

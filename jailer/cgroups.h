@@ -21,10 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
+#include "base/result.h"
 #include "jailer/cgroup_mounts.h"
 #include "jailer/jailer_cli.h"
-#include "vmm/fd.h"
-#include "vmm/result.h"
 
 namespace ember::jail {
 

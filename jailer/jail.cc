@@ -26,14 +26,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "api/snapshot_files.h"
+#include "base/fd.h"
 #include "jailer/cgroups.h"
 #include "jailer/jail_record.h"
 #include "jailer/paths.h"
 #include "jailer/plain_text.h"
 #include "jailer/vfork_spawn.h"
 #include "jailer/vmm_args.h"
-#include "vmm/fd.h"
-#include "vmm/snapshot.h"
 
 namespace ember::jail {
 
@@ -538,7 +538,7 @@ int supervise(pid_t child, const sigset_t& waited, const CgroupPlan& plan, const
                (limit.empty() ? "" : " (" + limit + ")") + "; give it more with --cgroup or the guest less with --mem-mib");
   } else if (sig == SIGSYS) {
     print_line(who + " was killed by seccomp (SIGSYS): it made a system call outside its allow-list "
-               "(jailer/seccomp_filters.cc); the kernel log names it: dmesg | grep 'type=1326'");
+               "(seccomp/seccomp_filters.cc); the kernel log names it: dmesg | grep 'type=1326'");
   } else {
     print_line(who + " was killed by " + signal_text(sig));
   }

@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "base/fd.h"
 #include "jailer/plain_text.h"
-#include "vmm/fd.h"
 
 namespace ember::jail {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember::jail {
 

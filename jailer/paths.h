@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "vmm/fd.h"
-#include "vmm/result.h"
+#include "base/fd.h"
+#include "base/result.h"
 
 namespace ember::jail {
 

@@ -5,7 +5,7 @@
 
 #include <cerrno>
 
-#include "vmm/fd.h"
+#include "base/fd.h"
 
 namespace ember::jail {
 

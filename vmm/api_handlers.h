@@ -18,7 +18,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "vmm/result.h"
+#include "base/result.h"
 #include "vmm/vmm_config.h"
 
 namespace ember {

@@ -16,10 +16,10 @@
 #include <string>
 #include <string_view>
 
+#include "base/fd.h"
+#include "base/result.h"
 #include "vmm/api_handlers.h"
-#include "vmm/fd.h"
 #include "vmm/log.h"
-#include "vmm/result.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;

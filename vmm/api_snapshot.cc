@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "vmm/fd.h"
+#include "base/fd.h"
 #include "vmm/snapshot.h"
 
 namespace ember {

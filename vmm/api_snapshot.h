@@ -12,7 +12,7 @@
 #include <span>
 #include <string>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember {
 

@@ -18,10 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "api/control.h"
+#include "base/fd.h"
 #include "vmm/api_handlers.h"
 #include "vmm/api_server.h"
 #include "vmm/api_snapshot.h"
-#include "vmm/fd.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
 #include "vmm/program_image.h"
@@ -196,7 +196,7 @@ MachineConfig ApiVmm::machine_config() const {
   mc.t0_ns = t0_;
   mc.detach_teardown = false;  // at process exit instead (the API outlives the VM)
   mc.handle_signals = false;
-  // The main thread's seccomp allow-list (jailer/) covers `run`, not the API
+  // The main thread's seccomp allow-list (seccomp/) covers `run`, not the API
   // server's syscalls (accept4, file I/O for snapshots and metrics); API mode
   // runs without the filters until there is a list for it.
   mc.seccomp = false;

@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "api/boot_info.h"
+#include "base/result.h"
 #include "vmm/elf_loader.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
-#include "vmm/result.h"
 
 namespace ember {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember {
 

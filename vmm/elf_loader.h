@@ -12,8 +12,8 @@
 
 #include "api/boot_info.h"
 #include "api/guest_layout.h"
+#include "base/result.h"
 #include "vmm/guest_memory.h"
-#include "vmm/result.h"
 
 namespace ember {
 

@@ -1,6 +1,6 @@
 #include "vmm/kvm.h"
 
-#include "vmm/kvm_abi.h"
+#include "api/kvm_abi.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>

@@ -10,8 +10,8 @@
 #include <span>
 #include <vector>
 
-#include "vmm/fd.h"
-#include "vmm/result.h"
+#include "base/fd.h"
+#include "base/result.h"
 
 namespace ember {
 
@@ -33,7 +33,6 @@ class Kvm {
   // for KVM_SET_CPUID2 (see kvm_abi.h: not a C++ kvm_cpuid2); else nullptr.
   const void* supported_cpuid() const { return cpuid_.empty() ? nullptr : cpuid_.data(); }
   std::span<const kvm_cpuid_entry2> supported_cpuid_entries() const;
-  size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
   int check_extension(long cap) const;
   // KVM_GET_MSR_INDEX_LIST: every MSR KVM saves/restores or emulates.
   Result<std::vector<uint32_t>> msr_index_list() const;

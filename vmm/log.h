@@ -12,7 +12,6 @@ class Log {
  public:
   explicit Log(bool verbose = false) : verbose_(verbose) {}
   bool verbose() const { return verbose_; }
-  void set_verbose(bool v) { verbose_ = v; }
 
   __attribute__((format(printf, 2, 3))) void debug(const char* fmt, ...) const {
     if (!verbose_) return;

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember {
 
@@ -33,7 +33,7 @@ struct MachineConfig {
   // (vmm/teardown.h). For ember-vmm, which exits right after; not for
   // in-process users.
   bool detach_teardown = false;
-  // Install the per-thread seccomp allow-lists (jailer/seccomp_filters.h):
+  // Install the per-thread seccomp allow-lists (seccomp/seccomp_filters.h):
   // the main thread's once the VM is built, each vCPU thread's right before
   // its first KVM_RUN. ember-vmm turns this on (unless --no-seccomp); not
   // for in-process users (the filter would confine the caller's thread).

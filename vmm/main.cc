@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "vmm/api_vmm.h"
 #include "vmm/cli.h"
 #include "vmm/machine.h"
 #include "vmm/program_image.h"
-#include "vmm/result.h"
 
 namespace {
 

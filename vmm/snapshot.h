@@ -1,9 +1,5 @@
-// Snapshot directories on disk:
-//
-//   DIR/vm.vmstate  everything but memory (vmm/vmstate.h), CRC-checked
-//   DIR/vm.mem      guest RAM, raw, sparse: all-zero 4 KiB pages are holes
-//   DIR/vm.img      the function image the guest maps program text from
-//                   (a hard link to the image file where possible)
+// Snapshot directories on disk (their files: api/snapshot_files.h; vm.img
+// is a hard link to the image file where possible).
 //
 // Writing is two-phase so that the risky part (file system work) happens
 // before the guest runs and before ember-vmm's seccomp filter: prepare()
@@ -18,19 +14,12 @@
 #include <span>
 #include <string>
 
-#include "vmm/fd.h"
-#include "vmm/result.h"
+#include "api/snapshot_files.h"
+#include "base/fd.h"
+#include "base/result.h"
 #include "vmm/vmstate.h"
 
 namespace ember {
-
-inline constexpr char kVmstateFile[] = "vm.vmstate";
-inline constexpr char kMemFile[] = "vm.mem";
-inline constexpr char kImageFile[] = "vm.img";
-// How `ember-vmm run --snapshot-at-ready` (exit status 125) starts its error
-// when the guest ended before the program first read stdin: the program's
-// doing, not the host's; emberd answers a deploy 422 rather than 500 by it.
-inline constexpr char kNoSnapshotPrefix[] = "no snapshot: ";
 
 class SnapshotWriter {
  public:

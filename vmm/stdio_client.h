@@ -12,8 +12,8 @@
 #include <string_view>
 
 #include "api/stdio_protocol.h"
-#include "vmm/fd.h"
-#include "vmm/result.h"
+#include "base/fd.h"
+#include "base/result.h"
 
 namespace ember {
 

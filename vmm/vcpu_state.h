@@ -10,8 +10,8 @@
 #include <span>
 #include <vector>
 
+#include "base/result.h"
 #include "vmm/kvm.h"
-#include "vmm/result.h"
 #include "vmm/vmstate.h"
 
 namespace ember {

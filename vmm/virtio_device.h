@@ -7,8 +7,8 @@
 #include <span>
 #include <string>
 
+#include "base/result.h"
 #include "vmm/guest_memory.h"
-#include "vmm/result.h"
 #include "vmm/virtqueue.h"
 
 namespace ember {

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "vmm/guest_memory.h"
-#include "vmm/result.h"
 
 namespace ember {
 

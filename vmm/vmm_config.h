@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "vmm/result.h"
+#include "base/result.h"
 
 namespace ember {
 
@@ -120,7 +120,6 @@ class VmmController {
   const VmmConfig& config() const { return config_; }
   // After kExited: the program's exit status (or the VMM's 124/125) and why.
   int exit_status() const { return exit_status_; }
-  const std::string& exit_message() const { return exit_message_; }
 
   Result<void> set_boot_source(BootSourceSpec spec);
   Result<void> put_machine_config(const MachineSpec& spec);

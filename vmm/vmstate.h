@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/result.h"
 #include "vmm/console.h"
-#include "vmm/result.h"
 #include "vmm/virtio_mmio.h"
 #include "vmm/vsock.h"
 

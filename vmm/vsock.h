@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "api/stdio_protocol.h"
-#include "vmm/fd.h"
+#include "base/fd.h"
 #include "vmm/log.h"
 #include "vmm/virtio_device.h"
 

@@ -8,7 +8,7 @@
 // host connections than its limits allow.
 //
 // The guest's register accesses run where they run in ember-vmm: on a thread
-// confined by the real vCPU seccomp filter (jailer/seccomp_filters.cc), with
+// confined by the real vCPU seccomp filter (seccomp/seccomp_filters.cc), with
 // the device work a Status write asks for handed to the "event loop" (this
 // thread) as the VMM does. A register write whose handling makes a syscall
 // outside the vCPU filter kills the process with SIGSYS: a crash.
@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "api/stdio_protocol.h"
-#include "jailer/seccomp.h"
+#include "seccomp/seccomp.h"
 #include "tests/unit/vmm_test_epoll.h"
 #include "tests/unit/vmm_test_virtq.h"
 #include "vmm/virtio_mmio.h"

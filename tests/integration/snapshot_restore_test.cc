@@ -1,5 +1,5 @@
-// Snapshots at the ready point, restores in new processes, resets in place
-// (issue 3): a program with an expensive start-up restored 20 times with
+// Snapshots at the ready point, restores in new processes, resets in
+// place: a program with an expensive start-up restored 20 times with
 // different inputs never repeats its start-up; 100 resets leave no trace of
 // the previous run; the clock and the random numbers of a restored guest are
 // the host's and fresh; every kind of damaged snapshot is refused with one

@@ -9,9 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include "base/fd.h"
 #include "controller/fsutil.h"
 #include "tests/unit/test_temp_dir.h"
-#include "vmm/fd.h"
 
 namespace ember::controller {
 namespace {

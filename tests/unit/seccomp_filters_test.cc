@@ -1,4 +1,4 @@
-// ember-vmm's seccomp allow-lists (jailer/seccomp_filters.h): the golden
+// ember-vmm's seccomp allow-lists (seccomp/seccomp_filters.h): the golden
 // list of each thread's syscalls (a change here is a change of the VMM's
 // attack surface: review it), that every entry says why, that the BPF
 // compiled into ember-vmm is current, and that the filters really allow and
@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "jailer/seccomp.h"
-#include "jailer/seccomp_compile.h"
-#include "jailer/seccomp_filters.h"
+#include "seccomp/seccomp.h"
+#include "seccomp/seccomp_compile.h"
+#include "seccomp/seccomp_filters.h"
 
 namespace ember::seccomp {
 namespace {

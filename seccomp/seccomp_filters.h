@@ -6,7 +6,7 @@
 //
 // The tables are compiled to BPF with libseccomp when Ember is built
 // (ember-seccomp-gen writes seccomp_bpf.cc); ember-vmm only loads the
-// result (jailer/seccomp.h), so installing a filter costs one syscall, not a
+// result (seccomp/seccomp.h), so installing a filter costs one syscall, not a
 // libseccomp compilation.
 //
 // They cover what each thread does AFTER set-up: ember-vmm installs them

@@ -1,4 +1,4 @@
-#include "jailer/seccomp_filters.h"
+#include "seccomp/seccomp_filters.h"
 
 #include <linux/kvm.h>
 #include <sched.h>
@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "vmm/kvm_abi.h"
+#include "api/kvm_abi.h"
 
 namespace ember::seccomp {
 

@@ -8,14 +8,13 @@
 
 #include <span>
 
-#include "jailer/seccomp_filters.h"
-#include "vmm/result.h"
+#include "base/result.h"
+#include "seccomp/seccomp_filters.h"
 
 namespace ember::seccomp {
 
 // The compiled program for a thread kind (generated: seccomp_bpf.cc).
 std::span<const sock_filter> bpf_program(Thread t);
-const char* bpf_origin();  // "libseccomp 2.5.4"
 
 // Sets no_new_privs and installs the thread kind's filter on the CALLING
 // THREAD only (no TSYNC): every thread installs its own, after its set-up.

@@ -1,4 +1,4 @@
-#include "jailer/seccomp_compile.h"
+#include "seccomp/seccomp_compile.h"
 
 #include <seccomp.h>
 #include <sys/mman.h>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <memory>
 
-#include "vmm/fd.h"
+#include "base/fd.h"
 
 namespace ember::seccomp {
 

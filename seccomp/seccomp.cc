@@ -1,4 +1,4 @@
-#include "jailer/seccomp.h"
+#include "seccomp/seccomp.h"
 
 #include <linux/seccomp.h>
 #include <sys/prctl.h>

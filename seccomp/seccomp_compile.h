@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "jailer/seccomp_filters.h"
-#include "vmm/result.h"
+#include "base/result.h"
+#include "seccomp/seccomp_filters.h"
 
 namespace ember::seccomp {
 
