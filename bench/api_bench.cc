@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/self_path.h"
 #include "bench/proc_memory.h"
 #include "bench/stats.h"
 
@@ -39,7 +40,6 @@ using json = nlohmann::json;
 
 double us_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
 
-std::string self_dir() { return std::filesystem::canonical("/proc/self/exe").parent_path().string(); }
 
 struct Child {
   pid_t pid = -1;

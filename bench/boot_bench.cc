@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/self_path.h"
 #include "bench/stats.h"
 #include "jailer/jail_record.h"
 
@@ -97,7 +98,6 @@ void parse_trace(const std::string& text, std::map<std::string, std::vector<doub
   }
 }
 
-std::string self_dir() { return std::filesystem::canonical("/proc/self/exe").parent_path().string(); }
 
 std::optional<std::string> find_on_path(const std::string& name) {
   const char* path = getenv("PATH");

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/self_path.h"
 #include "bench/proc_memory.h"
 #include "bench/stats.h"
 
@@ -470,7 +471,7 @@ int emberd_bench(const std::vector<std::string>& args) {
   Options o;
   int status = 0;
   if (!parse(args, &o, &status)) return status;
-  const std::string bin_dir = std::filesystem::canonical("/proc/self/exe").parent_path().string();
+  const std::string bin_dir = self_dir();
   const std::string image = slurp(bin_dir + "/../examples/echo.img");
   if (image.empty()) {
     std::fprintf(stderr, "ember-bench invoke: %s/../examples/echo.img is missing (make build)\n", bin_dir.c_str());

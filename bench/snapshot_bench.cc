@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/self_path.h"
 #include "bench/stats.h"
 #include "vmm/machine.h"
 #include "vmm/stdio_client.h"
@@ -35,7 +36,6 @@ double now_us() {
   return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
-std::string self_dir() { return std::filesystem::canonical("/proc/self/exe").parent_path().string(); }
 
 struct Options {
   int runs = 1000;

@@ -14,6 +14,7 @@
 
 #include "api/snapshot_files.h"
 #include "api/stdio_protocol.h"
+#include "base/self_path.h"
 #include "controller/fsutil.h"
 #include "controller/image_build.h"
 #include "controller/system_limits.h"

@@ -189,13 +189,4 @@ Result<void> copy_untrusted_files(const std::string& from, const std::string& to
   return Ok();
 }
 
-std::string self_dir() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  std::string self(buf, static_cast<size_t>(n));
-  const auto slash = self.rfind('/');
-  return slash == std::string::npos ? std::string(".") : self.substr(0, slash);
-}
-
 }  // namespace ember::controller

@@ -45,6 +45,5 @@ Result<void> copy_untrusted_files(const std::string& from, const std::string& to
                                   uint64_t max_bytes);
 
 // Directory of the running executable ("/usr/bin" for /usr/bin/emberd).
-std::string self_dir();
 
 }  // namespace ember::controller

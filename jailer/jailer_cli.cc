@@ -1,23 +1,9 @@
 #include "jailer/jailer_cli.h"
 
+#include "base/parse.h"
 #include "jailer/cgroups.h"
 
 namespace ember::jail {
-
-namespace {
-
-bool parse_u64(const std::string& s, uint64_t* out) {
-  if (s.empty() || s.size() > 19) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *out = v;
-  return true;
-}
-
-}  // namespace
 
 bool valid_id(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;

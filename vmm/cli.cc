@@ -1,24 +1,9 @@
+#include "base/parse.h"
 #include "vmm/cli.h"
 
 #include <cstdint>
 
 namespace ember {
-
-namespace {
-
-// Strict decimal: digits only, no sign, no overflow.
-bool parse_u64(const std::string& s, uint64_t* out) {
-  if (s.empty() || s.size() > 19) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *out = v;
-  return true;
-}
-
-}  // namespace
 
 std::string usage_text() {
   return "usage: ember-vmm run [OPTIONS] (--image IMG | PROGRAM) [-- ARGS...]\n"

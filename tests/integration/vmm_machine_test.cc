@@ -14,18 +14,12 @@
 #include <cstring>
 #include <string>
 
+#include "base/self_path.h"
 #include "vmm/machine.h"
 #include "vmm/program_image.h"
 
 namespace ember {
 namespace {
-
-std::string self_dir() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  std::string p(buf, n > 0 ? static_cast<size_t>(n) : 0);
-  return p.substr(0, p.rfind('/'));
-}
 
 struct RunResult {
   int status = -1;
