@@ -25,6 +25,7 @@
 #include "base/self_path.h"
 #include "bench/proc_memory.h"
 #include "bench/stats.h"
+#include "controller/system_limits.h"
 
 extern char** environ;
 
@@ -128,12 +129,12 @@ bool parse(const std::vector<std::string>& args, Options* o, int* status) {
   return true;
 }
 
-// As root, kernel.pid_max raised for the run to what `vms` VMs need (three
-// tasks each, and the host's own), and put back afterwards.
+// As root, kernel.pid_max raised for the run to what `vms` VMs need (their
+// tasks, and the host's own), and put back afterwards.
 class PidMaxForRun {
  public:
   explicit PidMaxForRun(uint64_t vms) {
-    const uint64_t want = vms * 3 + 8192;
+    const uint64_t want = vms * controller::kTasksPerVm + 8192;
     std::ifstream f(kPath);
     if (!(f >> old_) || old_ >= want || ::geteuid() != 0) return;
     const uint64_t raised = std::min<uint64_t>(std::max<uint64_t>(want, 131072), 4194304);

@@ -577,7 +577,6 @@ Result<std::shared_ptr<Vm>> Controller::start_vm(const std::shared_ptr<FunctionV
 }
 
 void Controller::register_vm(const std::shared_ptr<Vm>& vm) {
-  vm->mem_bytes = vm->fn->mem_estimate.load();
   std::lock_guard<std::mutex> l(mu_);
   vms_[vm->id] = vm;
 }
@@ -696,8 +695,7 @@ void Controller::cap_pool(FunctionVersion& fn) {
 std::optional<Admission::Slot> Controller::admit_vm(const std::shared_ptr<FunctionVersion>& fn, bool for_invocation,
                                                     std::string* why) {
   const VmCost cost = vm_cost(*fn);
-  if (auto slot = admission_.reserve(cost, why)) return slot;
-  if (!for_invocation) return std::nullopt;
+  if (!for_invocation) return admission_.reserve(cost, why);
   // Shrink pools before refusing work: stop a parked VM and wait for its
   // exit to free its room (its process holds it until then). With nothing
   // parked, VMs in transit (being reset after an invocation, or booting for
@@ -708,17 +706,15 @@ std::optional<Admission::Slot> Controller::admit_vm(const std::shared_ptr<Functi
   for (;;) {
     const uint64_t seen = slot_events();
     if (auto slot = admission_.reserve(cost, why)) return slot;
+    if (Clock::now() >= give_up_at) return std::nullopt;
     if (!shrunk && shrink_a_pool()) {
       shrunk = true;
       give_up_at = std::max(give_up_at, Clock::now() + std::chrono::seconds(2));
-    } else if ((!shrunk && !vms_in_transit()) || Clock::now() >= give_up_at) {
+    } else if (!shrunk && !vms_in_transit()) {
       return std::nullopt;
     }
     std::unique_lock<std::mutex> l(slot_mu_);
-    if (!slot_cv_.wait_until(l, give_up_at, [&] { return slot_events_ != seen; })) {
-      l.unlock();
-      return admission_.reserve(cost, why);
-    }
+    slot_cv_.wait_until(l, give_up_at, [&] { return slot_events_ != seen; });
   }
 }
 
@@ -903,7 +899,6 @@ void Controller::refill(const std::shared_ptr<FunctionVersion>& fn) {
     if (fn->retired) {
       l.unlock();  // retire_vm takes mu_, which is taken before fn->mu (shrink_a_pool)
       retire_vm(*vm, "function replaced");
-      l.lock();
       break;
     }
     (*vm)->state = VmState::kReady;
@@ -935,7 +930,6 @@ void Controller::housekeeping() {
     for (auto& vm : vms) {
       uint64_t rss = 0, priv = 0;
       if (vm->exited() || !read_process_memory(vm->pid, &rss, &priv)) continue;
-      vm->mem_bytes = priv;
       admission_.update_memory(vm->slot, static_cast<int64_t>(priv));
       if (vm->state.load() == VmState::kReady) {
         auto& p = parked[vm->fn.get()];

@@ -28,6 +28,7 @@
 #include "controller/log.h"
 #include "controller/metrics.h"
 #include "controller/process.h"
+#include "controller/system_limits.h"
 #include "controller/vm.h"
 
 namespace ember::controller {
@@ -207,9 +208,8 @@ class Controller {
   std::map<std::string, std::shared_ptr<Vm>> vms_;
   Admission admission_;
   // The most threads a parked VMM has had, plus KVM's worker thread and one
-  // more for either end of its life (the jailer that starts it, the helper
-  // that tears it down).
-  std::atomic<int64_t> tasks_per_vm_{4};
+  // for either end of its life (kTasksPerVm until measured).
+  std::atomic<int64_t> tasks_per_vm_{kTasksPerVm};
   std::atomic<uint32_t> inflight_{0};
 
   std::mutex refill_mu_;

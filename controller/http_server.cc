@@ -116,6 +116,21 @@ struct HttpServer::Impl {
     r.headers.emplace_back("Retry-After", "1");
     return r;
   }
+  HttpReply no_room_for_bodies() {
+    return busy("emberd holds as many request and answer bodies as it may (" + std::to_string(o.body_memory >> 20) +
+                " MiB, limits.http_body_memory_mib); try again");
+  }
+  WorkerPool* lane_of(const HttpPlan& plan) {
+    return plan.lane == HttpPlan::kInvoke ? invoke.get() : plan.lane == HttpPlan::kControl ? control.get() : nullptr;
+  }
+  // The request's work; an exception is a 500, never a dropped connection.
+  HttpReply run(HttpRequest& req) {
+    try {
+      return handle(req);
+    } catch (const std::exception& e) {
+      return o.error(500, std::string("internal error: ") + e.what());
+    }
+  }
 
   // Queues `p->reply` as the answer; `close` when the client must not send
   // its next request on this connection (its body was not read).
@@ -139,12 +154,7 @@ struct HttpServer::Impl {
 
   // On a worker: the request's work, then its answer goes back to the loop.
   void work(Pending* p) {
-    HttpReply r;
-    try {
-      r = handle(p->req);
-    } catch (const std::exception& e) {
-      r = o.error(500, std::string("internal error: ") + e.what());
-    }
+    HttpReply r = run(p->req);
     std::string().swap(p->req.body);
     release(p->reserved);
     // Counted even past the budget: the work is done and its answer is
@@ -159,7 +169,7 @@ struct HttpServer::Impl {
   MHD_Result on_head(Pending* p) {
     p->plan = plan(p->req);
     if (p->plan.answer) return answer_now(p, std::move(*p->plan.answer), false);
-    WorkerPool* lane = p->plan.lane == HttpPlan::kInvoke ? invoke.get() : p->plan.lane == HttpPlan::kControl ? control.get() : nullptr;
+    WorkerPool* lane = lane_of(p->plan);
     if (lane && lane->full())
       return answer_now(p,
                         busy("emberd is saturated: all " + std::to_string(lane->threads()) + " of its " +
@@ -179,10 +189,7 @@ struct HttpServer::Impl {
       p->too_large = true;
       return MHD_YES;
     }
-    if (!reserve(n))
-      return answer_now(p, busy("emberd holds as many request and answer bodies as it may (" +
-                                std::to_string(o.body_memory >> 20) + " MiB, limits.http_body_memory_mib); try again"),
-                        true);
+    if (!reserve(n)) return answer_now(p, no_room_for_bodies(), true);
     p->reserved = n;
     p->req.body.reserve(n);
     return MHD_YES;
@@ -218,22 +225,12 @@ struct HttpServer::Impl {
     if (p->too_large)
       return answer_now(p, o.error(413, p->plan.body_name + " is larger than the " + std::to_string(p->plan.max_body) + " bytes allowed"),
                         true);
-    if (p->no_memory)
-      return answer_now(p, busy("emberd holds as many request and answer bodies as it may (" +
-                                std::to_string(o.body_memory >> 20) + " MiB, limits.http_body_memory_mib); try again"),
-                        true);
-    if (p->plan.lane == HttpPlan::kNow) {
-      try {
-        p->reply = handle(p->req);
-      } catch (const std::exception& e) {
-        p->reply = o.error(500, std::string("internal error: ") + e.what());
-      }
-      return answer(p, false);
-    }
+    if (p->no_memory) return answer_now(p, no_room_for_bodies(), true);
+    WorkerPool* lane = lane_of(p->plan);
+    if (!lane) return answer_now(p, run(p->req), false);  // kNow: here, on the event loop
     p->dispatched = true;
     MHD_suspend_connection(p->conn);
-    WorkerPool& lane = p->plan.lane == HttpPlan::kInvoke ? *invoke : *control;
-    if (!lane.try_post([this, p] { work(p); })) {
+    if (!lane->try_post([this, p] { work(p); })) {
       p->reply = busy("emberd is saturated (http_threads, http_queue); try again");
       p->ready = true;
       MHD_resume_connection(p->conn);

@@ -110,8 +110,7 @@ LimitReport raise_and_check_limits(uint64_t max_vms) {
   r.threads_max = read_u64("/proc/sys/kernel/threads-max");
   r.max_map_count = read_u64("/proc/sys/vm/max_map_count");
   r.mem_total_bytes = mem_total();
-  // A VMM is a process with a vCPU thread (and a teardown helper at the end).
-  const uint64_t want_tasks = max_vms * 3 + 4096;
+  const uint64_t want_tasks = max_vms * kTasksPerVm + 4096;
   if (r.pid_max && r.pid_max < want_tasks)
     r.warnings.push_back("kernel.pid_max is " + std::to_string(r.pid_max) + ", " + std::to_string(max_vms) +
                          " VMs need about " + std::to_string(want_tasks) + " pids: sysctl -w kernel.pid_max=" +

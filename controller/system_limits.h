@@ -17,8 +17,13 @@ struct LimitReport {
   std::vector<std::string> warnings;  // one line each, with the command that fixes it
 };
 
+// The tasks a VM holds until its own are measured: its VMM's main and vCPU
+// threads, KVM's worker thread for the VM, and one for either end of its life
+// (the jailer that starts it, the helper that tears it down).
+inline constexpr int64_t kTasksPerVm = 4;
+
 // `max_vms`: the configured limit, to compare the kernel limits with (each VM
-// is a process with 2-3 threads and ~3 fds in emberd).
+// is kTasksPerVm tasks and ~3 fds in emberd).
 LimitReport raise_and_check_limits(uint64_t max_vms);
 
 // One limit on the number of tasks (processes and threads) that emberd and

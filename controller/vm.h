@@ -45,7 +45,6 @@ struct Vm {
   Clock::time_point created = Clock::now();
   Clock::time_point parked_at;             // when it last joined its function's ready pool
   std::atomic<VmState> state{VmState::kStarting};
-  std::atomic<uint64_t> mem_bytes{0};      // private resident, for the memory budget (sampled or estimated)
   std::atomic<bool> stop_requested{false}; // emberd killed it (timeout, DELETE, drain, shutdown)
   uint32_t uses = 0;                       // invocations served (snapshot mechanism: reset in place between them)
   uint32_t max_uses = 1;                   // then it exits by itself (ember-vmm restore --repeat)

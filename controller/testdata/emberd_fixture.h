@@ -12,7 +12,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -37,9 +36,17 @@ inline std::string fnprobe_path() { return std::string(EMBER_BIN_DIR) + "/../con
 inline std::string example_image(const std::string& name) {
   return std::string(EMBER_BIN_DIR) + "/../examples/" + name + ".img";
 }
+// All of a file; "" when it cannot be opened. read(2), not a stream: a /proc
+// file of a process that exits mid-read fails the read (ESRCH), which a
+// stream turns into an exception; here it ends the text.
 inline std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
 }
 inline bool process_alive(pid_t pid) {
   if (::kill(pid, 0) != 0) return false;
@@ -48,6 +55,23 @@ inline bool process_alive(pid_t pid) {
   std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const auto rp = all.rfind(')');
   return rp != std::string::npos && rp + 2 < all.size() && all[rp + 2] != 'Z';
+}
+
+// The children of `parent` that run the program `comm`, from /proc/PID/stat
+// ("pid (comm) state ppid ..."); zombies only if `zombies_too`.
+inline std::vector<pid_t> children_named(pid_t parent, const std::string& comm, bool zombies_too = false) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = slurp("/proc/" + name + "/stat");
+    const auto open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) continue;
+    if (stat.substr(open + 1, close - open - 1) != comm || (stat[close + 2] == 'Z' && !zombies_too)) continue;
+    if (std::atoi(stat.c_str() + close + 4) == parent) out.push_back(std::stoi(name));
+  }
+  return out;
 }
 
 class Emberd {
@@ -230,27 +254,7 @@ class EmberdTest : public ::testing::TestWithParam<std::string> {
   // The live ember-vmm processes that are emberd's children (jailed VMMs
   // too: ember-jailer --detach makes them so), from /proc: what runs, not
   // what emberd has on record.
-  std::vector<pid_t> live_vmm_children() {
-    std::vector<pid_t> out;
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
-      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-      // read(2), not a stream: a process that exits mid-read fails the read (ESRCH).
-      char buf[512];
-      const int fd = ::open(("/proc/" + name + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      const ssize_t got = ::read(fd, buf, sizeof buf - 1);
-      ::close(fd);
-      if (got <= 0) continue;
-      const std::string stat(buf, static_cast<size_t>(got));
-      const auto open = stat.find('('), close = stat.rfind(')');
-      if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) continue;
-      if (stat.substr(open + 1, close - open - 1) != "ember-vmm" || stat[close + 2] == 'Z') continue;
-      if (std::atoi(stat.c_str() + stat.find(' ', close + 3) + 1) == d_.pid()) out.push_back(std::stoi(name));
-    }
-    return out;
-  }
+  std::vector<pid_t> live_vmm_children() { return children_named(d_.pid(), "ember-vmm"); }
   // What a VM leaves on the host while it runs: its VMM process, and jailed,
   // its jail directory and cgroups (no ember-jailer stays: --detach).
   struct VmTraces {
