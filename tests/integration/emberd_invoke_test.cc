@@ -441,7 +441,10 @@ TEST_P(EmberdInvoke, SoakWithHostileClientsAndPrograms) {
           r = http->Post("/v1/functions/good/invoke", input, "application/octet-stream");
         }
         if (!r) lost++;
-        else if (r->status == 502 && r->body.find("the VM failed") != std::string::npos) vm_failed++;  // said so
+        else if ((r->status == 502 && (r->body.find("the VM failed") != std::string::npos ||
+                                       r->body.find("could not start a VM") != std::string::npos)) ||
+                 (r->status == 504 && r->body.find("timed out") != std::string::npos))
+          vm_failed++;  // its VM failed or never answered, and emberd said so
         else if (r->status != 200 || r->body != input) wrong++;
         else if (++done % 250 == 0) std::printf("soak: %d answered\n", done.load()), std::fflush(stdout);
       }
@@ -494,8 +497,9 @@ TEST_P(EmberdInvoke, SoakWithHostileClientsAndPrograms) {
   for (size_t t = 8; t < threads.size(); t++) threads[t].join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(lost.load(), 0);
-  // A VM that failed is answered 502 with why: not a wrong answer, but rare
-  // (under nested emulation a booted guest has triple-faulted once in ~2,000).
+  // A VM that failed or never answered is a 502 or 504 that says so: not a
+  // wrong answer, but rare (under nested emulation about one guest in 1,000
+  // to 2,000 triple-faulted at the reset vector or stopped answering).
   EXPECT_LE(vm_failed.load() * 100, total) << vm_failed.load() << " VMs failed";
   EXPECT_EQ(done.load() + vm_failed.load(), total);
   const long rss_after = rss_kib();
@@ -504,7 +508,12 @@ TEST_P(EmberdInvoke, SoakWithHostileClientsAndPrograms) {
   EXPECT_LT(rss_after, rss_before + 64 * 1024) << "emberd's memory grew";
   ASSERT_EQ(d_.http().Delete("/v1/functions/good")->status, 204);
   ASSERT_EQ(d_.http().Delete("/v1/functions/bad")->status, 204);
-  for (int i = 0; i < 500 && !live_vmm_children().empty(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Twice: a refill that was starting a VM when its function went retires it
+  // once it has started.
+  for (int round = 0; round < 2; round++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (int i = 0; i < 500 && !live_vmm_children().empty(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_TRUE(live_vmm_children().empty()) << "VMMs left running";
 }
 
