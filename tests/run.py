@@ -7,7 +7,7 @@
 Unit tests (no /dev/kvm needed) run on this host. VM tests (every test of
 ember_integration_tests: real microVMs) run on this host's /dev/kvm where it
 is usable, and otherwise under scripts/kvm-in-qemu (a real, emulated KVM
-inside QEMU TCG: ~10 minutes for all of them on 2 cores), in --shards guests
+inside QEMU TCG: ~5 minutes for all of them on 2 cores), in --shards guests
 side by side, a fresh guest every EMBER_TEST_BATCH (25) tests. Where neither
 can be had, they fail: a VM test that did not run has not passed, and a VM
 test that skipped for want of /dev/kvm or root fails too.
@@ -263,6 +263,12 @@ def run_vm(build, tests, where, shards, logs):
         else:
             env["KVMVM_HOME"] = os.path.abspath(os.path.join(build, "kvm-in-qemu"))
             env.setdefault("KVMVM_TIMEOUT", "3000")
+            # One emulated CPU per guest where the guests fill the host's cores:
+            # with 2 guests of 2 vCPUs on 2 cores, every VM test took 670 s and
+            # 1-8 guests per run stalled for good (both vCPUs in soft lockup
+            # inside ember-vmm or emberd: a spin-wait on a descheduled vCPU
+            # thread); with 1 vCPU each, 290 s and no stall.
+            env.setdefault("KVMVM_SMP", str(max(1, (os.cpu_count() or 2) // shards)))
             # emberd's jails need a tmpfs (Unix sockets cannot be made on 9p).
             cmd = f"mkdir -p /srv/ember && mount -t tmpfs tmpfs /srv/ember && exec {binary} '{gf}'"
             argv = [os.path.join(KVM_IN_QEMU, "run.sh"), cmd]

@@ -51,8 +51,7 @@ inline std::string slurp(const std::string& path) {
 inline bool process_alive(pid_t pid) {
   if (::kill(pid, 0) != 0) return false;
   // A zombie is not alive.
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string all = slurp("/proc/" + std::to_string(pid) + "/stat");
   const auto rp = all.rfind(')');
   return rp != std::string::npos && rp + 2 < all.size() && all[rp + 2] != 'Z';
 }
@@ -284,7 +283,7 @@ class EmberdTest : public ::testing::TestWithParam<std::string> {
   // they exist under /sys/fs/cgroup.
   static std::vector<std::string> cgroup_dirs(pid_t pid) {
     std::vector<std::string> dirs;
-    std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
+    std::istringstream f(slurp("/proc/" + std::to_string(pid) + "/cgroup"));
     for (std::string line; std::getline(f, line);) {
       const auto a = line.find(':'), b = line.find(':', a + 1);
       if (a == std::string::npos || b == std::string::npos || line.size() <= b + 2) continue;

@@ -41,13 +41,13 @@ TEST_P(RunProgram, EmptyStdinIsEof) {
 }
 
 TEST_P(RunProgram, ExitCodes) {
-  // Every status for musl; a spread for the glibc builds (each is a whole VM).
-  const int step = GetParam() == "musl" ? 1 : 37;
-  for (int code = 0; code <= 255; code += step) {
+  // Each status is a whole VM, so a spread with the edges (the low bits, 126,
+  // 127, 128 and the shell's signal range, 255) rather than all 256: 257
+  // sequential VMs under nested emulation ran past the stall limit.
+  for (int code : {0, 1, 2, 3, 7, 8, 42, 63, 64, 100, 126, 127, 128, 129, 137, 200, 254, 255}) {
     auto r = run_vm(prog("exit_code"), {std::to_string(code)});
     ASSERT_EQ(r.status, code) << r.err;
   }
-  EXPECT_EQ(run_vm(prog("exit_code"), {"255"}).status, 255);
 }
 
 TEST_P(RunProgram, TouchesSixtyFourMiB) {
