@@ -29,7 +29,6 @@
 namespace ember::abi {
 
 inline constexpr uint32_t kStdioPort = 1024;
-inline constexpr uint32_t kVsockHostCid = 2;
 inline constexpr uint32_t kDefaultGuestCid = 3;
 inline constexpr uint32_t kMaxFramePayload = 64 * 1024;
 

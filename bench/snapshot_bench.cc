@@ -23,7 +23,7 @@
 #include "base/self_path.h"
 #include "bench/stats.h"
 #include "vmm/machine.h"
-#include "vmm/stdio_client.h"
+#include "api/stdio_client.h"
 
 extern char** environ;
 
@@ -397,7 +397,7 @@ int reset_bench(const std::vector<std::string>& args) {
       // which the VMM opens at the reset) before timing the invocation.
       std::this_thread::sleep_for(std::chrono::microseconds(1000));
       const double t0 = now_us();
-      auto r = stdio_invoke(uds, input, 30000);
+      auto r = stdio::invoke(uds, input, 30000);
       const double t1 = now_us();
       if (!r || r->status() != 0 || r->out != input) {
         if (++failures <= 3) std::fprintf(stderr, "ember-bench reset: echo %d: %s\n", i, r ? "wrong answer" : r.message().c_str());

@@ -24,6 +24,7 @@
 #include "base/result.h"
 #include "controller/admission.h"
 #include "controller/config.h"
+#include "controller/outcome.h"
 #include "controller/function_spec.h"
 #include "controller/log.h"
 #include "controller/metrics.h"
@@ -69,16 +70,16 @@ struct FunctionVersion {
   ~FunctionVersion();
 };
 
-// An answer to the HTTP layer: status, and either a JSON body or an error.
+// An answer to the HTTP layer: the outcome, and either a JSON body or an error.
 struct ApiResult {
-  int status = 200;
-  std::string error;  // non-empty for 4xx/5xx
+  Outcome outcome = Outcome::kOk;
+  std::string error;  // non-empty unless kOk, kCreated, kRemoved
   nlohmann::json body;
   int retry_after_s = 0;
 };
 
 struct InvokeResult {
-  int status = 200;     // 200, or 404/429/502/504
+  Outcome outcome = Outcome::kOk;  // or kNotFound, kBusy, kVmFailed, kTimeout
   std::string error;
   int retry_after_s = 0;
   int exit_code = 0;

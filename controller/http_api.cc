@@ -16,6 +16,23 @@ std::string to_json_text(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
+// The one place an outcome becomes an HTTP status.
+int http_status(Outcome o) {
+  switch (o) {
+    case Outcome::kOk: return 200;
+    case Outcome::kCreated: return 201;
+    case Outcome::kRemoved: return 204;
+    case Outcome::kBadRequest: return 400;
+    case Outcome::kNotFound: return 404;
+    case Outcome::kUnrunnable: return 422;
+    case Outcome::kBusy: return 429;
+    case Outcome::kInternal: return 500;
+    case Outcome::kVmFailed: return 502;
+    case Outcome::kTimeout: return 504;
+  }
+  return 500;
+}
+
 HttpReply error_reply(int status, const std::string& message) {
   HttpReply r;
   r.status = status;
@@ -26,10 +43,10 @@ HttpReply error_reply(int status, const std::string& message) {
 HttpReply result_reply(const ApiResult& a) {
   HttpReply r;
   if (!a.error.empty()) {
-    r = error_reply(a.status, a.error);
+    r = error_reply(http_status(a.outcome), a.error);
   } else {
-    r.status = a.status;
-    if (a.status != 204) r.body = to_json_text(a.body, 2);
+    r.status = http_status(a.outcome);
+    if (a.outcome != Outcome::kRemoved) r.body = to_json_text(a.body, 2);
   }
   if (a.retry_after_s) r.headers.emplace_back("Retry-After", std::to_string(a.retry_after_s));
   return r;
@@ -185,8 +202,8 @@ HttpReply HttpApi::handle(HttpRequest& req) {
       reply.headers.emplace_back("X-Ember-Duration-Us", std::to_string(res.duration_us));
       if (!res.vm_id.empty()) reply.headers.emplace_back("X-Ember-VM", res.vm_id);
       if (res.retry_after_s) reply.headers.emplace_back("Retry-After", std::to_string(res.retry_after_s));
-      if (res.status != 200) {
-        HttpReply e = error_reply(res.status, res.error);
+      if (res.outcome != Outcome::kOk) {
+        HttpReply e = error_reply(http_status(res.outcome), res.error);
         e.headers = std::move(reply.headers);
         return e;
       }

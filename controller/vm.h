@@ -35,9 +35,8 @@ struct Vm {
   Fd pidfd;
   // boot mechanism: the VMM's stdio
   Fd in, out, err;
-  // snapshot mechanism: the handshaken vsock stream, and bytes read past the handshake
-  Fd sock;
-  std::string leftover;
+  // snapshot mechanism: the handshaken vsock stream
+  stdio::Connection stdio;
   std::string run_dir;                     // STATE/run/ID (sockets, VMM log)
   std::string vsock_path;                  // host path of the VM's vsock Unix socket
   std::string log_path;                    // the VMM's stderr (snapshot mechanism)

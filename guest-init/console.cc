@@ -120,7 +120,7 @@ void ConsoleIn::start() {
   // reads stdin costs no receive pages.
   started_ = true;
   for (uint16_t i = 0; i < count_; i++) {
-    q_.set_desc(i, reinterpret_cast<uint64_t>(pool_[i]), kBufferSize, kDescFlagWrite);
+    q_.set_desc(i, reinterpret_cast<uint64_t>(pool_[i]), kBufferSize, abi::kVirtqDescFWrite);
     q_.push(i);
     posted_mask_ |= 1u << i;
   }
@@ -128,7 +128,7 @@ void ConsoleIn::start() {
 }
 
 void ConsoleIn::repost(uint16_t id) {
-  q_.set_desc(id, reinterpret_cast<uint64_t>(pool_[id]), kBufferSize, kDescFlagWrite);
+  q_.set_desc(id, reinterpret_cast<uint64_t>(pool_[id]), kBufferSize, abi::kVirtqDescFWrite);
   q_.push(id);
   posted_mask_ |= 1u << id;
   q_.publish_and_notify();
@@ -222,7 +222,7 @@ void Consoles::init() {
       g_platform.log(LogLevel::kWarning, t);
       continue;
     }
-    uint64_t notify = dev.gpa + kMmioQueueNotify;
+    uint64_t notify = dev.gpa + abi::kMmioQueueNotify;
     // Lazy notifications need a VMM that drains published output when the
     // program ends: ember-vmm (which is also the one that pre-configures).
     const bool lazy = preconfigured && (bi.flags & abi::kBootHasControl);

@@ -1,6 +1,5 @@
 #include "guest-init/stdio_frames.h"
 
-#include "api/stdio_protocol.h"
 #include "guest-init/klib.h"
 
 namespace ember::guest {
@@ -8,37 +7,14 @@ namespace ember::guest {
 uint32_t FrameDecoder::feed(const uint8_t* in, uint32_t n, uint8_t* out, uint64_t cap, uint64_t* produced) {
   uint32_t used = 0;
   uint64_t made = 0;
-  while (used < n && !error_) {
-    if (eof_) {  // nothing may follow EOF; drop it (it still frees credit)
-      used = n;
-      break;
-    }
-    if (payload_left_) {
-      if (made == cap) break;
-      uint64_t take = n - used;
-      if (take > payload_left_) take = payload_left_;
-      if (take > cap - made) take = cap - made;
-      if (out) memcpy(out + made, in + used, take);
-      made += take;
-      used += static_cast<uint32_t>(take);
-      payload_left_ -= static_cast<uint32_t>(take);
-      continue;
-    }
-    // A header, maybe split across calls.
-    while (hdr_have_ < sizeof hdr_ && used < n) hdr_[hdr_have_++] = in[used++];
-    if (hdr_have_ < sizeof hdr_) break;
-    hdr_have_ = 0;
-    abi::FrameHeader h;
-    memcpy(&h, hdr_, sizeof h);
-    if (h.length > abi::kMaxFramePayload) {
-      error_ = true;
-    } else if (h.type == abi::kFrameStdin) {
-      payload_left_ = h.length;  // zero-length data frames are allowed and mean nothing
-    } else if (h.type == abi::kFrameStdinEof && h.length == 0) {
-      eof_ = true;
-    } else {
-      error_ = true;
-    }
+  while (used < n) {
+    const uint64_t room = cap - made;
+    abi::FrameReader::Piece piece;
+    const uint32_t k = reader_.next(in + used, n - used, room > 0xffffffffu ? 0xffffffffu : static_cast<uint32_t>(room), &piece);
+    if (k == 0) break;
+    if (out && piece.len) memcpy(out + made, piece.data, piece.len);
+    made += piece.len;
+    used += k;
   }
   *produced = made;
   return used;

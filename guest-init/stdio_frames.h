@@ -6,13 +6,15 @@
 
 #include <stdint.h>
 
+#include "api/stdio_frames.h"
+
 namespace ember::guest {
 
-// Decodes the host's frames. Stdin payload goes to the caller's buffer;
-// frame headers are absorbed. Anything but kFrameStdin / kFrameStdinEof, a
-// length over kMaxFramePayload or an EOF frame with a payload is an error
-// (the connection ends; the program sees EOF). After EOF, further bytes are
-// consumed and dropped.
+// Decodes the host's frames (abi::FrameReader). Stdin payload goes to the
+// caller's buffer; frame headers are absorbed. Anything but kFrameStdin /
+// kFrameStdinEof, a length over kMaxFramePayload or an EOF frame with a
+// payload is an error (the connection ends; the program sees EOF). After
+// EOF, further bytes are consumed and dropped.
 class FrameDecoder {
  public:
   // Decodes from [in, in + n). Writes at most `cap` stdin bytes to `out`
@@ -21,17 +23,13 @@ class FrameDecoder {
   // up, `cap` is reached with payload still pending, or on an error.
   uint32_t feed(const uint8_t* in, uint32_t n, uint8_t* out, uint64_t cap, uint64_t* produced);
 
-  bool eof() const { return eof_; }
-  bool error() const { return error_; }
+  bool eof() const { return reader_.ended(); }
+  bool error() const { return reader_.error() != abi::FrameError::kNone; }
   // Stdin bytes still owed by the frame being decoded.
-  uint32_t payload_left() const { return payload_left_; }
+  uint32_t payload_left() const { return reader_.payload_left(); }
 
  private:
-  uint8_t hdr_[8] = {};
-  uint8_t hdr_have_ = 0;
-  bool eof_ = false;
-  bool error_ = false;
-  uint32_t payload_left_ = 0;
+  abi::FrameReader reader_{abi::FrameSource::kHost};
 };
 
 // A byte ring of a power-of-two size: the stream received from the host,

@@ -12,11 +12,6 @@ using namespace lx;
 
 namespace {
 
-template <typename T>
-T* user_ptr(uint64_t p) {
-  return reinterpret_cast<T*>(p);
-}
-
 constexpr uint64_t kNsPerSec = 1000000000ull;
 
 bool read_timespec(uint64_t p, uint64_t* ns) {

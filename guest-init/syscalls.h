@@ -43,42 +43,64 @@ using SyscallHandler = SysResult (*)(const SyscallArgs&);
 
 struct SyscallDef {
   uint32_t nr;
-  const char* name;
   SyscallHandler handler;
 };
 
-// Handlers, grouped by file.
+// A register as a handler's typed parameter, as Linux's C prototypes see
+// it: an int (a fd, a flag word) is the low 32 bits, a 64-bit value is the
+// register. A pointer stays a uint64_t address: user_ok() checks it and
+// user_ptr() makes it one (static_cast refuses a pointer type here).
+template <typename T>
+T syscall_arg(uint64_t v) {
+  return static_cast<T>(v);
+}
+inline SysResult call_typed(SysResult (*f)(), const SyscallArgs&) { return f(); }
+template <class A>
+SysResult call_typed(SysResult (*f)(A), const SyscallArgs& a) { return f(syscall_arg<A>(a.a[0])); }
+template <class A, class B>
+SysResult call_typed(SysResult (*f)(A, B), const SyscallArgs& a) {
+  return f(syscall_arg<A>(a.a[0]), syscall_arg<B>(a.a[1]));
+}
+template <class A, class B, class C>
+SysResult call_typed(SysResult (*f)(A, B, C), const SyscallArgs& a) {
+  return f(syscall_arg<A>(a.a[0]), syscall_arg<B>(a.a[1]), syscall_arg<C>(a.a[2]));
+}
+template <class A, class B, class C, class D>
+SysResult call_typed(SysResult (*f)(A, B, C, D), const SyscallArgs& a) {
+  return f(syscall_arg<A>(a.a[0]), syscall_arg<B>(a.a[1]), syscall_arg<C>(a.a[2]), syscall_arg<D>(a.a[3]));
+}
+template <class A, class B, class C, class D, class E>
+SysResult call_typed(SysResult (*f)(A, B, C, D, E), const SyscallArgs& a) {
+  return f(syscall_arg<A>(a.a[0]), syscall_arg<B>(a.a[1]), syscall_arg<C>(a.a[2]), syscall_arg<D>(a.a[3]),
+           syscall_arg<E>(a.a[4]));
+}
+template <class A, class B, class C, class D, class E, class F>
+SysResult call_typed(SysResult (*f)(A, B, C, D, E, F), const SyscallArgs& a) {
+  return f(syscall_arg<A>(a.a[0]), syscall_arg<B>(a.a[1]), syscall_arg<C>(a.a[2]), syscall_arg<D>(a.a[3]),
+           syscall_arg<E>(a.a[4]), syscall_arg<F>(a.a[5]));
+}
+
+// A syscall written once, with Linux's parameters:
+//   EMBER_SYSCALL_DEFINE(lseek, int fd, int64_t offset, uint32_t whence) { ... }
+// defines sys_lseek (the table's entry, syscall_list.h), which converts the
+// registers and calls the body. EMBER_SYSCALL(name) is the raw form, for
+// the few that need the saved registers (a.frame) or pass them on.
+#define EMBER_SYSCALL_DEFINE(name, ...)                                                         \
+  static SysResult sys_##name##_typed(__VA_ARGS__);                                             \
+  SysResult sys_##name(const SyscallArgs& a) { return call_typed(sys_##name##_typed, a); } \
+  static SysResult sys_##name##_typed(__VA_ARGS__)
 #define EMBER_SYSCALL(name) SysResult sys_##name([[maybe_unused]] const SyscallArgs& a)
-// sys_io.cc
-EMBER_SYSCALL(read); EMBER_SYSCALL(write); EMBER_SYSCALL(readv); EMBER_SYSCALL(writev);
-EMBER_SYSCALL(pread64); EMBER_SYSCALL(pwrite64); EMBER_SYSCALL(open); EMBER_SYSCALL(openat);
-EMBER_SYSCALL(close); EMBER_SYSCALL(lseek); EMBER_SYSCALL(fstat); EMBER_SYSCALL(stat); EMBER_SYSCALL(lstat);
-EMBER_SYSCALL(newfstatat); EMBER_SYSCALL(statx); EMBER_SYSCALL(access); EMBER_SYSCALL(faccessat);
-EMBER_SYSCALL(faccessat2); EMBER_SYSCALL(ioctl); EMBER_SYSCALL(fcntl); EMBER_SYSCALL(dup); EMBER_SYSCALL(dup2);
-EMBER_SYSCALL(dup3); EMBER_SYSCALL(getdents64); EMBER_SYSCALL(getcwd); EMBER_SYSCALL(chdir);
-EMBER_SYSCALL(fchdir); EMBER_SYSCALL(readlink); EMBER_SYSCALL(readlinkat); EMBER_SYSCALL(poll);
-EMBER_SYSCALL(ppoll); EMBER_SYSCALL(fsync); EMBER_SYSCALL(fadvise64); EMBER_SYSCALL(flock);
-EMBER_SYSCALL(statfs); EMBER_SYSCALL(fstatfs); EMBER_SYSCALL(ftruncate); EMBER_SYSCALL(sendfile); EMBER_SYSCALL(select); EMBER_SYSCALL(pselect6);
-// sys_mem.cc
-EMBER_SYSCALL(brk); EMBER_SYSCALL(mmap); EMBER_SYSCALL(munmap); EMBER_SYSCALL(mprotect);
-EMBER_SYSCALL(madvise); EMBER_SYSCALL(mremap); EMBER_SYSCALL(msync); EMBER_SYSCALL(mlock);
-// sys_proc.cc
-EMBER_SYSCALL(exit); EMBER_SYSCALL(exit_group); EMBER_SYSCALL(arch_prctl); EMBER_SYSCALL(set_tid_address);
-EMBER_SYSCALL(set_robust_list); EMBER_SYSCALL(get_robust_list); EMBER_SYSCALL(rseq); EMBER_SYSCALL(prlimit64);
-EMBER_SYSCALL(getrlimit); EMBER_SYSCALL(setrlimit); EMBER_SYSCALL(getpid); EMBER_SYSCALL(gettid);
-EMBER_SYSCALL(getppid); EMBER_SYSCALL(getuid); EMBER_SYSCALL(zero); EMBER_SYSCALL(uname); EMBER_SYSCALL(umask);
-EMBER_SYSCALL(sysinfo); EMBER_SYSCALL(getrusage); EMBER_SYSCALL(times); EMBER_SYSCALL(sched_getaffinity);
-EMBER_SYSCALL(sched_setaffinity); EMBER_SYSCALL(sched_yield); EMBER_SYSCALL(getrandom); EMBER_SYSCALL(futex);
-EMBER_SYSCALL(clock_gettime); EMBER_SYSCALL(clock_getres); EMBER_SYSCALL(gettimeofday); EMBER_SYSCALL(time);
-EMBER_SYSCALL(nanosleep); EMBER_SYSCALL(clock_nanosleep); EMBER_SYSCALL(rt_sigaction);
-EMBER_SYSCALL(rt_sigprocmask); EMBER_SYSCALL(sigaltstack); EMBER_SYSCALL(kill); EMBER_SYSCALL(tkill);
-EMBER_SYSCALL(tgkill); EMBER_SYSCALL(getgroups); EMBER_SYSCALL(prctl); EMBER_SYSCALL(getpgid);
-EMBER_SYSCALL(setpgid); EMBER_SYSCALL(setsid); EMBER_SYSCALL(pause); EMBER_SYSCALL(membarrier);
-EMBER_SYSCALL(sched_getparam); EMBER_SYSCALL(sched_getscheduler); EMBER_SYSCALL(alarm);
-EMBER_SYSCALL(setitimer); EMBER_SYSCALL(getitimer); EMBER_SYSCALL(rt_sigreturn);
-EMBER_SYSCALL(wait4); EMBER_SYSCALL(getresuid); EMBER_SYSCALL(getcpu); EMBER_SYSCALL(getpriority);
 
+// Every handler (syscall_list.h).
+#define EMBER_SYSCALL_ENTRY(name, handler) SysResult sys_##handler(const SyscallArgs& a);
+#include "guest-init/syscall_list.h"
+#undef EMBER_SYSCALL_ENTRY
 
+// The program's memory as a handler sees it: addresses it passed.
+template <typename T>
+T* user_ptr(uint64_t p) {
+  return reinterpret_cast<T*>(p);
+}
 // Checks that [p, p + n) is a plausible program buffer (not NULL, no
 // wrap-around). The VM is the isolation boundary; this turns obvious bad
 // pointers into EFAULT instead of a fault in the runtime.

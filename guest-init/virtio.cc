@@ -7,23 +7,13 @@
 namespace ember::guest {
 namespace {
 
-// virtio-mmio v2 registers
-constexpr uint32_t kMagic = 0x000, kVersion = 0x004, kDeviceId = 0x008, kDeviceFeatures = 0x010,
-                   kDeviceFeaturesSel = 0x014, kDriverFeatures = 0x020, kDriverFeaturesSel = 0x024,
-                   kQueueSel = 0x030, kQueueNumMax = 0x034, kQueueNum = 0x038, kQueueReady = 0x044,
-                   kStatus = 0x070, kQueueDescLow = 0x080, kQueueDescHigh = 0x084, kQueueDriverLow = 0x090,
-                   kQueueDriverHigh = 0x094, kQueueDeviceLow = 0x0a0, kQueueDeviceHigh = 0x0a4;
-constexpr uint32_t kMagicValue = 0x74726976;  // "virt"
-constexpr uint32_t kStatusAck = 1, kStatusDriver = 2, kStatusDriverOk = 4, kStatusFeaturesOk = 8;
-constexpr uint32_t kFeatureVersion1Hi = 1;  // bit 32
-
 inline uint32_t rd(uint64_t regs, uint32_t off) { return *reinterpret_cast<volatile uint32_t*>(regs + off); }
 inline void wr(uint64_t regs, uint32_t off, uint32_t v) { *reinterpret_cast<volatile uint32_t*>(regs + off) = v; }
 
 }  // namespace
 
 void Virtqueue::attach(uint64_t mem, uint16_t size, uint64_t notify, uint16_t index) {
-  desc_ = reinterpret_cast<volatile VirtqDesc*>(mem);
+  desc_ = reinterpret_cast<volatile abi::VirtqDesc*>(mem);
   avail_ = reinterpret_cast<volatile uint8_t*>(mem + abi::kQueueAvailOffset);
   used_ = reinterpret_cast<volatile uint8_t*>(mem + abi::kQueueUsedOffset);
   notify_ = reinterpret_cast<volatile uint32_t*>(notify);
@@ -52,7 +42,7 @@ void Virtqueue::publish() {
   // Interrupts only while waiting (wait_used); set on first use, the avail
   // page is being written anyway.
   if (!flags_set_) {
-    *avail_flags() = kAvailFlagNoInterrupt;
+    *avail_flags() = abi::kVirtqAvailFNoInterrupt;
     flags_set_ = true;
   }
   // x86 keeps stores in order; the compiler must too: ring entries and
@@ -79,7 +69,7 @@ void Virtqueue::wait_used() {
     *avail_flags() = 0;
     full_barrier();  // the flag must be visible before the last look at the ring
     if (!has_used()) g_platform.wait_word(used_idx_ptr(), last_used_);
-    *avail_flags() = kAvailFlagNoInterrupt;
+    *avail_flags() = abi::kVirtqAvailFNoInterrupt;
   }
 }
 
@@ -88,30 +78,30 @@ void Virtqueue::wait_used_until(uint64_t tsc_deadline) {
   *avail_flags() = 0;
   full_barrier();
   if (!has_used()) g_platform.wait_word_until(used_idx_ptr(), last_used_, tsc_deadline);
-  *avail_flags() = kAvailFlagNoInterrupt;
+  *avail_flags() = abi::kVirtqAvailFNoInterrupt;
 }
 
 uint32_t virtio_mmio_probe(uint64_t regs) {
-  if (rd(regs, kMagic) != kMagicValue || rd(regs, kVersion) != 2) return 0;
-  return rd(regs, kDeviceId);
+  if (rd(regs, abi::kMmioMagic) != abi::kVirtioMmioMagic || rd(regs, abi::kMmioVersion) != abi::kVirtioMmioVersion) return 0;
+  return rd(regs, abi::kMmioDeviceId);
 }
 
 bool virtio_mmio_init(uint64_t regs, uint32_t queue_count, const uint64_t* queue_mem, uint16_t* sizes) {
-  wr(regs, kStatus, 0);
-  wr(regs, kStatus, kStatusAck);
-  wr(regs, kStatus, kStatusAck | kStatusDriver);
-  wr(regs, kDeviceFeaturesSel, 1);
-  if (!(rd(regs, kDeviceFeatures) & kFeatureVersion1Hi)) return false;
-  wr(regs, kDriverFeaturesSel, 0);
-  wr(regs, kDriverFeatures, 0);
-  wr(regs, kDriverFeaturesSel, 1);
-  wr(regs, kDriverFeatures, kFeatureVersion1Hi);
-  wr(regs, kStatus, kStatusAck | kStatusDriver | kStatusFeaturesOk);
-  if (!(rd(regs, kStatus) & kStatusFeaturesOk)) return false;
+  wr(regs, abi::kMmioStatus, 0);
+  wr(regs, abi::kMmioStatus, abi::kVirtioStatusAcknowledge);
+  wr(regs, abi::kMmioStatus, abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver);
+  wr(regs, abi::kMmioDeviceFeaturesSel, 1);
+  if (!(rd(regs, abi::kMmioDeviceFeatures) & static_cast<uint32_t>(abi::kVirtioFVersion1 >> 32))) return false;
+  wr(regs, abi::kMmioDriverFeaturesSel, 0);
+  wr(regs, abi::kMmioDriverFeatures, 0);
+  wr(regs, abi::kMmioDriverFeaturesSel, 1);
+  wr(regs, abi::kMmioDriverFeatures, static_cast<uint32_t>(abi::kVirtioFVersion1 >> 32));
+  wr(regs, abi::kMmioStatus, abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver | abi::kVirtioStatusFeaturesOk);
+  if (!(rd(regs, abi::kMmioStatus) & abi::kVirtioStatusFeaturesOk)) return false;
   for (uint32_t q = 0; q < queue_count; q++) {
-    wr(regs, kQueueSel, q);
-    if (rd(regs, kQueueReady) != 0) return false;
-    uint32_t max = rd(regs, kQueueNumMax);
+    wr(regs, abi::kMmioQueueSel, q);
+    if (rd(regs, abi::kMmioQueueReady) != 0) return false;
+    uint32_t max = rd(regs, abi::kMmioQueueNumMax);
     if (max == 0) return false;
     uint16_t size = max < abi::kQueueSize ? static_cast<uint16_t>(max) : abi::kQueueSize;
     // Split rings need a power of two.
@@ -119,17 +109,17 @@ bool virtio_mmio_init(uint64_t regs, uint32_t queue_count, const uint64_t* queue
     sizes[q] = size;
     uint64_t mem = queue_mem[q];
     memset(reinterpret_cast<void*>(mem), 0, abi::kQueueStride);  // our memory, maybe used by firmware before
-    wr(regs, kQueueNum, size);
+    wr(regs, abi::kMmioQueueNum, size);
     uint64_t avail = mem + abi::kQueueAvailOffset, used = mem + abi::kQueueUsedOffset;
-    wr(regs, kQueueDescLow, static_cast<uint32_t>(mem));
-    wr(regs, kQueueDescHigh, static_cast<uint32_t>(mem >> 32));
-    wr(regs, kQueueDriverLow, static_cast<uint32_t>(avail));
-    wr(regs, kQueueDriverHigh, static_cast<uint32_t>(avail >> 32));
-    wr(regs, kQueueDeviceLow, static_cast<uint32_t>(used));
-    wr(regs, kQueueDeviceHigh, static_cast<uint32_t>(used >> 32));
-    wr(regs, kQueueReady, 1);
+    wr(regs, abi::kMmioQueueDescLow, static_cast<uint32_t>(mem));
+    wr(regs, abi::kMmioQueueDescHigh, static_cast<uint32_t>(mem >> 32));
+    wr(regs, abi::kMmioQueueDriverLow, static_cast<uint32_t>(avail));
+    wr(regs, abi::kMmioQueueDriverHigh, static_cast<uint32_t>(avail >> 32));
+    wr(regs, abi::kMmioQueueDeviceLow, static_cast<uint32_t>(used));
+    wr(regs, abi::kMmioQueueDeviceHigh, static_cast<uint32_t>(used >> 32));
+    wr(regs, abi::kMmioQueueReady, 1);
   }
-  wr(regs, kStatus, kStatusAck | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  wr(regs, abi::kMmioStatus, abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver | abi::kVirtioStatusFeaturesOk | abi::kVirtioStatusDriverOk);
   return true;
 }
 

@@ -5,18 +5,10 @@
 
 #include <stdint.h>
 
+#include "api/virtio.h"
 #include "guest-init/klib.h"
 
 namespace ember::guest {
-
-struct VirtqDesc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-inline constexpr uint16_t kDescFlagWrite = 2;        // device writes this buffer
-inline constexpr uint16_t kAvailFlagNoInterrupt = 1;
 
 class Virtqueue {
  public:
@@ -55,7 +47,7 @@ class Virtqueue {
   }
   // Interrupts for this queue's used buffers on or off (VRING_AVAIL_F_NO_INTERRUPT);
   // for waits on several queues at once (Platform::wait_wake).
-  void interrupts(bool on) { *avail_flags() = on ? 0 : kAvailFlagNoInterrupt; }
+  void interrupts(bool on) { *avail_flags() = on ? 0 : abi::kVirtqAvailFNoInterrupt; }
   // Waits until the device has returned a buffer. Interrupts are enabled on
   // this queue only while waiting.
   void wait_used();
@@ -68,7 +60,7 @@ class Virtqueue {
   const volatile uint16_t* used_idx_ptr() const { return reinterpret_cast<const volatile uint16_t*>(used_ + 2); }
   volatile uint16_t* avail_flags() { return reinterpret_cast<volatile uint16_t*>(avail_); }
 
-  volatile VirtqDesc* desc_ = nullptr;
+  volatile abi::VirtqDesc* desc_ = nullptr;
   volatile uint8_t* avail_ = nullptr;
   volatile uint8_t* used_ = nullptr;
   volatile uint32_t* notify_ = nullptr;
@@ -89,7 +81,5 @@ bool virtio_mmio_init(uint64_t regs, uint32_t queue_count, const uint64_t* queue
 // The device-id register of a virtio-mmio window, or 0 if it is not a
 // version-2 virtio-mmio device.
 uint32_t virtio_mmio_probe(uint64_t regs);
-
-inline constexpr uint32_t kMmioQueueNotify = 0x050;
 
 }  // namespace ember::guest

@@ -26,9 +26,9 @@ constexpr uint32_t kConfigGuestCid = 0x100;  // virtio-mmio config space: le64 g
 
 static_assert(Vsock::kRxBuffers <= 32 && Vsock::kCtrlSlots <= 32 && Vsock::kEventBuffers <= 32);
 static_assert((Vsock::kStreamBytes & (Vsock::kStreamBytes - 1)) == 0, "ByteRing needs a power of two");
-static_assert(Vsock::kMaxPacketPayload + kVsockHdrSize + 8 <= Vsock::kTxRingBytes / 2);
-static_assert(Vsock::kCtrlSlotSize >= kVsockHdrSize);
-static_assert(Vsock::kRxBufferSize > kVsockHdrSize + sizeof(abi::FrameHeader));
+static_assert(Vsock::kMaxPacketPayload + sizeof(abi::VsockHeader) + 8 <= Vsock::kTxRingBytes / 2);
+static_assert(Vsock::kCtrlSlotSize >= sizeof(abi::VsockHeader));
+static_assert(Vsock::kRxBufferSize > sizeof(abi::VsockHeader) + sizeof(abi::FrameHeader));
 
 uint64_t read_cid_config(uint64_t regs) {
   const auto* cfg = reinterpret_cast<const volatile uint32_t*>(regs + kConfigGuestCid);
@@ -61,7 +61,7 @@ void Vsock::init() {
     // The tx queue must hold the control slots and some data.
     if (sizes[kTxq] <= kCtrlSlots + 1 || sizes[kRxq] == 0 || sizes[kEventq] == 0) continue;
     regs_ = dev.gpa;
-    const uint64_t notify = dev.gpa + kMmioQueueNotify;
+    const uint64_t notify = dev.gpa + abi::kMmioQueueNotify;
     rx_q_.attach(mem[kRxq], sizes[kRxq], notify, kRxq);
     tx_q_.attach(mem[kTxq], sizes[kTxq], notify, kTxq);
     ev_q_.attach(mem[kEventq], sizes[kEventq], notify, kEventq);
@@ -83,7 +83,7 @@ void Vsock::init() {
     for (uint16_t i = 0; i < rx_count_; i++) post_rx(i);
     const uint16_t evs = ev_q_.size() < kEventBuffers ? ev_q_.size() : kEventBuffers;
     for (uint16_t i = 0; i < evs; i++) {
-      ev_q_.set_desc(i, reinterpret_cast<uint64_t>(g_events[i]), sizeof g_events[i], kDescFlagWrite);
+      ev_q_.set_desc(i, reinterpret_cast<uint64_t>(g_events[i]), sizeof g_events[i], abi::kVirtqDescFWrite);
       ev_q_.push(i);
       ev_posted_ |= 1u << i;
     }
@@ -101,7 +101,7 @@ uint64_t Vsock::cid() const {
 }
 
 void Vsock::post_rx(uint16_t id) {
-  rx_q_.set_desc(id, reinterpret_cast<uint64_t>(g_rx_pool[id]), kRxBufferSize, kDescFlagWrite);
+  rx_q_.set_desc(id, reinterpret_cast<uint64_t>(g_rx_pool[id]), kRxBufferSize, abi::kVirtqDescFWrite);
   rx_q_.push(id);
   rx_posted_ |= 1u << id;
   rx_owned_++;
@@ -171,7 +171,7 @@ void Vsock::poll() {
     if (len >= 4) {
       uint32_t ev;
       memcpy(&ev, g_events[id], 4);
-      if (ev == kVsockEventTransportReset) {
+      if (ev == abi::kVsockEventTransportReset) {
         // The host side was reset (e.g. restored elsewhere): connections
         // are gone, the listener stays; the CID may have changed.
         if (conn_.open()) end_connection();
@@ -186,7 +186,7 @@ void Vsock::poll() {
       }
     }
     ev_q_.set_desc(static_cast<uint16_t>(id), reinterpret_cast<uint64_t>(g_events[id]), sizeof g_events[id],
-                   kDescFlagWrite);
+                   abi::kVirtqDescFWrite);
     ev_q_.push(static_cast<uint16_t>(id));
     events = true;
   }
@@ -197,17 +197,17 @@ void Vsock::poll() {
 void Vsock::handle_packet(const uint8_t* buf, uint32_t len) {
   // The used length is the host's word: at least a header, at most the
   // buffer. Anything else cannot even be answered.
-  if (len < kVsockHdrSize || len > kRxBufferSize) return;
-  VsockHdr h;
+  if (len < sizeof(abi::VsockHeader) || len > kRxBufferSize) return;
+  abi::VsockHeader h;
   memcpy(&h, buf, sizeof h);
   const bool was_open = conn_.open();
-  VsockRx r = conn_.receive(h, len - kVsockHdrSize, cid());
+  VsockRx r = conn_.receive(h, len - sizeof(abi::VsockHeader), cid());
   if (r.data) {
     if (r.data > stream_.room()) {  // cannot happen: the credit check covers it
       queue_reply(conn_.reset());
       return;
     }
-    stream_.push(buf + kVsockHdrSize, r.data);
+    stream_.push(buf + sizeof(abi::VsockHeader), r.data);
   }
   if (r.ended && was_open) end_connection();
   if (r.reply.op) queue_reply(r.reply);
@@ -232,9 +232,9 @@ void Vsock::end_connection() {
 void Vsock::queue_reply(const VsockReply& r) {
   const bool on_conn = r.src_port == conn_.port() && r.dst_port == conn_.peer_port() && conn_.ever_connected();
   if (on_conn) {
-    if (r.op == kVsockOpResponse) owed_ |= kOweResponse;
-    else if (r.op == kVsockOpCreditUpdate) owed_ |= kOweCredit;
-    else if (r.op == kVsockOpRst) {
+    if (r.op == abi::kVsockOpResponse) owed_ |= kOweResponse;
+    else if (r.op == abi::kVsockOpCreditUpdate) owed_ |= kOweCredit;
+    else if (r.op == abi::kVsockOpRst) {
       if (conn_.open()) conn_.reset();  // a reset we decided on: the connection ends here too
       end_connection();
       rst_ = r;
@@ -251,12 +251,12 @@ bool Vsock::send_control(const VsockReply& r, bool on_conn, uint16_t op) {
   reclaim_tx();
   if (ctrl_busy_ == (1u << kCtrlSlots) - 1) return false;
   uint16_t slot = static_cast<uint16_t>(lowest_bit(~ctrl_busy_ & ((1u << kCtrlSlots) - 1)));
-  VsockHdr h;
-  if (on_conn && op != kVsockOpRst) conn_.fill(&h, op, 0, 0, cid());
+  abi::VsockHeader h;
+  if (on_conn && op != abi::kVsockOpRst) conn_.fill(&h, op, 0, 0, cid());
   else conn_.fill_reply(&h, r, cid());
   memcpy(g_ctrl[slot], &h, sizeof h);
   const uint16_t id = static_cast<uint16_t>(data_slots_ + slot);
-  tx_q_.set_desc(id, reinterpret_cast<uint64_t>(g_ctrl[slot]), kVsockHdrSize, 0);
+  tx_q_.set_desc(id, reinterpret_cast<uint64_t>(g_ctrl[slot]), sizeof(abi::VsockHeader), 0);
   tx_q_.push(id);
   tx_q_.publish();
   ctrl_busy_ |= 1u << slot;
@@ -270,10 +270,10 @@ void Vsock::pump_control() {
     VsockReply r{0, conn_.port(), conn_.peer_port()};
     uint8_t bit;
     if (owed_ & kOweRst) r = rst_, bit = kOweRst;
-    else if (owed_ & kOweResponse) r.op = kVsockOpResponse, bit = kOweResponse;
-    else if (owed_ & kOweCredit) r.op = kVsockOpCreditUpdate, bit = kOweCredit;
-    else r.op = kVsockOpCreditRequest, bit = kOweCreditRequest;
-    if (!send_control(r, r.op != kVsockOpRst, r.op)) return;
+    else if (owed_ & kOweResponse) r.op = abi::kVsockOpResponse, bit = kOweResponse;
+    else if (owed_ & kOweCredit) r.op = abi::kVsockOpCreditUpdate, bit = kOweCredit;
+    else r.op = abi::kVsockOpCreditRequest, bit = kOweCreditRequest;
+    if (!send_control(r, r.op != abi::kVsockOpRst, r.op)) return;
     owed_ &= static_cast<uint8_t>(~bit);
   }
 }
@@ -406,24 +406,24 @@ void Vsock::send_stream(const uint8_t* a, uint32_t na, const uint8_t* b, uint64_
     if (p > credit) p = credit;
     if (p > kMaxPacketPayload) p = kMaxPacketPayload;
     uint16_t id;
-    uint8_t* pkt = tx_alloc(static_cast<uint32_t>(kVsockHdrSize + p), &id);
+    uint8_t* pkt = tx_alloc(static_cast<uint32_t>(sizeof(abi::VsockHeader) + p), &id);
     if (!pkt) {  // ring or descriptors full: the device must catch up
       flush();
       wait(true);
       continue;
     }
     // Payload: the rest of `a`, then `b`.
-    uint64_t at = kVsockHdrSize, left = p, pos = off;
+    uint64_t at = sizeof(abi::VsockHeader), left = p, pos = off;
     if (pos < na) {
       const uint64_t t = na - pos < left ? na - pos : left;
       memcpy(pkt + at, a + pos, t);
       at += t, left -= t, pos += t;
     }
     if (left) memcpy(pkt + at, b + (pos - na), left);
-    VsockHdr h;
-    conn_.fill(&h, kVsockOpRw, static_cast<uint32_t>(p), 0, cid());
+    abi::VsockHeader h;
+    conn_.fill(&h, abi::kVsockOpRw, static_cast<uint32_t>(p), 0, cid());
     memcpy(pkt, &h, sizeof h);
-    tx_q_.set_desc(id, reinterpret_cast<uint64_t>(pkt), static_cast<uint32_t>(kVsockHdrSize + p), 0);
+    tx_q_.set_desc(id, reinterpret_cast<uint64_t>(pkt), static_cast<uint32_t>(sizeof(abi::VsockHeader) + p), 0);
     tx_q_.push(id);
     tx_q_.publish();
     packets_out_++;

@@ -8,25 +8,25 @@ void VsockConn::init(uint32_t port, uint32_t buf_alloc) {
   buf_alloc_ = buf_alloc;
 }
 
-VsockRx VsockConn::receive(const VsockHdr& h, uint32_t avail, uint64_t cid) {
+VsockRx VsockConn::receive(const abi::VsockHeader& h, uint32_t avail, uint64_t cid) {
   VsockRx out;
   // Only the host talks to us, and only to our CID; anything else is noise
   // not worth an answer.
-  if (h.src_cid != kVsockHostCid || h.dst_cid != cid || cid == 0) return out;
+  if (h.src_cid != abi::kVsockHostCid || h.dst_cid != cid || cid == 0) return out;
   const bool mine = state_ == State::kOpen && h.dst_port == port_ && h.src_port == peer_port_ &&
-                    h.type == kVsockTypeStream;
+                    h.type == abi::kVsockTypeStream;
   if (mine) return on_connection(h, avail);
-  if (h.op == kVsockOpRst) return out;  // never answer an RST
-  const VsockReply rst{kVsockOpRst, h.dst_port, h.src_port};
-  if (h.type != kVsockTypeStream || h.dst_port != port_) {
+  if (h.op == abi::kVsockOpRst) return out;  // never answer an RST
+  const VsockReply rst{abi::kVsockOpRst, h.dst_port, h.src_port};
+  if (h.type != abi::kVsockTypeStream || h.dst_port != port_) {
     out.reply = rst;  // no such socket
     return out;
   }
-  if (h.op == kVsockOpRequest && state_ == State::kListen) {
+  if (h.op == abi::kVsockOpRequest && state_ == State::kListen) {
     state_ = State::kOpen;
     peer_port_ = h.src_port;
     take_credit(h);
-    out.reply = VsockReply{kVsockOpResponse, port_, peer_port_};
+    out.reply = VsockReply{abi::kVsockOpResponse, port_, peer_port_};
     out.accepted = true;
     return out;
   }
@@ -36,10 +36,10 @@ VsockRx VsockConn::receive(const VsockHdr& h, uint32_t avail, uint64_t cid) {
   return out;
 }
 
-VsockRx VsockConn::on_connection(const VsockHdr& h, uint32_t avail) {
+VsockRx VsockConn::on_connection(const abi::VsockHeader& h, uint32_t avail) {
   VsockRx out;
   switch (h.op) {
-    case kVsockOpRw: {
+    case abi::kVsockOpRw: {
       // The length must be what the buffer holds, and within the credit we
       // gave: a peer that overruns it is broken or hostile.
       if (h.len > avail || peer_shut_send_) return end_with_rst();
@@ -49,25 +49,25 @@ VsockRx VsockConn::on_connection(const VsockHdr& h, uint32_t avail) {
       out.data = h.len;
       return out;
     }
-    case kVsockOpCreditUpdate:
+    case abi::kVsockOpCreditUpdate:
       take_credit(h);
       return out;
-    case kVsockOpCreditRequest:
+    case abi::kVsockOpCreditRequest:
       take_credit(h);
-      out.reply = VsockReply{kVsockOpCreditUpdate, port_, peer_port_};
+      out.reply = VsockReply{abi::kVsockOpCreditUpdate, port_, peer_port_};
       return out;
-    case kVsockOpShutdown:
+    case abi::kVsockOpShutdown:
       take_credit(h);
-      if (h.flags & kVsockShutdownRcv) peer_shut_rcv_ = true;
-      if (h.flags & kVsockShutdownSend) peer_shut_send_ = true;
+      if (h.flags & abi::kVsockShutdownRcv) peer_shut_rcv_ = true;
+      if (h.flags & abi::kVsockShutdownSend) peer_shut_send_ = true;
       // Both directions shut: the connection is over (Linux answers RST).
       if (peer_shut_rcv_ && peer_shut_send_) return end_with_rst();
       return out;
-    case kVsockOpRst:
+    case abi::kVsockOpRst:
       state_ = State::kClosed;
       out.ended = true;
       return out;
-    case kVsockOpRequest:
+    case abi::kVsockOpRequest:
       return out;  // a repeated request for the connection we accepted: already answered
     default:
       // RESPONSE (we never connect), INVALID, unknown ops.
@@ -86,7 +86,7 @@ VsockReply VsockConn::reset() {
   const bool was_open = state_ == State::kOpen;
   if (state_ != State::kListen) state_ = State::kClosed;
   if (!was_open) return VsockReply{};
-  return VsockReply{kVsockOpRst, port_, peer_port_};
+  return VsockReply{abi::kVsockOpRst, port_, peer_port_};
 }
 
 void VsockConn::transport_reset() {
@@ -113,28 +113,28 @@ bool VsockConn::credit_update_due() const {
   return fwd_cnt_ - adv_fwd_cnt_ >= buf_alloc_ / 2 && fwd_cnt_ != adv_fwd_cnt_;
 }
 
-void VsockConn::fill(VsockHdr* h, uint16_t op, uint32_t len, uint32_t flags, uint64_t cid) {
+void VsockConn::fill(abi::VsockHeader* h, uint16_t op, uint32_t len, uint32_t flags, uint64_t cid) {
   h->src_cid = cid;
-  h->dst_cid = kVsockHostCid;
+  h->dst_cid = abi::kVsockHostCid;
   h->src_port = port_;
   h->dst_port = peer_port_;
   h->len = len;
-  h->type = kVsockTypeStream;
+  h->type = abi::kVsockTypeStream;
   h->op = op;
   h->flags = flags;
   h->buf_alloc = buf_alloc_;
   h->fwd_cnt = fwd_cnt_;
   adv_fwd_cnt_ = fwd_cnt_;
-  if (op == kVsockOpRw) tx_cnt_ += len;
+  if (op == abi::kVsockOpRw) tx_cnt_ += len;
 }
 
-void VsockConn::fill_reply(VsockHdr* h, const VsockReply& r, uint64_t cid) {
+void VsockConn::fill_reply(abi::VsockHeader* h, const VsockReply& r, uint64_t cid) {
   h->src_cid = cid;
-  h->dst_cid = kVsockHostCid;
+  h->dst_cid = abi::kVsockHostCid;
   h->src_port = r.src_port;
   h->dst_port = r.dst_port;
   h->len = 0;
-  h->type = kVsockTypeStream;
+  h->type = abi::kVsockTypeStream;
   h->op = r.op;
   h->flags = 0;
   h->buf_alloc = buf_alloc_;

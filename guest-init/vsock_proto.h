@@ -12,45 +12,9 @@
 
 #include <stdint.h>
 
+#include "api/virtio.h"
+
 namespace ember::guest {
-
-// The packet header, little-endian (this guest is x86-64, so the fields are
-// read as they are). Followed by `len` payload bytes for OP_RW.
-struct [[gnu::packed]] VsockHdr {
-  uint64_t src_cid;
-  uint64_t dst_cid;
-  uint32_t src_port;
-  uint32_t dst_port;
-  uint32_t len;
-  uint16_t type;
-  uint16_t op;
-  uint32_t flags;
-  uint32_t buf_alloc;
-  uint32_t fwd_cnt;
-};
-static_assert(sizeof(VsockHdr) == 44);
-
-inline constexpr uint32_t kVsockHdrSize = sizeof(VsockHdr);
-inline constexpr uint16_t kVsockTypeStream = 1;
-inline constexpr uint64_t kVsockHostCid = 2;
-
-enum VsockOp : uint16_t {
-  kVsockOpInvalid = 0,
-  kVsockOpRequest = 1,
-  kVsockOpResponse = 2,
-  kVsockOpRst = 3,
-  kVsockOpShutdown = 4,
-  kVsockOpRw = 5,
-  kVsockOpCreditUpdate = 6,
-  kVsockOpCreditRequest = 7,
-};
-
-// SHUTDOWN flags: the sender will receive / send no more.
-inline constexpr uint32_t kVsockShutdownRcv = 1;
-inline constexpr uint32_t kVsockShutdownSend = 2;
-
-// The event queue's one event (struct virtio_vsock_event { le32 id; }).
-inline constexpr uint32_t kVsockEventTransportReset = 0;
 
 // What to send in answer to one received packet (op 0: nothing). Replies
 // always go to the host CID.
@@ -78,7 +42,7 @@ class VsockConn {
   // One packet from the device. `avail`: payload bytes actually present in
   // the buffer behind the header (the used length minus the header, already
   // clamped to the buffer); `cid`: our CID now.
-  VsockRx receive(const VsockHdr& h, uint32_t avail, uint64_t cid);
+  VsockRx receive(const abi::VsockHeader& h, uint32_t avail, uint64_t cid);
 
   // The device reset its transport (event queue): the connection is gone,
   // the listener stays.
@@ -91,9 +55,9 @@ class VsockConn {
   // Fills a header for a packet we send on the connection. For OP_RW `len`
   // payload bytes are counted against the peer's credit (the caller checked
   // tx_credit()). Every packet advertises our buf_alloc and fwd_cnt.
-  void fill(VsockHdr* h, uint16_t op, uint32_t len, uint32_t flags, uint64_t cid);
+  void fill(abi::VsockHeader* h, uint16_t op, uint32_t len, uint32_t flags, uint64_t cid);
   // A reply to `r` (RST to a stranger, RESPONSE, CREDIT_UPDATE).
-  void fill_reply(VsockHdr* h, const VsockReply& r, uint64_t cid);
+  void fill_reply(abi::VsockHeader* h, const VsockReply& r, uint64_t cid);
 
   // Bytes we may send now (0 unless open and the peer still receives).
   uint32_t tx_credit() const;
@@ -118,9 +82,9 @@ class VsockConn {
   uint32_t tx_cnt() const { return tx_cnt_; }
 
  private:
-  VsockRx on_connection(const VsockHdr& h, uint32_t avail);
+  VsockRx on_connection(const abi::VsockHeader& h, uint32_t avail);
   VsockRx end_with_rst();
-  void take_credit(const VsockHdr& h) {
+  void take_credit(const abi::VsockHeader& h) {
     peer_buf_alloc_ = h.buf_alloc;
     peer_fwd_cnt_ = h.fwd_cnt;
   }

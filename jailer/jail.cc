@@ -27,6 +27,7 @@
 #include <sstream>
 
 #include "api/snapshot_files.h"
+#include "base/clock.h"
 #include "base/fd.h"
 #include "jailer/cgroups.h"
 #include "jailer/jail_record.h"
@@ -46,13 +47,8 @@ struct Trace {
   bool on = false;
   uint64_t t0 = 0;
   std::string line;
-  static uint64_t now() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-  }
   void mark(const char* what) {
-    if (on) line += " " + std::string(what) + "_us=" + std::to_string((now() - t0) / 1000);
+    if (on) line += " " + std::string(what) + "_us=" + std::to_string((monotonic_ns() - t0) / 1000);
   }
 };
 Trace g_trace;  // this file's only global: a diagnostic, written by one thread
@@ -550,7 +546,7 @@ int supervise(pid_t child, const sigset_t& waited, const CgroupPlan& plan, const
 int run_jail(const JailerOptions& o, uint64_t t0_ns) {
   const char* trace = std::getenv("EMBER_JAILER_TRACE");
   g_trace.on = trace && *trace && std::strcmp(trace, "0") != 0;
-  g_trace.t0 = t0_ns ? t0_ns : Trace::now();
+  g_trace.t0 = t0_ns ? t0_ns : monotonic_ns();
   g_trace.mark("run_jail");
   // 2 (first, before anything is opened): no inherited fd survives, no
   // inherited environment variable reaches the VMM.

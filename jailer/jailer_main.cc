@@ -6,14 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "jailer/jail.h"
 #include "jailer/jailer_cli.h"
 
 int main(int argc, char** argv) {
   using namespace ember::jail;
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  const uint64_t t0 = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  const uint64_t t0 = ember::monotonic_ns();
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::fputs(jailer_usage_text().c_str(), stderr);

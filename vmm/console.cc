@@ -47,7 +47,7 @@ bool ConsoleDevice::process_queue(uint32_t q) {
 
 void ConsoleDevice::finish_used(Virtqueue& q) {
   q.publish_used();
-  if (q.should_interrupt()) ctx_.interrupt->raise(kVirtioIntUsedBuffer);
+  if (q.should_interrupt()) ctx_.interrupt->raise(abi::kVirtioIntUsedBuffer);
 }
 
 bool ConsoleDevice::return_eof_buffers() {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "api/boot_info.h"
 #include "vmm/log.h"
 #include "vmm/virtio_device.h"
 
@@ -33,7 +34,7 @@ class ConsoleDevice : public VirtioDevice {
   // is discarded. The fds are borrowed.
   ConsoleDevice(int in_fd, int out_fd, const Log* log = nullptr) : in_fd_(in_fd), out_fd_(out_fd), log_(log) {}
 
-  uint32_t device_id() const override { return 3; }
+  uint32_t device_id() const override { return abi::kVirtioIdConsole; }
   uint64_t device_features() const override { return 0; }
   uint32_t queue_count() const override { return 2; }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;

@@ -52,12 +52,6 @@
 
 namespace ember {
 
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
@@ -599,7 +593,7 @@ Result<void> Machine::setup_devices() {
     std::vector<int> fds;
     for (uint32_t q = 0; q < queues; q++) {
       EMBER_TRY(Fd nfd, make_eventfd());
-      EMBER_TRY_VOID(vm_.add_ioeventfd(nfd.get(), base + kMmioQueueNotify, 4, q));
+      EMBER_TRY_VOID(vm_.add_ioeventfd(nfd.get(), base + abi::kMmioQueueNotify, 4, q));
       fds.push_back(nfd.get());
       notify_fds_.push_back(std::move(nfd));
       notify_queue_.emplace_back(i, q);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "base/clock.h"
 #include "base/result.h"
 
 namespace ember {
@@ -158,8 +159,5 @@ class MachineRunner {
   MachineConfig config_;  // the machine refers to it
   std::unique_ptr<Machine> machine_;
 };
-
-// CLOCK_MONOTONIC in nanoseconds.
-uint64_t monotonic_ns();
 
 }  // namespace ember

@@ -7,25 +7,12 @@
 #include <span>
 #include <string>
 
+#include "api/virtio.h"
 #include "base/result.h"
 #include "vmm/guest_memory.h"
 #include "vmm/virtqueue.h"
 
 namespace ember {
-
-inline constexpr uint64_t kVirtioFVersion1 = 1ull << 32;
-
-// virtio status bits
-inline constexpr uint32_t kVirtioStatusAcknowledge = 1;
-inline constexpr uint32_t kVirtioStatusDriver = 2;
-inline constexpr uint32_t kVirtioStatusDriverOk = 4;
-inline constexpr uint32_t kVirtioStatusFeaturesOk = 8;
-inline constexpr uint32_t kVirtioStatusNeedsReset = 0x40;
-inline constexpr uint32_t kVirtioStatusFailed = 0x80;
-
-// InterruptStatus bits
-inline constexpr uint32_t kVirtioIntUsedBuffer = 1;
-inline constexpr uint32_t kVirtioIntConfigChange = 2;
 
 // How a device signals its driver. The transport implements it; both are
 // called with the device lock held.

@@ -22,11 +22,11 @@ Result<void> VirtioMmioTransport::preconfigure(std::function<uint64_t(uint32_t)>
     queue_config_[q] = VirtqueueConfig{size, base, base + avail_off, base + used_off};
     queue_ready_[q] = true;
   }
-  driver_features_ = kVirtioFVersion1;
-  status_ = kVirtioStatusAcknowledge | kVirtioStatusDriver | kVirtioStatusFeaturesOk;
-  write_status(status_ | kVirtioStatusDriverOk);
+  driver_features_ = abi::kVirtioFVersion1;
+  status_ = abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver | abi::kVirtioStatusFeaturesOk;
+  write_status(status_ | abi::kVirtioStatusDriverOk);
   run_device_work_locked();
-  if (status_ & kVirtioStatusNeedsReset) return Error{"virtio device " + std::to_string(device_->device_id()) +
+  if (status_ & abi::kVirtioStatusNeedsReset) return Error{"virtio device " + std::to_string(device_->device_id()) +
                                                       ": pre-configuration failed"};
   return Ok();
 }
@@ -45,8 +45,8 @@ void VirtioMmioTransport::raise(uint32_t bits) {
 void VirtioMmioTransport::mmio_read(uint64_t offset, std::span<uint8_t> data) {
   std::lock_guard<std::mutex> g(mutex_);
   std::fill(data.begin(), data.end(), 0);
-  if (offset >= kMmioConfig) {
-    device_->read_config(offset - kMmioConfig, data);
+  if (offset >= abi::kMmioConfig) {
+    device_->read_config(offset - abi::kMmioConfig, data);
     return;
   }
   // Registers below the config space are 32-bit wide, 32-bit accessed.
@@ -60,15 +60,15 @@ void VirtioMmioTransport::mmio_write(uint64_t offset, std::span<const uint8_t> d
   uint32_t notified = 0;
   {
     std::lock_guard<std::mutex> g(mutex_);
-    if (offset >= kMmioConfig) {
-      device_->write_config(offset - kMmioConfig, data);
+    if (offset >= abi::kMmioConfig) {
+      device_->write_config(offset - abi::kMmioConfig, data);
       return;
     }
     if (data.size() != 4 || offset % 4) return;
     uint32_t v;
     std::memcpy(&v, data.data(), 4);
-    if (offset == kMmioQueueNotify) {
-      if (!(status_ & kVirtioStatusDriverOk) || v >= queues_.size()) return;
+    if (offset == abi::kMmioQueueNotify) {
+      if (!(status_ & abi::kVirtioStatusDriverOk) || v >= queues_.size()) return;
       if (!notify_hook_) {
         notify_locked(v);
         return;
@@ -86,26 +86,26 @@ void VirtioMmioTransport::mmio_write(uint64_t offset, std::span<const uint8_t> d
 uint32_t VirtioMmioTransport::read_register(uint32_t offset) {
   const bool qok = queue_sel_ < queues_.size();
   switch (offset) {
-    case kMmioMagic: return kVirtioMmioMagic;
-    case kMmioVersion: return 2;
-    case kMmioDeviceId: return device_->device_id();
-    case kMmioVendorId: return kVirtioMmioVendor;
-    case kMmioDeviceFeatures:
+    case abi::kMmioMagic: return abi::kVirtioMmioMagic;
+    case abi::kMmioVersion: return 2;
+    case abi::kMmioDeviceId: return device_->device_id();
+    case abi::kMmioVendorId: return abi::kVirtioMmioVendor;
+    case abi::kMmioDeviceFeatures:
       return device_features_sel_ == 0 ? static_cast<uint32_t>(offered_features())
              : device_features_sel_ == 1 ? static_cast<uint32_t>(offered_features() >> 32)
                                          : 0;
-    case kMmioQueueNumMax: return qok ? device_->queue_max_size() : 0;
-    case kMmioQueueNum: return qok ? queue_config_[queue_sel_].size : 0;
-    case kMmioQueueReady: return qok && queue_ready_[queue_sel_] ? 1 : 0;
-    case kMmioInterruptStatus: return interrupt_status_;
-    case kMmioStatus: return status_;
-    case kMmioQueueDescLow: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].desc_gpa) : 0;
-    case kMmioQueueDescHigh: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].desc_gpa >> 32) : 0;
-    case kMmioQueueDriverLow: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].avail_gpa) : 0;
-    case kMmioQueueDriverHigh: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].avail_gpa >> 32) : 0;
-    case kMmioQueueDeviceLow: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].used_gpa) : 0;
-    case kMmioQueueDeviceHigh: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].used_gpa >> 32) : 0;
-    case kMmioConfigGeneration: return 0;  // the config space never changes
+    case abi::kMmioQueueNumMax: return qok ? device_->queue_max_size() : 0;
+    case abi::kMmioQueueNum: return qok ? queue_config_[queue_sel_].size : 0;
+    case abi::kMmioQueueReady: return qok && queue_ready_[queue_sel_] ? 1 : 0;
+    case abi::kMmioInterruptStatus: return interrupt_status_;
+    case abi::kMmioStatus: return status_;
+    case abi::kMmioQueueDescLow: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].desc_gpa) : 0;
+    case abi::kMmioQueueDescHigh: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].desc_gpa >> 32) : 0;
+    case abi::kMmioQueueDriverLow: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].avail_gpa) : 0;
+    case abi::kMmioQueueDriverHigh: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].avail_gpa >> 32) : 0;
+    case abi::kMmioQueueDeviceLow: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].used_gpa) : 0;
+    case abi::kMmioQueueDeviceHigh: return qok ? static_cast<uint32_t>(queue_config_[queue_sel_].used_gpa >> 32) : 0;
+    case abi::kMmioConfigGeneration: return 0;  // the config space never changes
     default: return 0;
   }
 }
@@ -115,30 +115,30 @@ void VirtioMmioTransport::write_register(uint32_t offset, uint32_t value) {
   auto set_high = [](uint64_t& field, uint32_t v) { field = (field & 0xffffffffull) | (uint64_t{v} << 32); };
   // Queue registers may change only while that queue is not ready and the
   // driver has not finished (virtio 1.2, 4.2.3.2).
-  const bool qw = queue_sel_ < queues_.size() && !queue_ready_[queue_sel_] && !(status_ & kVirtioStatusDriverOk);
+  const bool qw = queue_sel_ < queues_.size() && !queue_ready_[queue_sel_] && !(status_ & abi::kVirtioStatusDriverOk);
   switch (offset) {
-    case kMmioDeviceFeaturesSel: device_features_sel_ = value; break;
-    case kMmioDriverFeatures:
-      if (status_ & kVirtioStatusFeaturesOk) break;
+    case abi::kMmioDeviceFeaturesSel: device_features_sel_ = value; break;
+    case abi::kMmioDriverFeatures:
+      if (status_ & abi::kVirtioStatusFeaturesOk) break;
       if (driver_features_sel_ == 0) set_low(driver_features_, value);
       else if (driver_features_sel_ == 1) set_high(driver_features_, value);
       break;
-    case kMmioDriverFeaturesSel: driver_features_sel_ = value; break;
-    case kMmioQueueSel: queue_sel_ = value; break;
-    case kMmioQueueNum:
+    case abi::kMmioDriverFeaturesSel: driver_features_sel_ = value; break;
+    case abi::kMmioQueueSel: queue_sel_ = value; break;
+    case abi::kMmioQueueNum:
       if (qw) queue_config_[queue_sel_].size = static_cast<uint16_t>(value > 0xffff ? 0 : value);
       break;
-    case kMmioQueueReady:
-      if (queue_sel_ < queues_.size() && !(status_ & kVirtioStatusDriverOk)) queue_ready_[queue_sel_] = value == 1;
+    case abi::kMmioQueueReady:
+      if (queue_sel_ < queues_.size() && !(status_ & abi::kVirtioStatusDriverOk)) queue_ready_[queue_sel_] = value == 1;
       break;
-    case kMmioInterruptAck: interrupt_status_ &= ~value; break;
-    case kMmioStatus: write_status(value); break;
-    case kMmioQueueDescLow: if (qw) set_low(queue_config_[queue_sel_].desc_gpa, value); break;
-    case kMmioQueueDescHigh: if (qw) set_high(queue_config_[queue_sel_].desc_gpa, value); break;
-    case kMmioQueueDriverLow: if (qw) set_low(queue_config_[queue_sel_].avail_gpa, value); break;
-    case kMmioQueueDriverHigh: if (qw) set_high(queue_config_[queue_sel_].avail_gpa, value); break;
-    case kMmioQueueDeviceLow: if (qw) set_low(queue_config_[queue_sel_].used_gpa, value); break;
-    case kMmioQueueDeviceHigh: if (qw) set_high(queue_config_[queue_sel_].used_gpa, value); break;
+    case abi::kMmioInterruptAck: interrupt_status_ &= ~value; break;
+    case abi::kMmioStatus: write_status(value); break;
+    case abi::kMmioQueueDescLow: if (qw) set_low(queue_config_[queue_sel_].desc_gpa, value); break;
+    case abi::kMmioQueueDescHigh: if (qw) set_high(queue_config_[queue_sel_].desc_gpa, value); break;
+    case abi::kMmioQueueDriverLow: if (qw) set_low(queue_config_[queue_sel_].avail_gpa, value); break;
+    case abi::kMmioQueueDriverHigh: if (qw) set_high(queue_config_[queue_sel_].avail_gpa, value); break;
+    case abi::kMmioQueueDeviceLow: if (qw) set_low(queue_config_[queue_sel_].used_gpa, value); break;
+    case abi::kMmioQueueDeviceHigh: if (qw) set_high(queue_config_[queue_sel_].used_gpa, value); break;
     default: break;  // read-only or unknown: ignored
   }
 }
@@ -152,17 +152,17 @@ void VirtioMmioTransport::write_status(uint32_t value) {
     return;
   }
   // The driver only ever adds bits; keep NEEDS_RESET sticky until a reset.
-  uint32_t next = value | (status_ & kVirtioStatusNeedsReset);
-  if ((next & kVirtioStatusFeaturesOk) && !(status_ & kVirtioStatusFeaturesOk)) {
+  uint32_t next = value | (status_ & abi::kVirtioStatusNeedsReset);
+  if ((next & abi::kVirtioStatusFeaturesOk) && !(status_ & abi::kVirtioStatusFeaturesOk)) {
     // FEATURES_OK sticks only for a subset of what we offer, VERSION_1
     // included (no legacy interface).
-    if ((driver_features_ & ~offered_features()) || !(driver_features_ & kVirtioFVersion1))
-      next &= ~kVirtioStatusFeaturesOk;
+    if ((driver_features_ & ~offered_features()) || !(driver_features_ & abi::kVirtioFVersion1))
+      next &= ~abi::kVirtioStatusFeaturesOk;
   }
-  const bool go = (next & kVirtioStatusDriverOk) && !(status_ & kVirtioStatusDriverOk);
+  const bool go = (next & abi::kVirtioStatusDriverOk) && !(status_ & abi::kVirtioStatusDriverOk);
   status_ = next;
   if (go) {
-    if (!(status_ & kVirtioStatusFeaturesOk)) {
+    if (!(status_ & abi::kVirtioStatusFeaturesOk)) {
       mark_broken_locked("DRIVER_OK without FEATURES_OK");
       return;
     }
@@ -190,7 +190,7 @@ void VirtioMmioTransport::run_device_work_locked() {
   if (pending_activate_) {
     pending_activate_ = false;
     // The guest may have reset or broken the device again since.
-    if ((status_ & kVirtioStatusDriverOk) && !(status_ & kVirtioStatusNeedsReset)) activate_locked();
+    if ((status_ & abi::kVirtioStatusDriverOk) && !(status_ & abi::kVirtioStatusNeedsReset)) activate_locked();
   }
 }
 
@@ -208,11 +208,11 @@ void VirtioMmioTransport::activate_locked() {
 }
 
 void VirtioMmioTransport::mark_broken_locked(const std::string& why) {
-  if (status_ & kVirtioStatusNeedsReset) return;
+  if (status_ & abi::kVirtioStatusNeedsReset) return;
   if (log_) log_->debug("virtio device %u: needs reset: %s", device_->device_id(), why.c_str());
-  status_ |= kVirtioStatusNeedsReset;
+  status_ |= abi::kVirtioStatusNeedsReset;
   // Tell a driver that listens for config changes (virtio 1.2, 2.1.2).
-  if (status_ & kVirtioStatusDriverOk) raise(kVirtioIntConfigChange);
+  if (status_ & abi::kVirtioStatusDriverOk) raise(abi::kVirtioIntConfigChange);
 }
 
 void VirtioMmioTransport::reset_locked() {
@@ -239,7 +239,7 @@ void VirtioMmioTransport::notify(uint32_t q) {
 
 void VirtioMmioTransport::notify_locked(uint32_t q) {
   run_device_work_locked();
-  if (!(status_ & kVirtioStatusDriverOk) || (status_ & kVirtioStatusNeedsReset) || q >= queues_.size()) return;
+  if (!(status_ & abi::kVirtioStatusDriverOk) || (status_ & abi::kVirtioStatusNeedsReset) || q >= queues_.size()) return;
   if (!queues_[q].active()) return;
   if (!device_->process_queue(q)) {
     std::string why = queues_[q].broken() ? "queue " + std::to_string(q) + ": " + queues_[q].broken_reason()
@@ -283,7 +283,7 @@ Result<void> VirtioMmioTransport::restore(const VirtioMmioState& s) {
     queue_config_[q] = s.queues[q].config;
     queue_ready_[q] = s.queues[q].ready;
   }
-  if (!(status_ & kVirtioStatusDriverOk) || (status_ & kVirtioStatusNeedsReset)) return Ok();
+  if (!(status_ & abi::kVirtioStatusDriverOk) || (status_ & abi::kVirtioStatusNeedsReset)) return Ok();
   if (driver_features_ & ~offered_features()) return Error{what + ": saved driver features were never offered"};
   for (uint32_t q = 0; q < queues_.size(); q++) {
     if (!queue_ready_[q]) continue;

@@ -20,35 +20,6 @@
 
 namespace ember {
 
-// virtio-mmio register offsets (virtio 1.2, 4.2.2).
-enum VirtioMmioRegister : uint32_t {
-  kMmioMagic = 0x000,
-  kMmioVersion = 0x004,
-  kMmioDeviceId = 0x008,
-  kMmioVendorId = 0x00c,
-  kMmioDeviceFeatures = 0x010,
-  kMmioDeviceFeaturesSel = 0x014,
-  kMmioDriverFeatures = 0x020,
-  kMmioDriverFeaturesSel = 0x024,
-  kMmioQueueSel = 0x030,
-  kMmioQueueNumMax = 0x034,
-  kMmioQueueNum = 0x038,
-  kMmioQueueReady = 0x044,
-  kMmioQueueNotify = 0x050,
-  kMmioInterruptStatus = 0x060,
-  kMmioInterruptAck = 0x064,
-  kMmioStatus = 0x070,
-  kMmioQueueDescLow = 0x080,
-  kMmioQueueDescHigh = 0x084,
-  kMmioQueueDriverLow = 0x090,
-  kMmioQueueDriverHigh = 0x094,
-  kMmioQueueDeviceLow = 0x0a0,
-  kMmioQueueDeviceHigh = 0x0a4,
-  kMmioConfigGeneration = 0x0fc,
-  kMmioConfig = 0x100,
-};
-inline constexpr uint32_t kVirtioMmioMagic = 0x74726976;  // "virt"
-inline constexpr uint32_t kVirtioMmioVendor = 0x52424d45;  // "EMBR"
 inline constexpr uint64_t kVirtioMmioWindow = 0x1000;
 
 // Plain data, for snapshots.
@@ -103,7 +74,7 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
 
   VirtioDevice& device() { return *device_; }
   uint32_t status() const;
-  bool needs_reset() const { return (status() & kVirtioStatusNeedsReset) != 0; }
+  bool needs_reset() const { return (status() & abi::kVirtioStatusNeedsReset) != 0; }
   VirtioMmioState save() const;
   // Puts the register file and the queues back as `state` says (snapshot
   // restore, reset in place): the device is reset first (its own state is
@@ -126,7 +97,7 @@ class VirtioMmioTransport : public MmioDevice, private VirtioInterrupt {
   void run_device_work_locked();
   void hand_off_device_work_locked();  // to the hook, or now where there is none
   void notify_locked(uint32_t q);
-  uint64_t offered_features() const { return device_->device_features() | kVirtioFVersion1; }
+  uint64_t offered_features() const { return device_->device_features() | abi::kVirtioFVersion1; }
 
   mutable std::mutex mutex_;
   std::unique_ptr<VirtioDevice> device_;

@@ -9,13 +9,7 @@ namespace ember {
 
 namespace {
 
-struct Desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-static_assert(sizeof(Desc) == 16);
+using Desc = abi::VirtqDesc;
 
 std::string hex(uint64_t v) {
   char buf[24];
@@ -103,9 +97,9 @@ Virtqueue::Pop Virtqueue::pop(DescriptorChain& out) {
     if (count >= n) return fail("descriptor chain from " + std::to_string(head) + " loops or exceeds the queue size");
     Desc d;
     std::memcpy(&d, desc_.data() + 16 * size_t{index}, sizeof d);  // one copy: the guest may rewrite it meanwhile
-    if (d.flags & kVirtqDescFIndirect)
+    if (d.flags & abi::kVirtqDescFIndirect)
       return fail("indirect descriptor " + std::to_string(index) + " (VIRTIO_F_INDIRECT_DESC not offered)");
-    if (d.flags & kVirtqDescFWrite) {
+    if (d.flags & abi::kVirtqDescFWrite) {
       auto s = memory_->slice(d.addr, d.len);
       if (!s) return fail("descriptor " + std::to_string(index) + ": " + s.message());
       out.writable_bytes += d.len;
@@ -120,7 +114,7 @@ Virtqueue::Pop Virtqueue::pop(DescriptorChain& out) {
     }
     if (out.readable_bytes + out.writable_bytes > kMaxChainBytes)
       return fail("descriptor chain from " + std::to_string(head) + " describes more than 4 GiB");
-    if (!(d.flags & kVirtqDescFNext)) break;
+    if (!(d.flags & abi::kVirtqDescFNext)) break;
     if (d.next >= n) return fail("descriptor " + std::to_string(index) + " links to " + std::to_string(d.next) +
                                  " >= queue size " + std::to_string(n));
     index = d.next;
@@ -151,7 +145,7 @@ bool Virtqueue::should_interrupt() const {
   if (!active_) return false;
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const uint16_t flags = __atomic_load_n(reinterpret_cast<const uint16_t*>(avail_.data()), __ATOMIC_RELAXED);
-  return !(flags & kVirtqAvailFNoInterrupt);
+  return !(flags & abi::kVirtqAvailFNoInterrupt);
 }
 
 VirtqueueState Virtqueue::save() const { return VirtqueueState{config_, next_avail_, next_used_, active_, active_}; }

@@ -13,15 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "api/virtio.h"
 #include "base/result.h"
 #include "vmm/guest_memory.h"
 
 namespace ember {
-
-inline constexpr uint16_t kVirtqDescFNext = 1;
-inline constexpr uint16_t kVirtqDescFWrite = 2;
-inline constexpr uint16_t kVirtqDescFIndirect = 4;
-inline constexpr uint16_t kVirtqAvailFNoInterrupt = 1;
 
 struct VirtqueueConfig {
   uint16_t size = 0;  // power of two, 1..max

@@ -15,6 +15,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "api/stdio_frames.h"
+#include "base/clock.h"
+
 namespace ember {
 
 namespace {
@@ -22,12 +25,6 @@ namespace {
 constexpr size_t kMaxIov = 64;
 constexpr size_t kMaxLine = 64;  // "CONNECT 4294967295\n" is 19
 constexpr int kAcceptBatch = 16;
-
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Copies n bytes into the chain's writable buffers starting at byte `offset`.
 void scatter(const DescriptorChain& chain, uint64_t offset, const void* src, size_t n) {
@@ -62,45 +59,6 @@ void gather(const DescriptorChain& chain, uint64_t offset, void* dst, size_t n) 
     offset = 0;
   }
 }
-
-// The guest->host byte stream of a stdio connection, cut into frames
-// (api/stdio_protocol.h), so that the VMM knows whether it may append an
-// exit frame of its own.
-struct FrameTracker {
-  uint8_t hdr[sizeof(abi::FrameHeader)] = {};
-  uint32_t got = 0;
-  uint64_t left = 0;
-  bool exit_seen = false;
-  bool broken = false;
-
-  void feed(const uint8_t* p, size_t n) {
-    while (n && !broken) {
-      if (left) {
-        const size_t k = static_cast<size_t>(std::min<uint64_t>(left, n));
-        left -= k;
-        p += k;
-        n -= k;
-        continue;
-      }
-      const size_t k = std::min<size_t>(sizeof hdr - got, n);
-      std::memcpy(hdr + got, p, k);
-      got += static_cast<uint32_t>(k);
-      p += k;
-      n -= k;
-      if (got < sizeof hdr) break;
-      got = 0;
-      abi::FrameHeader h;
-      std::memcpy(&h, hdr, sizeof h);
-      if (h.length > abi::kMaxFramePayload || h.type < abi::kFrameStdout || h.type > abi::kFrameExit) {
-        broken = true;
-        break;
-      }
-      if (h.type == abi::kFrameExit) exit_seen = true;
-      left = h.length;
-    }
-  }
-  bool at_boundary() const { return got == 0 && left == 0; }
-};
 
 enum Pending : uint32_t {
   kPendRst = 1,
@@ -144,7 +102,9 @@ struct VsockDevice::Conn {
   bool credit_requested = false;
   uint64_t deadline_ns = 0;  // kConnecting
   std::string line;          // kAwaitLine
-  FrameTracker frames;
+  // The guest->host stream of a stdio connection, cut into frames, so that
+  // the VMM knows whether it may append an exit frame of its own.
+  abi::FrameReader frames{abi::FrameSource::kGuest};
 
   size_t buffered() const { return buf.size() - buf_off; }
 };
@@ -173,8 +133,8 @@ Result<void> VsockDevice::activate(const VirtioContext& ctx, uint64_t) {
   active_ = true;
   rx_starved_ = false;
   promote_deferred();  // a stdio client that came during the last run goes first
-  if (!process_tx()) return Error{"vsock transmitq: " + ctx_.queues[kVsockTxq].broken_reason()};
-  if (!pump_rx()) return Error{"vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason()};
+  if (!process_tx()) return Error{"vsock transmitq: " + ctx_.queues[abi::kVsockTxq].broken_reason()};
+  if (!pump_rx()) return Error{"vsock receiveq: " + ctx_.queues[abi::kVsockRxq].broken_reason()};
   return Ok();
 }
 
@@ -186,15 +146,15 @@ void VsockDevice::reset() {
 
 void VsockDevice::finish_used(Virtqueue& q) {
   q.publish_used();
-  if (q.should_interrupt()) ctx_.interrupt->raise(kVirtioIntUsedBuffer);
+  if (q.should_interrupt()) ctx_.interrupt->raise(abi::kVirtioIntUsedBuffer);
 }
 
 bool VsockDevice::process_queue(uint32_t q) {
   if (!active_) return true;
   bool ok = true;
-  if (q == kVsockRxq) {
+  if (q == abi::kVsockRxq) {
     rx_starved_ = false;
-  } else if (q == kVsockTxq) {
+  } else if (q == abi::kVsockTxq) {
     ok = process_tx();
   }
   // The event queue: its buffers stay with us; we have no events to report
@@ -410,7 +370,7 @@ void VsockDevice::read_connect_line(Conn& c) {
     return;
   }
   c.pending |= kPendRequest;
-  c.deadline_ns = now_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
+  c.deadline_ns = monotonic_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
   arm_timer();
 }
 
@@ -422,7 +382,7 @@ void VsockDevice::arm_timer() {
       first = c->deadline_ns;
   itimerspec its{};
   if (first) {
-    const uint64_t now = now_ns();
+    const uint64_t now = monotonic_ns();
     const uint64_t in = first > now ? first - now : 1;
     its.it_value.tv_sec = static_cast<time_t>(in / 1000000000);
     its.it_value.tv_nsec = static_cast<long>(in % 1000000000);
@@ -434,7 +394,7 @@ void VsockDevice::on_timer() {
   uint64_t expirations;
   while (::read(timer_fd_.get(), &expirations, sizeof expirations) < 0 && errno == EINTR) {
   }
-  const uint64_t now = now_ns();
+  const uint64_t now = monotonic_ns();
   for (auto& c : conns_) {
     if (c->state != Conn::kConnecting || c->deferred || c->unbound || c->deadline_ns > now) continue;
     if (log_) log_->debug("vsock: guest did not answer the connection to port %u: closing the host client", c->peer_port);
@@ -467,7 +427,7 @@ bool VsockDevice::flush_tx_buf(Conn& c) {
       else destroy_conn(c.token);
       return true;
     }
-    if ((c.peer_shutdown & kVsockShutdownSend) && c.fd.valid()) ::shutdown(c.fd.get(), SHUT_WR);
+    if ((c.peer_shutdown & abi::kVsockShutdownSend) && c.fd.valid()) ::shutdown(c.fd.get(), SHUT_WR);
   } else if (c.buf_off > c.buf.size() / 2) {
     c.buf.erase(c.buf.begin(), c.buf.begin() + static_cast<std::ptrdiff_t>(c.buf_off));
     c.buf_off = 0;
@@ -503,7 +463,7 @@ void VsockDevice::on_fd_event(uint64_t token, uint32_t events) {
     }
   }
   if (active_ && !pump_rx()) {
-    ctx_.interrupt->needs_reset("vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason());
+    ctx_.interrupt->needs_reset("vsock receiveq: " + ctx_.queues[abi::kVsockRxq].broken_reason());
     return;
   }
   if (!active_) {
@@ -517,7 +477,7 @@ void VsockDevice::on_fd_event(uint64_t token, uint32_t events) {
 // ---------------------------------------------------------------- guest -> host
 
 bool VsockDevice::process_tx() {
-  Virtqueue& q = ctx_.queues[kVsockTxq];
+  Virtqueue& q = ctx_.queues[abi::kVsockTxq];
   bool any = false;
   for (;;) {
     const auto r = q.pop(scratch_);
@@ -527,7 +487,7 @@ bool VsockDevice::process_tx() {
     }
     if (r == Virtqueue::Pop::kEmpty) break;
     stats_.tx_packets++;
-    VsockHeader h;
+    abi::VsockHeader h;
     if (scratch_.readable_bytes < sizeof h) {
       stats_.dropped++;
       if (log_) log_->debug("vsock: transmit buffer %u shorter than a packet header: dropped", scratch_.head);
@@ -542,7 +502,7 @@ bool VsockDevice::process_tx() {
   return true;
 }
 
-void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& chain) {
+void VsockDevice::handle_packet(const abi::VsockHeader& h, const DescriptorChain& chain) {
   if (h.src_cid != guest_cid_ || h.dst_cid != abi::kVsockHostCid) {
     stats_.dropped++;
     if (log_) log_->debug("vsock: packet from cid %llu to cid %llu: not ours, dropped",
@@ -550,19 +510,19 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
     return;
   }
   Conn* c = find(h.dst_port, h.src_port);
-  const bool bad_len = h.len > chain.readable_bytes - sizeof(VsockHeader) || (h.op != kVsockOpRw && h.len != 0);
-  if (h.type != kVsockTypeStream || bad_len) {
+  const bool bad_len = h.len > chain.readable_bytes - sizeof(abi::VsockHeader) || (h.op != abi::kVsockOpRw && h.len != 0);
+  if (h.type != abi::kVsockTypeStream || bad_len) {
     stats_.dropped++;
     if (log_) log_->debug("vsock: malformed packet (type %u, op %u, len %u): reset", h.type, h.op, h.len);
     if (c) reset_conn(*c, true);
-    else if (h.op != kVsockOpRst && pending_rst_.size() < limits_.max_pending_rst)
+    else if (h.op != abi::kVsockOpRst && pending_rst_.size() < limits_.max_pending_rst)
       pending_rst_.push_back(PendingRst{h.src_port, h.dst_port});
     return;
   }
   if (!c) {
-    if (h.op == kVsockOpRequest) {
+    if (h.op == abi::kVsockOpRequest) {
       guest_connect(h);
-    } else if (h.op != kVsockOpRst && pending_rst_.size() < limits_.max_pending_rst) {
+    } else if (h.op != abi::kVsockOpRst && pending_rst_.size() < limits_.max_pending_rst) {
       pending_rst_.push_back(PendingRst{h.src_port, h.dst_port});
     }
     return;
@@ -572,11 +532,11 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
   c->peer_fwd_cnt = h.fwd_cnt;
   if (c->state == Conn::kDead) return;  // a reset is on its way
   if (c->state == Conn::kDraining) {
-    if (h.op == kVsockOpRst) c->rst_after_drain = false;
+    if (h.op == abi::kVsockOpRst) c->rst_after_drain = false;
     return;
   }
   switch (h.op) {
-    case kVsockOpResponse: {
+    case abi::kVsockOpResponse: {
       if (c->state != Conn::kConnecting || (c->pending & kPendRequest)) {
         reset_conn(*c, true);
         break;
@@ -593,7 +553,7 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
       arm_timer();
       break;
     }
-    case kVsockOpRst:
+    case abi::kVsockOpRst:
       if (c->state == Conn::kEstablished && c->buffered()) {
         c->state = Conn::kDraining;  // deliver what the guest sent before its reset
         c->rst_after_drain = false;
@@ -601,13 +561,13 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
         destroy_conn(c->token);
       }
       break;
-    case kVsockOpShutdown:
+    case abi::kVsockOpShutdown:
       if (c->state != Conn::kEstablished) {
         reset_conn(*c, true);
         break;
       }
-      c->peer_shutdown |= h.flags & (kVsockShutdownRcv | kVsockShutdownSend);
-      if (c->peer_shutdown == (kVsockShutdownRcv | kVsockShutdownSend)) {
+      c->peer_shutdown |= h.flags & (abi::kVsockShutdownRcv | abi::kVsockShutdownSend);
+      if (c->peer_shutdown == (abi::kVsockShutdownRcv | abi::kVsockShutdownSend)) {
         // The guest closed: write out what it sent, then reset (the
         // spec's close handshake).
         if (c->buffered()) {
@@ -616,16 +576,16 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
         } else {
           reset_conn(*c, true);
         }
-      } else if ((c->peer_shutdown & kVsockShutdownSend) && !c->buffered()) {
+      } else if ((c->peer_shutdown & abi::kVsockShutdownSend) && !c->buffered()) {
         ::shutdown(c->fd.get(), SHUT_WR);
       }
       break;
-    case kVsockOpRw:
+    case abi::kVsockOpRw:
       handle_rw(*c, h, chain);
       break;
-    case kVsockOpCreditUpdate:
+    case abi::kVsockOpCreditUpdate:
       break;  // the credit fields are all it carries
-    case kVsockOpCreditRequest:
+    case abi::kVsockOpCreditRequest:
       if (c->state == Conn::kEstablished) c->pending |= kPendCreditUpdate;
       break;
     default:  // a second REQUEST, INVALID, unknown ops
@@ -634,7 +594,7 @@ void VsockDevice::handle_packet(const VsockHeader& h, const DescriptorChain& cha
   }
 }
 
-void VsockDevice::guest_connect(const VsockHeader& h) {
+void VsockDevice::guest_connect(const abi::VsockHeader& h) {
   size_t live = 0;
   for (auto& c : conns_) live += c->state != Conn::kGone;
   auto refuse = [&](const char* why) {
@@ -663,8 +623,8 @@ void VsockDevice::guest_connect(const VsockHeader& h) {
   conns_.push_back(std::move(c));
 }
 
-void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain& chain) {
-  if (c.state != Conn::kEstablished || (c.peer_shutdown & kVsockShutdownSend)) {
+void VsockDevice::handle_rw(Conn& c, const abi::VsockHeader& h, const DescriptorChain& chain) {
+  if (c.state != Conn::kEstablished || (c.peer_shutdown & abi::kVsockShutdownSend)) {
     reset_conn(c, true);
     return;
   }
@@ -680,7 +640,7 @@ void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain
   // The data: readable bytes [44, 44 + len).
   iovec iov[kMaxIov];
   size_t n_iov = 0;
-  uint64_t skip = sizeof(VsockHeader), want = len;
+  uint64_t skip = sizeof(abi::VsockHeader), want = len;
   for (const auto& s : chain.readable) {
     if (want == 0) break;
     if (skip >= s.size()) {
@@ -688,7 +648,7 @@ void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain
       continue;
     }
     const size_t k = static_cast<size_t>(std::min<uint64_t>(s.size() - skip, want));
-    if (c.stdio) c.frames.feed(s.data() + skip, k);
+    if (c.stdio) c.frames.skim(s.data() + skip, k);
     if (n_iov < kMaxIov) iov[n_iov++] = iovec{const_cast<uint8_t*>(s.data()) + skip, k};
     want -= k;
     skip = 0;
@@ -715,7 +675,7 @@ void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain
     // The rest waits for EPOLLOUT; bounded by conn_buf (checked above).
     const size_t old = c.buf.size();
     c.buf.resize(old + (len - written));
-    gather(chain, sizeof(VsockHeader) + written, c.buf.data() + old, len - written);
+    gather(chain, sizeof(abi::VsockHeader) + written, c.buf.data() + old, len - written);
   }
   maybe_credit_update(c);
 }
@@ -725,24 +685,24 @@ void VsockDevice::handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain
 bool VsockDevice::fill_rx(Conn* c, uint16_t op, uint32_t flags, uint32_t src_port, uint32_t dst_port, bool data,
                           bool* progress) {
   *progress = false;
-  Virtqueue& q = ctx_.queues[kVsockRxq];
+  Virtqueue& q = ctx_.queues[abi::kVsockRxq];
   const auto r = q.pop(scratch_);
   if (r == Virtqueue::Pop::kBroken) return false;
   if (r == Virtqueue::Pop::kEmpty) {
     rx_starved_ = true;
     return true;
   }
-  if (scratch_.writable_bytes < sizeof(VsockHeader)) {
+  if (scratch_.writable_bytes < sizeof(abi::VsockHeader)) {
     ctx_.interrupt->needs_reset("vsock receive buffer " + std::to_string(scratch_.head) + " shorter than a header");
     return false;
   }
   uint32_t n = 0;
   if (data) {
     const uint64_t room =
-        std::min<uint64_t>({scratch_.writable_bytes - sizeof(VsockHeader), limits_.max_packet, peer_credit(*c)});
+        std::min<uint64_t>({scratch_.writable_bytes - sizeof(abi::VsockHeader), limits_.max_packet, peer_credit(*c)});
     iovec iov[kMaxIov];
     size_t n_iov = 0;
-    uint64_t skip = sizeof(VsockHeader), want = room;
+    uint64_t skip = sizeof(abi::VsockHeader), want = room;
     for (const auto& s : scratch_.writable) {
       if (want == 0 || n_iov == kMaxIov) break;
       if (skip >= s.size()) {
@@ -767,7 +727,7 @@ bool VsockDevice::fill_rx(Conn* c, uint16_t op, uint32_t flags, uint32_t src_por
       // End of the host's data (or an error that amounts to it).
       q.undo_pop();
       c->host_eof = true;
-      c->shutdown_flags = kVsockShutdownSend | (got < 0 || c->hup ? kVsockShutdownRcv : 0);
+      c->shutdown_flags = abi::kVsockShutdownSend | (got < 0 || c->hup ? abi::kVsockShutdownRcv : 0);
       c->pending |= kPendShutdown;
       *progress = true;
       return true;
@@ -776,16 +736,16 @@ bool VsockDevice::fill_rx(Conn* c, uint16_t op, uint32_t flags, uint32_t src_por
     c->rx_cnt += n;
     stats_.rx_bytes += n;
   }
-  VsockHeader h{};
+  abi::VsockHeader h{};
   h.src_cid = abi::kVsockHostCid;
   h.dst_cid = guest_cid_;
   h.src_port = src_port;
   h.dst_port = dst_port;
   h.len = n;
-  h.type = kVsockTypeStream;
+  h.type = abi::kVsockTypeStream;
   h.op = op;
   h.flags = flags;
-  if (c && op != kVsockOpRst) {
+  if (c && op != abi::kVsockOpRst) {
     h.buf_alloc = limits_.conn_buf;
     h.fwd_cnt = c->fwd_cnt;
     c->reported_fwd_cnt = c->fwd_cnt;
@@ -793,20 +753,20 @@ bool VsockDevice::fill_rx(Conn* c, uint16_t op, uint32_t flags, uint32_t src_por
   scatter(scratch_, 0, &h, sizeof h);
   q.add_used(scratch_.head, static_cast<uint32_t>(sizeof h) + n);
   stats_.rx_packets++;
-  if (op == kVsockOpRst) stats_.resets_sent++;
+  if (op == abi::kVsockOpRst) stats_.resets_sent++;
   *progress = true;
   return true;
 }
 
 bool VsockDevice::pump_rx() {
-  Virtqueue& q = ctx_.queues[kVsockRxq];
+  Virtqueue& q = ctx_.queues[abi::kVsockRxq];
   bool any = false, ok = true;
   while (active_ && ok && !rx_starved_) {
     bool progress = false;
     // 1. Resets for packets of connections we do not know.
     if (!pending_rst_.empty()) {
       const PendingRst r = pending_rst_.front();
-      ok = fill_rx(nullptr, kVsockOpRst, 0, r.dst_port, r.src_port, false, &progress);
+      ok = fill_rx(nullptr, abi::kVsockOpRst, 0, r.dst_port, r.src_port, false, &progress);
       if (progress) {
         pending_rst_.pop_front();
         any = true;
@@ -824,12 +784,12 @@ bool VsockDevice::pump_rx() {
       static constexpr struct {
         uint32_t bit;
         uint16_t op;
-      } kOrder[] = {{kPendRst, kVsockOpRst},
-                    {kPendRequest, kVsockOpRequest},
-                    {kPendResponse, kVsockOpResponse},
-                    {kPendShutdown, kVsockOpShutdown},
-                    {kPendCreditUpdate, kVsockOpCreditUpdate},
-                    {kPendCreditRequest, kVsockOpCreditRequest}};
+      } kOrder[] = {{kPendRst, abi::kVsockOpRst},
+                    {kPendRequest, abi::kVsockOpRequest},
+                    {kPendResponse, abi::kVsockOpResponse},
+                    {kPendShutdown, abi::kVsockOpShutdown},
+                    {kPendCreditUpdate, abi::kVsockOpCreditUpdate},
+                    {kPendCreditRequest, abi::kVsockOpCreditRequest}};
       for (const auto& o : kOrder) {
         if (!(ctl->pending & o.bit)) continue;
         const uint32_t flags = o.bit == kPendShutdown ? ctl->shutdown_flags : 0;
@@ -863,7 +823,7 @@ bool VsockDevice::pump_rx() {
         continue;
       }
       bool p = false;
-      ok = fill_rx(&c, kVsockOpRw, 0, c.local_port, c.peer_port, true, &p);
+      ok = fill_rx(&c, abi::kVsockOpRw, 0, c.local_port, c.peer_port, true, &p);
       if (p) {
         any = true;
         sent = true;
@@ -886,15 +846,14 @@ void VsockDevice::finish(const abi::ExitPayload& exit, int deadline_ms) {
   for (auto& c : conns_) {
     if (!c->stdio || !c->host_initiated) continue;
     if (c->state != Conn::kEstablished && c->state != Conn::kDraining) continue;
-    if (!c->frames.at_boundary() || c->frames.exit_seen || c->frames.broken) continue;
-    const abi::FrameHeader fh{abi::kFrameExit, sizeof(abi::ExitPayload)};
+    if (!c->frames.at_boundary() || c->frames.ended() || c->frames.error() != abi::FrameError::kNone) continue;
     const size_t old = c->buf.size();
-    c->buf.resize(old + sizeof fh + sizeof exit);
-    std::memcpy(c->buf.data() + old, &fh, sizeof fh);
-    std::memcpy(c->buf.data() + old + sizeof fh, &exit, sizeof exit);
-    c->frames.exit_seen = true;
+    c->buf.resize(old + sizeof(abi::FrameHeader) + sizeof exit);
+    abi::put_frame_header(c->buf.data() + old, abi::kFrameExit, sizeof exit);
+    std::memcpy(c->buf.data() + old + sizeof(abi::FrameHeader), &exit, sizeof exit);
+    c->frames.skim(c->buf.data() + old, c->buf.size() - old);
   }
-  const uint64_t end = now_ns() + uint64_t(deadline_ms > 0 ? deadline_ms : 0) * 1000000;
+  const uint64_t end = monotonic_ns() + uint64_t(deadline_ms > 0 ? deadline_ms : 0) * 1000000;
   for (;;) {
     std::vector<pollfd> fds;
     for (auto& c : conns_) {
@@ -903,7 +862,7 @@ void VsockDevice::finish(const abi::ExitPayload& exit, int deadline_ms) {
       if (c->fd.valid() && c->buffered()) fds.push_back(pollfd{c->fd.get(), POLLOUT, 0});
     }
     if (fds.empty()) break;
-    const uint64_t now = now_ns();
+    const uint64_t now = monotonic_ns();
     if (now >= end) {
       if (log_) log_->debug("vsock: %zu host clients did not read their output in time", fds.size());
       break;
@@ -957,7 +916,7 @@ void VsockDevice::preconnect(uint32_t port) {
   c->stdio = port == abi::kStdioPort;
   c->pending = kPendRequest;
   conns_.push_back(std::move(c));
-  if (!pump_rx()) ctx_.interrupt->needs_reset("vsock receiveq: " + ctx_.queues[kVsockRxq].broken_reason());
+  if (!pump_rx()) ctx_.interrupt->needs_reset("vsock receiveq: " + ctx_.queues[abi::kVsockRxq].broken_reason());
 }
 
 void VsockDevice::promote_deferred() {
@@ -965,7 +924,7 @@ void VsockDevice::promote_deferred() {
     if (!c->deferred || stdio_busy(c.get())) continue;
     c->deferred = false;
     c->pending |= kPendRequest;
-    c->deadline_ns = now_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
+    c->deadline_ns = monotonic_ns() + uint64_t{limits_.connect_timeout_ms} * 1000000;
   }
   arm_timer();
 }

@@ -36,45 +36,14 @@
 #include <string>
 #include <vector>
 
+#include "api/boot_info.h"
 #include "api/stdio_protocol.h"
+#include "api/virtio.h"
 #include "base/fd.h"
 #include "vmm/log.h"
 #include "vmm/virtio_device.h"
 
 namespace ember {
-
-inline constexpr uint32_t kVsockRxq = 0;
-inline constexpr uint32_t kVsockTxq = 1;
-inline constexpr uint32_t kVsockEventq = 2;
-
-// The packet header (virtio 1.2, 5.10.6), little-endian, 44 bytes.
-struct __attribute__((packed)) VsockHeader {
-  uint64_t src_cid;
-  uint64_t dst_cid;
-  uint32_t src_port;
-  uint32_t dst_port;
-  uint32_t len;
-  uint16_t type;
-  uint16_t op;
-  uint32_t flags;
-  uint32_t buf_alloc;
-  uint32_t fwd_cnt;
-};
-static_assert(sizeof(VsockHeader) == 44);
-
-enum VsockOp : uint16_t {
-  kVsockOpInvalid = 0,
-  kVsockOpRequest = 1,
-  kVsockOpResponse = 2,
-  kVsockOpRst = 3,
-  kVsockOpShutdown = 4,
-  kVsockOpRw = 5,
-  kVsockOpCreditUpdate = 6,
-  kVsockOpCreditRequest = 7,
-};
-inline constexpr uint16_t kVsockTypeStream = 1;
-inline constexpr uint32_t kVsockShutdownRcv = 1;
-inline constexpr uint32_t kVsockShutdownSend = 2;
 
 // Plain data, for snapshots. Connections are not state: a snapshot is taken
 // with none open (the ready point), and a restore or reset starts with none.
@@ -113,9 +82,9 @@ class VsockDevice : public VirtioDevice {
   ~VsockDevice() override;
 
   // VirtioDevice
-  uint32_t device_id() const override { return 19; }
+  uint32_t device_id() const override { return abi::kVirtioIdVsock; }
   uint64_t device_features() const override { return 0; }  // stream only (the default)
-  uint32_t queue_count() const override { return 3; }
+  uint32_t queue_count() const override { return abi::kVsockQueueCount; }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   Result<void> activate(const VirtioContext& ctx, uint64_t driver_features) override;
   bool process_queue(uint32_t q) override;
@@ -163,9 +132,9 @@ class VsockDevice : public VirtioDevice {
   };
 
   bool process_tx();
-  void handle_packet(const VsockHeader& h, const DescriptorChain& chain);
-  void handle_rw(Conn& c, const VsockHeader& h, const DescriptorChain& chain);
-  void guest_connect(const VsockHeader& h);
+  void handle_packet(const abi::VsockHeader& h, const DescriptorChain& chain);
+  void handle_rw(Conn& c, const abi::VsockHeader& h, const DescriptorChain& chain);
+  void guest_connect(const abi::VsockHeader& h);
   // Sends what can be sent to the guest: queued resets, control packets,
   // then data from host sockets. Returns false if the ring broke.
   bool pump_rx();

@@ -1,5 +1,5 @@
 // libFuzzer target for emberd's side of the stdio protocol
-// (controller/stdio_channel.cc, api/stdio_protocol.h): the bytes are what a
+// (api/stdio_client.cc, api/stdio_frames.cc): the bytes are what a
 // guest sends back over its vsock stream, which the guest fully controls.
 // Whatever they are, the exchange ends with a verdict (never a hang: the
 // peer's end is closed after the bytes), keeps output within its cap, and
@@ -19,10 +19,10 @@
 #include <string>
 
 #include "api/stdio_protocol.h"
-#include "controller/stdio_channel.h"
+#include "api/stdio_client.h"
 
-using ember::controller::Clock;
-using ember::controller::Exchange;
+using ember::Clock;
+using ember::stdio::Exchange;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
@@ -44,9 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   ::shutdown(sv[1], SHUT_WR);
 
-  const Exchange x = ember::controller::vsock_exchange(sv[0], "stdin for the program", leftover,
-                                                       Clock::now() + std::chrono::seconds(5), max_output);
-  ::close(sv[0]);
+  ember::stdio::Connection c{ember::Fd(sv[0]), leftover, 1, true};
+  const Exchange x = ember::stdio::exchange(c, "stdin for the program", Clock::now() + std::chrono::seconds(5), max_output);
   ::close(sv[1]);
 
   if (x.end == Exchange::End::kTimeout) abort();  // the stream ended: a verdict was due long before

@@ -45,7 +45,8 @@
 namespace {
 
 using ember::VsockDevice;
-using ember::VsockHeader;
+namespace abi = ember::abi;
+using abi::VsockHeader;
 
 constexpr uint64_t kRam = 1 << 20;
 constexpr uint16_t kQueueSize = 64;
@@ -232,7 +233,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 1: {  // the guest writes a register (half the time Status: resets, re-activations)
         const bool status = in.u8() % 2;
-        const uint64_t off = status ? uint64_t{ember::kMmioStatus} : in.u16() % 0x180;
+        const uint64_t off = status ? uint64_t{abi::kMmioStatus} : in.u16() % 0x180;
         const size_t len = status ? 4 : size_t{1} << (in.u8() % 4);
         std::string b = in.bytes(len);
         b.resize(len, '\0');
@@ -252,22 +253,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case 4: {  // the guest posts receive buffers
         const int k = 1 + in.u8() % 8;
-        const uint32_t len = in.u8() % 2 ? 0x1000 + sizeof(VsockHeader) : in.u16();
-        const uint16_t flags = in.u8() % 4 ? ember::kVirtqDescFWrite : 0;
+        const uint32_t len = in.u8() % 2 ? 0x1000 + sizeof(abi::VsockHeader) : in.u16();
+        const uint16_t flags = in.u8() % 4 ? abi::kVirtqDescFWrite : 0;
         for (int i = 0; i < k; i++) {
           const uint16_t slot = rx_slot++ % 32;
-          drv[ember::kVsockRxq]->set_desc(slot, kRxBufs + uint64_t{slot} * 0x2000, len, flags, 0);
-          drv[ember::kVsockRxq]->make_available(slot);
+          drv[abi::kVsockRxq]->set_desc(slot, kRxBufs + uint64_t{slot} * 0x2000, len, flags, 0);
+          drv[abi::kVsockRxq]->make_available(slot);
         }
-        transport.notify(ember::kVsockRxq);
+        transport.notify(abi::kVsockRxq);
         break;
       }
       case 5: {  // the guest sends a packet
-        VsockHeader h{};
+        abi::VsockHeader h{};
         const uint8_t shape = in.u8();
         h.src_cid = shape & 1 ? in.u32() : kGuestCid;
-        h.dst_cid = shape & 2 ? in.u32() : ember::abi::kVsockHostCid;
-        h.type = shape & 4 ? in.u16() : ember::kVsockTypeStream;
+        h.dst_cid = shape & 2 ? in.u32() : abi::kVsockHostCid;
+        h.type = shape & 4 ? in.u16() : abi::kVsockTypeStream;
         h.src_port = pick_port(in);
         h.dst_port = pick_port(in);
         h.op = in.u8() % 9;
@@ -282,15 +283,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint64_t at = kTxBufs + uint64_t{slot} * 0x1000;
         (void)mem.write(at, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size()));
         const uint32_t split = shape & 64 ? in.u8() : 0;
-        auto& tx = *drv[ember::kVsockTxq];
+        auto& tx = *drv[abi::kVsockTxq];
         if (split && split < pkt.size()) {
-          tx.set_desc(slot, at, split, ember::kVirtqDescFNext, static_cast<uint16_t>(32 + slot));
+          tx.set_desc(slot, at, split, abi::kVirtqDescFNext, static_cast<uint16_t>(32 + slot));
           tx.set_desc(static_cast<uint16_t>(32 + slot), at + split, static_cast<uint32_t>(pkt.size() - split), 0, 0);
         } else {
-          tx.set_desc(slot, at, static_cast<uint32_t>(pkt.size()), shape & 128 ? ember::kVirtqDescFWrite : 0, 0);
+          tx.set_desc(slot, at, static_cast<uint32_t>(pkt.size()), shape & 128 ? abi::kVirtqDescFWrite : 0, 0);
         }
         tx.make_available(slot);
-        transport.notify(ember::kVsockTxq);
+        transport.notify(abi::kVsockTxq);
         break;
       }
       case 6: {  // a host program connects and asks for a guest port

@@ -32,7 +32,7 @@
 
 #include "tests/integration/snapshot_fixture.h"
 #include "tests/integration/vm_fixture.h"
-#include "vmm/stdio_client.h"
+#include "api/stdio_client.h"
 
 extern char** environ;
 
@@ -393,11 +393,9 @@ TEST_F(Jailer, SnapshotInOneJailRestoreInAnother) {
     ASSERT_TRUE(b.started());
     const std::string sock = jail_dir(id) + "/run/v.sock";
     for (int run = 0; run < 2; run++) {
-      auto c = StdioClient::connect(sock, 20000);
-      ASSERT_TRUE(c) << c.message() << "; " << read_file(base_ + "/" + id + ".err");
       const std::string input = "vm " + std::to_string(vm) + " run " + std::to_string(run) + "\n";
-      auto r = c->run(input);
-      ASSERT_TRUE(r) << r.message();
+      auto r = stdio::invoke(sock, input, 30000);
+      ASSERT_TRUE(r) << r.message() << "; " << read_file(base_ + "/" + id + ".err");
       EXPECT_EQ(r->out, input);
       EXPECT_EQ(r->status(), 0);
     }

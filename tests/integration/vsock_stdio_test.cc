@@ -1,6 +1,6 @@
 // The program's stdin/stdout/stderr and exit status over virtio-vsock
 // (api/stdio_protocol.h) through ember-vmm's Unix socket, with the host side
-// in vmm/stdio_client.h: echo byte-exact from 0 bytes to 16 MiB, in a booted
+// in api/stdio_client.h: echo byte-exact from 0 bytes to 16 MiB, in a booted
 // VM and in one restored from a snapshot; a fault the guest cannot report is
 // reported by the VMM as an exit frame; reset in place serves one
 // connection per run. Real VMs with the real guest kernel.
@@ -11,10 +11,12 @@
 #include <random>
 
 #include "tests/integration/snapshot_fixture.h"
-#include "vmm/stdio_client.h"
+#include "api/stdio_client.h"
 
 namespace ember::testing {
 namespace {
+
+Clock::time_point soon(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
 
 std::string random_bytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -35,7 +37,7 @@ TEST_F(SnapshotTest, VsockEchoInABootedVm) {
                   tmp / "out", tmp / "err", /*stdin_never_ends=*/true);
     ASSERT_TRUE(vm.started());
     const std::string input = random_bytes(n, static_cast<uint32_t>(n));
-    auto r = stdio_invoke(uds, input, 60000);
+    auto r = stdio::invoke(uds, input, 60000);
     ASSERT_TRUE(r.ok()) << n << " bytes: " << r.message() << " " << read_file(tmp / "err");
     EXPECT_EQ(r->exit_kind, abi::kExitCode);
     EXPECT_EQ(r->exit_value, 0u);
@@ -55,7 +57,7 @@ TEST_F(SnapshotTest, VsockEchoFromASnapshot) {
                   tmp / "out", tmp / "err");
     ASSERT_TRUE(vm.started());
     const std::string input = random_bytes(n, static_cast<uint32_t>(n) + 1);
-    auto r = stdio_invoke(uds, input, 60000);
+    auto r = stdio::invoke(uds, input, 60000);
     ASSERT_TRUE(r.ok()) << n << " bytes: " << r.message() << " " << read_file(tmp / "err");
     EXPECT_EQ(r->status(), 0);
     EXPECT_EQ(r->out.size(), n);
@@ -74,7 +76,7 @@ TEST_F(SnapshotTest, VsockResetInPlaceServesOneConnectionPerRun) {
   ASSERT_TRUE(vm.started());
   std::string first_random;
   for (int i = 0; i < 10; i++) {
-    auto r = stdio_invoke(uds, std::to_string(i) + "\nrandom\n", 30000);
+    auto r = stdio::invoke(uds, std::to_string(i) + "\nrandom\n", 30000);
     ASSERT_TRUE(r.ok()) << "run " << i << ": " << r.message() << " " << read_file(tmp / "err");
     EXPECT_EQ(r->status(), 0);
     const std::string want =
@@ -93,7 +95,7 @@ TEST_F(SnapshotTest, VsockFaultIsReportedByTheVmm) {
   const std::string uds = tmp / "v.sock";
   Background vm({bin("ember-vmm"), "restore", "--timeout-ms", "60000", "--vsock-uds", uds, tmp / "snap"},
                 tmp / "out", tmp / "err");
-  auto r = stdio_invoke(uds, "9\ncrash\n", 30000);
+  auto r = stdio::invoke(uds, "9\ncrash\n", 30000);
   ASSERT_TRUE(r.ok()) << r.message() << " " << read_file(tmp / "err");
   EXPECT_EQ(r->exit_kind, abi::kExitSignal);
   EXPECT_EQ(r->exit_value, 11u);  // SIGSEGV: the guest died in ring 0's fault stub, the VMM said so
@@ -108,7 +110,7 @@ TEST_F(SnapshotTest, VsockClientsThatMisbehave) {
   Background vm({bin("ember-vmm"), "restore", "--timeout-ms", "60000", "--vsock-uds", uds, tmp / "snap"},
                 tmp / "out", tmp / "err");
   // A port nobody listens on in the guest: refused (the socket closes).
-  auto refused = StdioClient::connect(uds, 10000, 4444);
+  auto refused = stdio::connect(uds, soon(10000), {.port = 4444, .wait_for_socket = true});
   EXPECT_FALSE(refused.ok());
   // Garbage instead of CONNECT: closed; the VM serves the next client.
   {
@@ -123,11 +125,11 @@ TEST_F(SnapshotTest, VsockClientsThatMisbehave) {
     ::close(fd);
   }
   {
-    auto c = StdioClient::connect(uds, 10000, abi::kStdioPort);
+    auto c = stdio::connect(uds, soon(10000), {.wait_for_socket = true});
     ASSERT_TRUE(c.ok()) << c.message();
-    auto r = c->run("x", 30000);
-    ASSERT_TRUE(r.ok()) << r.message();
-    EXPECT_EQ(r->out, "1\n");
+    auto x = stdio::exchange(*c, "x", soon(30000), 1 << 20);
+    ASSERT_EQ(x.end, stdio::Exchange::End::kExited) << x.error;
+    EXPECT_EQ(x.out, "1\n");
   }
   EXPECT_EQ(vm.wait(), 0) << read_file(tmp / "err");
 }

@@ -1,4 +1,4 @@
-// The host side of the stdio protocol (api/stdio_protocol.h) against a fake
+// The host side of the stdio protocol (api/stdio_client.h) against a fake
 // guest on a socketpair, the vsock handshake against a fake VMM socket, and
 // the pipes path; hostile peers end the exchange with a clear error.
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "api/stdio_client.h"
 #include "api/stdio_protocol.h"
 #include "controller/fsutil.h"
 #include "controller/stdio_channel.h"
@@ -30,6 +31,13 @@ std::string exit_frame(uint32_t kind, uint32_t value) {
   for (int i = 0; i < 4; i++) p[i] = static_cast<char>(kind >> (8 * i));
   for (int i = 0; i < 4; i++) p[4 + i] = static_cast<char>(value >> (8 * i));
   return frame(abi::kFrameExit, p);
+}
+
+// An exchange over a stream that is already handshaken.
+Exchange vsock_exchange(int fd, std::string_view input, std::string leftover, Clock::time_point deadline,
+                        uint64_t max_output) {
+  stdio::Connection c{Fd(::dup(fd)), std::move(leftover), 1, true};
+  return stdio::exchange(c, input, deadline, max_output);
 }
 
 void write_all(int fd, const std::string& s) {
@@ -101,7 +109,7 @@ TEST(ControllerChannel, EchoWithLargeInputInterleaved) {
   ASSERT_EQ(x.end, Exchange::End::kExited) << x.error;
   EXPECT_EQ(x.out, input);
   EXPECT_EQ(x.err, "note\n");
-  EXPECT_EQ(x.exit_code(), 3);
+  EXPECT_EQ(x.status(), 3);
 }
 
 TEST(ControllerChannel, EmptyInputAndSignalExit) {
@@ -113,7 +121,7 @@ TEST(ControllerChannel, EmptyInputAndSignalExit) {
   Exchange x = vsock_exchange(p.host, "", "", kSoon(), 1024);
   guest.join();
   ASSERT_EQ(x.end, Exchange::End::kExited);
-  EXPECT_EQ(x.exit_code(), 139);
+  EXPECT_EQ(x.status(), 139);
 }
 
 TEST(ControllerChannel, LeftoverBytesCount) {
@@ -220,30 +228,53 @@ class ControllerFakeVmm : public ::testing::Test {
 TEST_F(ControllerFakeVmm, Handshake) {
   std::string line;
   auto t = serve("OK 1073741824\n" + frame(abi::kFrameStdout, "hi"), &line);
-  std::string leftover;
-  auto fd = vsock_connect(path_, 1024, kSoon(), &leftover);
+  auto c = stdio::connect(path_, kSoon(), {.port = 1024});
   t.join();
-  ASSERT_TRUE(fd) << fd.message();
+  ASSERT_TRUE(c) << c.message();
   EXPECT_EQ(line, "CONNECT 1024\n");
+  EXPECT_EQ(c->host_port, 1073741824u);
   // What came after the OK line is still there for the exchange.
+  std::string after = c->leftover;
   char buf[64];
-  const ssize_t n = ::read(fd->get(), buf, sizeof buf);
-  EXPECT_EQ(std::string(buf, static_cast<size_t>(n > 0 ? n : 0)), frame(abi::kFrameStdout, "hi"));
+  for (ssize_t n; (n = ::recv(c->fd.get(), buf, sizeof buf, MSG_DONTWAIT)) > 0;) after.append(buf, static_cast<size_t>(n));
+  EXPECT_EQ(after, frame(abi::kFrameStdout, "hi"));
+}
+
+TEST_F(ControllerFakeVmm, PipelinedHandshakeSendsStdinBehindTheConnectLine) {
+  std::string line;
+  auto t = serve("OK 7\n" + frame(abi::kFrameStdout, "hi") + exit_frame(abi::kExitCode, 4), &line);
+  auto c = stdio::connect(path_, kSoon(), {.pipelined = true});
+  ASSERT_TRUE(c) << c.message();
+  Exchange x = stdio::exchange(*c, "in", kSoon(), 1024);
+  t.join();
+  EXPECT_EQ(line.substr(0, 13), "CONNECT 1024\n");
+  ASSERT_EQ(x.end, Exchange::End::kExited) << x.error;
+  EXPECT_EQ(x.out, "hi");
+  EXPECT_EQ(x.status(), 4);
+  EXPECT_EQ(c->host_port, 7u);
+  // Refused: the socket closes without an answer.
+  auto t2 = serve("", &line);
+  auto c2 = stdio::connect(path_, kSoon(), {.pipelined = true});
+  ASSERT_TRUE(c2) << c2.message();
+  Exchange x2 = stdio::exchange(*c2, "in", kSoon(), 1024);
+  t2.join();
+  EXPECT_EQ(x2.end, Exchange::End::kBroken);
+  EXPECT_NE(x2.error.find("refused"), std::string::npos) << x2.error;
 }
 
 TEST_F(ControllerFakeVmm, HandshakeRefused) {
   std::string line;
   auto t = serve("", &line);  // closes without OK: no listener in the guest
-  auto fd = vsock_connect(path_, 1024, kSoon(), nullptr);
+  auto fd = stdio::connect(path_, kSoon(), {.port = 1024});
   t.join();
   ASSERT_FALSE(fd);
   EXPECT_NE(fd.message().find("closed"), std::string::npos) << fd.message();
   auto t2 = serve("NOPE\n", &line);
-  auto fd2 = vsock_connect(path_, 1024, kSoon(), nullptr);
+  auto fd2 = stdio::connect(path_, kSoon(), {.port = 1024});
   t2.join();
   ASSERT_FALSE(fd2);
   EXPECT_NE(fd2.message().find("NOPE"), std::string::npos) << fd2.message();
-  EXPECT_FALSE(vsock_connect(dir_ + "/missing.sock", 1024, kSoon(), nullptr));
+  EXPECT_FALSE(stdio::connect(dir_ + "/missing.sock", kSoon()));
 }
 
 TEST(ControllerChannel, Pipes) {

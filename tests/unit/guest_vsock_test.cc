@@ -22,14 +22,14 @@ constexpr uint32_t kPort = abi::kStdioPort;
 constexpr uint32_t kBuf = 256 * 1024;
 constexpr uint32_t kHostPort = 50000;
 
-VsockHdr hdr(uint16_t op, uint32_t len = 0, uint32_t src_port = kHostPort, uint32_t dst_port = kPort) {
-  VsockHdr h{};
-  h.src_cid = kVsockHostCid;
+abi::VsockHeader hdr(uint16_t op, uint32_t len = 0, uint32_t src_port = kHostPort, uint32_t dst_port = kPort) {
+  abi::VsockHeader h{};
+  h.src_cid = abi::kVsockHostCid;
   h.dst_cid = kCid;
   h.src_port = src_port;
   h.dst_port = dst_port;
   h.len = len;
-  h.type = kVsockTypeStream;
+  h.type = abi::kVsockTypeStream;
   h.op = op;
   h.buf_alloc = 64 * 1024;
   h.fwd_cnt = 0;
@@ -44,7 +44,7 @@ VsockConn listening() {
 
 VsockConn connected() {
   VsockConn c = listening();
-  VsockRx r = c.receive(hdr(kVsockOpRequest), 0, kCid);
+  VsockRx r = c.receive(hdr(abi::kVsockOpRequest), 0, kCid);
   EXPECT_TRUE(r.accepted);
   return c;
 }
@@ -52,17 +52,17 @@ VsockConn connected() {
 // ------------------------------------------------------------ header
 
 TEST(GuestVsockHeader, LayoutIsTheSpecs) {
-  EXPECT_EQ(sizeof(VsockHdr), 44u);
-  EXPECT_EQ(offsetof(VsockHdr, src_cid), 0u);
-  EXPECT_EQ(offsetof(VsockHdr, dst_cid), 8u);
-  EXPECT_EQ(offsetof(VsockHdr, src_port), 16u);
-  EXPECT_EQ(offsetof(VsockHdr, dst_port), 20u);
-  EXPECT_EQ(offsetof(VsockHdr, len), 24u);
-  EXPECT_EQ(offsetof(VsockHdr, type), 28u);
-  EXPECT_EQ(offsetof(VsockHdr, op), 30u);
-  EXPECT_EQ(offsetof(VsockHdr, flags), 32u);
-  EXPECT_EQ(offsetof(VsockHdr, buf_alloc), 36u);
-  EXPECT_EQ(offsetof(VsockHdr, fwd_cnt), 40u);
+  EXPECT_EQ(sizeof(abi::VsockHeader), 44u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, src_cid), 0u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, dst_cid), 8u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, src_port), 16u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, dst_port), 20u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, len), 24u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, type), 28u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, op), 30u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, flags), 32u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, buf_alloc), 36u);
+  EXPECT_EQ(offsetof(abi::VsockHeader, fwd_cnt), 40u);
 }
 
 // ------------------------------------------------------------ connections
@@ -70,23 +70,23 @@ TEST(GuestVsockHeader, LayoutIsTheSpecs) {
 TEST(GuestVsockConn, AcceptsTheHostOnTheStdioPort) {
   VsockConn c = listening();
   EXPECT_FALSE(c.ever_connected());
-  VsockRx r = c.receive(hdr(kVsockOpRequest), 0, kCid);
+  VsockRx r = c.receive(hdr(abi::kVsockOpRequest), 0, kCid);
   EXPECT_TRUE(r.accepted);
-  EXPECT_EQ(r.reply.op, kVsockOpResponse);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpResponse);
   EXPECT_EQ(r.reply.src_port, kPort);
   EXPECT_EQ(r.reply.dst_port, kHostPort);
   EXPECT_TRUE(c.open());
   EXPECT_EQ(c.peer_port(), kHostPort);
   EXPECT_EQ(c.tx_credit(), 64u * 1024);  // the peer's buf_alloc from the request
 
-  VsockHdr out{};
+  abi::VsockHeader out{};
   c.fill_reply(&out, r.reply, kCid);
   EXPECT_EQ(out.src_cid, kCid);
-  EXPECT_EQ(out.dst_cid, kVsockHostCid);
+  EXPECT_EQ(out.dst_cid, abi::kVsockHostCid);
   EXPECT_EQ(out.src_port, kPort);
   EXPECT_EQ(out.dst_port, kHostPort);
-  EXPECT_EQ(out.op, kVsockOpResponse);
-  EXPECT_EQ(out.type, kVsockTypeStream);
+  EXPECT_EQ(out.op, abi::kVsockOpResponse);
+  EXPECT_EQ(out.type, abi::kVsockTypeStream);
   EXPECT_EQ(out.buf_alloc, kBuf);
   EXPECT_EQ(out.fwd_cnt, 0u);
   EXPECT_EQ(out.len, 0u);
@@ -94,97 +94,97 @@ TEST(GuestVsockConn, AcceptsTheHostOnTheStdioPort) {
 
 TEST(GuestVsockConn, UnknownPortsGetRst) {
   VsockConn c = listening();
-  VsockRx r = c.receive(hdr(kVsockOpRequest, 0, kHostPort, 9999), 0, kCid);
+  VsockRx r = c.receive(hdr(abi::kVsockOpRequest, 0, kHostPort, 9999), 0, kCid);
   EXPECT_FALSE(r.accepted);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_EQ(r.reply.src_port, 9999u);
   EXPECT_EQ(r.reply.dst_port, kHostPort);
   EXPECT_FALSE(c.ever_connected());
   // Data for a connection that does not exist.
-  r = c.receive(hdr(kVsockOpRw, 5), 5, kCid);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  r = c.receive(hdr(abi::kVsockOpRw, 5), 5, kCid);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_EQ(r.data, 0u);
   // Never an answer to an RST.
-  r = c.receive(hdr(kVsockOpRst, 0, kHostPort, 9999), 0, kCid);
+  r = c.receive(hdr(abi::kVsockOpRst, 0, kHostPort, 9999), 0, kCid);
   EXPECT_EQ(r.reply.op, 0);
-  r = c.receive(hdr(kVsockOpRst), 0, kCid);
+  r = c.receive(hdr(abi::kVsockOpRst), 0, kCid);
   EXPECT_EQ(r.reply.op, 0);
 }
 
 TEST(GuestVsockConn, WrongCidsAreIgnored) {
   VsockConn c = listening();
-  VsockHdr h = hdr(kVsockOpRequest);
+  abi::VsockHeader h = hdr(abi::kVsockOpRequest);
   h.dst_cid = 4;
   EXPECT_EQ(c.receive(h, 0, kCid).reply.op, 0);
-  h = hdr(kVsockOpRequest);
+  h = hdr(abi::kVsockOpRequest);
   h.src_cid = 7;  // only the host talks to us
   EXPECT_EQ(c.receive(h, 0, kCid).reply.op, 0);
-  h = hdr(kVsockOpRequest);
+  h = hdr(abi::kVsockOpRequest);
   h.dst_cid = 0;
   EXPECT_EQ(c.receive(h, 0, 0).reply.op, 0);  // no CID known: nothing is ours
   h.dst_cid = ~0ull;
   EXPECT_EQ(c.receive(h, 0, kCid).reply.op, 0);
   EXPECT_FALSE(c.ever_connected());
   // The CID is the caller's current one (a restored VM may have another).
-  h = hdr(kVsockOpRequest);
+  h = hdr(abi::kVsockOpRequest);
   h.dst_cid = 42;
   EXPECT_TRUE(c.receive(h, 0, 42).accepted);
 }
 
 TEST(GuestVsockConn, OtherSocketTypesGetRst) {
   VsockConn c = listening();
-  VsockHdr h = hdr(kVsockOpRequest);
+  abi::VsockHeader h = hdr(abi::kVsockOpRequest);
   h.type = 2;  // SEQPACKET
   VsockRx r = c.receive(h, 0, kCid);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_FALSE(c.ever_connected());
   // Also on an open connection's ports: not the connection.
   c = connected();
-  h = hdr(kVsockOpRw, 1);
+  h = hdr(abi::kVsockOpRw, 1);
   h.type = 0xffff;
   r = c.receive(h, 1, kCid);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_EQ(r.data, 0u);
 }
 
 TEST(GuestVsockConn, OneConnectionPerRun) {
   VsockConn c = connected();
   // A second connection from another port: refused.
-  VsockRx r = c.receive(hdr(kVsockOpRequest, 0, kHostPort + 1), 0, kCid);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  VsockRx r = c.receive(hdr(abi::kVsockOpRequest, 0, kHostPort + 1), 0, kCid);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_EQ(r.reply.dst_port, kHostPort + 1);
   EXPECT_TRUE(c.open());
   // The same request again: already answered, nothing happens.
-  r = c.receive(hdr(kVsockOpRequest), 0, kCid);
+  r = c.receive(hdr(abi::kVsockOpRequest), 0, kCid);
   EXPECT_EQ(r.reply.op, 0);
   EXPECT_TRUE(c.open());
   // After it ends, nobody else gets in.
-  r = c.receive(hdr(kVsockOpRst), 0, kCid);
+  r = c.receive(hdr(abi::kVsockOpRst), 0, kCid);
   EXPECT_TRUE(r.ended);
   EXPECT_EQ(r.reply.op, 0);
   EXPECT_FALSE(c.open());
   EXPECT_TRUE(c.ever_connected());
   EXPECT_TRUE(c.input_ended());
   EXPECT_TRUE(c.output_dead());
-  r = c.receive(hdr(kVsockOpRequest), 0, kCid);
+  r = c.receive(hdr(abi::kVsockOpRequest), 0, kCid);
   EXPECT_FALSE(r.accepted);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
 }
 
 TEST(GuestVsockConn, DataWithinCredit) {
   VsockConn c = connected();
-  VsockRx r = c.receive(hdr(kVsockOpRw, 1000), 1000, kCid);
+  VsockRx r = c.receive(hdr(abi::kVsockOpRw, 1000), 1000, kCid);
   EXPECT_EQ(r.data, 1000u);
   EXPECT_EQ(r.reply.op, 0);
   EXPECT_EQ(c.rx_pending(), 1000u);
   // Up to exactly buf_alloc in flight is fine.
-  r = c.receive(hdr(kVsockOpRw, kBuf - 1000), kBuf - 1000, kCid);
+  r = c.receive(hdr(abi::kVsockOpRw, kBuf - 1000), kBuf - 1000, kCid);
   EXPECT_EQ(r.data, kBuf - 1000);
   EXPECT_EQ(c.rx_pending(), kBuf);
   c.consumed(kBuf);
   EXPECT_EQ(c.rx_pending(), 0u);
   // A zero-length RW only carries credit.
-  VsockHdr h = hdr(kVsockOpRw, 0);
+  abi::VsockHeader h = hdr(abi::kVsockOpRw, 0);
   h.buf_alloc = 5000;
   r = c.receive(h, 0, kCid);
   EXPECT_EQ(r.data, 0u);
@@ -193,53 +193,53 @@ TEST(GuestVsockConn, DataWithinCredit) {
 
 TEST(GuestVsockConn, OverrunningTheCreditResets) {
   VsockConn c = connected();
-  EXPECT_EQ(c.receive(hdr(kVsockOpRw, kBuf - 10), kBuf - 10, kCid).data, kBuf - 10);
-  VsockRx r = c.receive(hdr(kVsockOpRw, 11), 11, kCid);
+  EXPECT_EQ(c.receive(hdr(abi::kVsockOpRw, kBuf - 10), kBuf - 10, kCid).data, kBuf - 10);
+  VsockRx r = c.receive(hdr(abi::kVsockOpRw, 11), 11, kCid);
   EXPECT_EQ(r.data, 0u);
   EXPECT_TRUE(r.ended);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_EQ(r.reply.dst_port, kHostPort);
   EXPECT_FALSE(c.open());
 }
 
 TEST(GuestVsockConn, LengthBeyondTheBufferResets) {
   VsockConn c = connected();
-  VsockRx r = c.receive(hdr(kVsockOpRw, 100), 99, kCid);  // the header claims more than arrived
+  VsockRx r = c.receive(hdr(abi::kVsockOpRw, 100), 99, kCid);  // the header claims more than arrived
   EXPECT_EQ(r.data, 0u);
   EXPECT_TRUE(r.ended);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   c = connected();
-  r = c.receive(hdr(kVsockOpRw, 0xffffffffu), 16000, kCid);
+  r = c.receive(hdr(abi::kVsockOpRw, 0xffffffffu), 16000, kCid);
   EXPECT_EQ(r.data, 0u);
   EXPECT_TRUE(r.ended);
 }
 
 TEST(GuestVsockConn, CreditAccountingOfWhatWeSend) {
   VsockConn c = connected();  // peer buf_alloc 64 KiB, fwd_cnt 0
-  VsockHdr h{};
-  c.fill(&h, kVsockOpRw, 40000, 0, kCid);
+  abi::VsockHeader h{};
+  c.fill(&h, abi::kVsockOpRw, 40000, 0, kCid);
   EXPECT_EQ(h.len, 40000u);
-  EXPECT_EQ(h.op, kVsockOpRw);
+  EXPECT_EQ(h.op, abi::kVsockOpRw);
   EXPECT_EQ(c.tx_cnt(), 40000u);
   EXPECT_EQ(c.tx_credit(), 64u * 1024 - 40000);
-  c.fill(&h, kVsockOpRw, 64 * 1024 - 40000, 0, kCid);
+  c.fill(&h, abi::kVsockOpRw, 64 * 1024 - 40000, 0, kCid);
   EXPECT_EQ(c.tx_credit(), 0u);
   // The peer read 30000 bytes.
-  VsockHdr u = hdr(kVsockOpCreditUpdate);
+  abi::VsockHeader u = hdr(abi::kVsockOpCreditUpdate);
   u.fwd_cnt = 30000;
   EXPECT_EQ(c.receive(u, 0, kCid).reply.op, 0);
   EXPECT_EQ(c.tx_credit(), 30000u);
   // Control packets do not count.
-  c.fill(&h, kVsockOpCreditUpdate, 0, 0, kCid);
+  c.fill(&h, abi::kVsockOpCreditUpdate, 0, 0, kCid);
   EXPECT_EQ(c.tx_cnt(), 64u * 1024);
 }
 
 TEST(GuestVsockConn, HostileCreditOnlyStallsTheHost) {
   VsockConn c = connected();
-  VsockHdr h{};
-  c.fill(&h, kVsockOpRw, 1000, 0, kCid);
+  abi::VsockHeader h{};
+  c.fill(&h, abi::kVsockOpRw, 1000, 0, kCid);
   // Claims to have consumed more than we ever sent.
-  VsockHdr u = hdr(kVsockOpCreditUpdate);
+  abi::VsockHeader u = hdr(abi::kVsockOpCreditUpdate);
   u.fwd_cnt = 5000;
   c.receive(u, 0, kCid);
   EXPECT_EQ(c.tx_credit(), 0u);
@@ -257,18 +257,18 @@ TEST(GuestVsockConn, HostileCreditOnlyStallsTheHost) {
 
 TEST(GuestVsockConn, CountersWrapAround) {
   VsockConn c = connected();
-  VsockHdr h{};
+  abi::VsockHeader h{};
   // Send 5 GiB in 64 KiB steps, the peer keeping up: u32 counters wrap.
-  VsockHdr u = hdr(kVsockOpCreditUpdate);
+  abi::VsockHeader u = hdr(abi::kVsockOpCreditUpdate);
   for (uint64_t sent = 0; sent < (5ull << 30); sent += 65536) {
     ASSERT_EQ(c.tx_credit(), 65536u);
-    c.fill(&h, kVsockOpRw, 65536, 0, kCid);
+    c.fill(&h, abi::kVsockOpRw, 65536, 0, kCid);
     u.fwd_cnt = c.tx_cnt();
     c.receive(u, 0, kCid);
   }
   // Receive side too.
   for (int i = 0; i < 100000; i++) {
-    ASSERT_EQ(c.receive(hdr(kVsockOpRw, 60000), 60000, kCid).data, 60000u);
+    ASSERT_EQ(c.receive(hdr(abi::kVsockOpRw, 60000), 60000, kCid).data, 60000u);
     c.consumed(60000);
   }
   EXPECT_EQ(c.rx_pending(), 0u);
@@ -278,69 +278,69 @@ TEST(GuestVsockConn, CountersWrapAround) {
 TEST(GuestVsockConn, CreditUpdatesWhenHalfTheBufferWasRead) {
   VsockConn c = connected();
   EXPECT_FALSE(c.credit_update_due());
-  c.receive(hdr(kVsockOpRw, kBuf), kBuf, kCid);
+  c.receive(hdr(abi::kVsockOpRw, kBuf), kBuf, kCid);
   c.consumed(kBuf / 2 - 1);
   EXPECT_FALSE(c.credit_update_due());
   c.consumed(1);
   EXPECT_TRUE(c.credit_update_due());
-  VsockHdr h{};
-  c.fill(&h, kVsockOpCreditUpdate, 0, 0, kCid);
+  abi::VsockHeader h{};
+  c.fill(&h, abi::kVsockOpCreditUpdate, 0, 0, kCid);
   EXPECT_EQ(h.fwd_cnt, kBuf / 2);
   EXPECT_FALSE(c.credit_update_due());
   // Any packet we send carries fwd_cnt.
   c.consumed(kBuf / 2);
   EXPECT_TRUE(c.credit_update_due());
-  c.fill(&h, kVsockOpRw, 1, 0, kCid);
+  c.fill(&h, abi::kVsockOpRw, 1, 0, kCid);
   EXPECT_EQ(h.fwd_cnt, kBuf);
   EXPECT_FALSE(c.credit_update_due());
   // Whenever the reader has consumed everything and no update is due,
   // the peer still has at least half the buffer as credit.
-  c.receive(hdr(kVsockOpRw, 1000), 1000, kCid);
+  c.receive(hdr(abi::kVsockOpRw, 1000), 1000, kCid);
   c.consumed(1000);
   EXPECT_FALSE(c.credit_update_due());
 }
 
 TEST(GuestVsockConn, CreditRequestIsAnswered) {
   VsockConn c = connected();
-  VsockRx r = c.receive(hdr(kVsockOpCreditRequest), 0, kCid);
-  EXPECT_EQ(r.reply.op, kVsockOpCreditUpdate);
+  VsockRx r = c.receive(hdr(abi::kVsockOpCreditRequest), 0, kCid);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpCreditUpdate);
   EXPECT_EQ(r.reply.src_port, kPort);
   EXPECT_EQ(r.reply.dst_port, kHostPort);
 }
 
 TEST(GuestVsockConn, Shutdown) {
   VsockConn c = connected();
-  VsockHdr h = hdr(kVsockOpShutdown);
-  h.flags = kVsockShutdownSend;
+  abi::VsockHeader h = hdr(abi::kVsockOpShutdown);
+  h.flags = abi::kVsockShutdownSend;
   VsockRx r = c.receive(h, 0, kCid);
   EXPECT_FALSE(r.ended);
   EXPECT_TRUE(c.input_ended());
   EXPECT_FALSE(c.output_dead());
   EXPECT_GT(c.tx_credit(), 0u);
   // Data after the peer said it sends no more: reset.
-  r = c.receive(hdr(kVsockOpRw, 4), 4, kCid);
+  r = c.receive(hdr(abi::kVsockOpRw, 4), 4, kCid);
   EXPECT_TRUE(r.ended);
   EXPECT_EQ(r.data, 0u);
 
   c = connected();
-  h.flags = kVsockShutdownRcv;
+  h.flags = abi::kVsockShutdownRcv;
   c.receive(h, 0, kCid);
   EXPECT_FALSE(c.input_ended());
   EXPECT_TRUE(c.output_dead());
   EXPECT_EQ(c.tx_credit(), 0u);
-  h.flags = kVsockShutdownSend;
+  h.flags = abi::kVsockShutdownSend;
   r = c.receive(h, 0, kCid);  // now both: over
   EXPECT_TRUE(r.ended);
-  EXPECT_EQ(r.reply.op, kVsockOpRst);
+  EXPECT_EQ(r.reply.op, abi::kVsockOpRst);
   EXPECT_FALSE(c.open());
 }
 
 TEST(GuestVsockConn, ResponsesAndUnknownOpsReset) {
-  for (uint16_t op : {uint16_t{kVsockOpResponse}, uint16_t{kVsockOpInvalid}, uint16_t{8}, uint16_t{0xffff}}) {
+  for (uint16_t op : {uint16_t{abi::kVsockOpResponse}, uint16_t{abi::kVsockOpInvalid}, uint16_t{8}, uint16_t{0xffff}}) {
     VsockConn c = connected();
     VsockRx r = c.receive(hdr(op), 0, kCid);
     EXPECT_TRUE(r.ended) << op;
-    EXPECT_EQ(r.reply.op, kVsockOpRst) << op;
+    EXPECT_EQ(r.reply.op, abi::kVsockOpRst) << op;
     EXPECT_FALSE(c.open()) << op;
   }
 }
@@ -348,7 +348,7 @@ TEST(GuestVsockConn, ResponsesAndUnknownOpsReset) {
 TEST(GuestVsockConn, WeResetAndTransportReset) {
   VsockConn c = connected();
   VsockReply r = c.reset();
-  EXPECT_EQ(r.op, kVsockOpRst);
+  EXPECT_EQ(r.op, abi::kVsockOpRst);
   EXPECT_EQ(r.dst_port, kHostPort);
   EXPECT_FALSE(c.open());
   EXPECT_EQ(c.reset().op, 0);  // once
@@ -362,7 +362,7 @@ TEST(GuestVsockConn, WeResetAndTransportReset) {
   EXPECT_TRUE(c.input_ended());
   l = listening();
   l.transport_reset();
-  EXPECT_TRUE(l.receive(hdr(kVsockOpRequest), 0, kCid).accepted);  // the listener survives
+  EXPECT_TRUE(l.receive(hdr(abi::kVsockOpRequest), 0, kCid).accepted);  // the listener survives
 }
 
 TEST(GuestVsockConn, RandomPacketsKeepTheInvariants) {
@@ -371,13 +371,13 @@ TEST(GuestVsockConn, RandomPacketsKeepTheInvariants) {
     VsockConn c = listening();
     uint64_t consumed = 0, received = 0;
     for (int i = 0; i < 2000; i++) {
-      VsockHdr h{};
+      abi::VsockHeader h{};
       // Mostly plausible, sometimes wild.
-      h.src_cid = rng() % 8 ? kVsockHostCid : rng();
+      h.src_cid = rng() % 8 ? abi::kVsockHostCid : rng();
       h.dst_cid = rng() % 8 ? kCid : rng() % 5;
       h.src_port = rng() % 4 ? kHostPort : static_cast<uint32_t>(rng());
       h.dst_port = rng() % 4 ? kPort : static_cast<uint32_t>(rng());
-      h.type = rng() % 8 ? kVsockTypeStream : static_cast<uint16_t>(rng());
+      h.type = rng() % 8 ? abi::kVsockTypeStream : static_cast<uint16_t>(rng());
       h.op = static_cast<uint16_t>(rng() % 9);
       h.len = rng() % 4 ? static_cast<uint32_t>(rng() % 20000) : static_cast<uint32_t>(rng());
       h.flags = static_cast<uint32_t>(rng() % 4);
@@ -389,8 +389,8 @@ TEST(GuestVsockConn, RandomPacketsKeepTheInvariants) {
       received += r.data;
       ASSERT_LE(c.rx_pending(), kBuf);
       if (r.reply.op) {
-        ASSERT_NE(h.op, kVsockOpRst);  // never answer an RST
-        ASSERT_EQ(h.src_cid, kVsockHostCid);
+        ASSERT_NE(h.op, abi::kVsockOpRst);  // never answer an RST
+        ASSERT_EQ(h.src_cid, abi::kVsockHostCid);
         ASSERT_EQ(h.dst_cid, kCid);
       }
       if (r.data) {

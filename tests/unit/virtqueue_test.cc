@@ -42,9 +42,9 @@ TEST_F(VirtqueueTest, EmptyQueuePopsNothing) {
 }
 
 TEST_F(VirtqueueTest, PopsAChainReadableThenWritable) {
-  drv_->set_desc(3, 0x100000, 10, kVirtqDescFNext, 7);
-  drv_->set_desc(7, 0x200000, 20, kVirtqDescFNext, 1);
-  drv_->set_desc(1, 0x300000, 30, kVirtqDescFWrite, 0);
+  drv_->set_desc(3, 0x100000, 10, abi::kVirtqDescFNext, 7);
+  drv_->set_desc(7, 0x200000, 20, abi::kVirtqDescFNext, 1);
+  drv_->set_desc(1, 0x300000, 30, abi::kVirtqDescFWrite, 0);
   drv_->make_available(3);
   EXPECT_TRUE(q_.has_available());
   ASSERT_EQ(pop(), Virtqueue::Pop::kChain);
@@ -59,8 +59,8 @@ TEST_F(VirtqueueTest, PopsAChainReadableThenWritable) {
 }
 
 TEST_F(VirtqueueTest, UsedRingAndIndexArePublished) {
-  drv_->set_desc(0, 0x100000, 8, kVirtqDescFWrite, 0);
-  drv_->set_desc(1, 0x100100, 8, kVirtqDescFWrite, 0);
+  drv_->set_desc(0, 0x100000, 8, abi::kVirtqDescFWrite, 0);
+  drv_->set_desc(1, 0x100100, 8, abi::kVirtqDescFWrite, 0);
   drv_->make_available(0);
   drv_->make_available(1);
   ASSERT_EQ(pop(), Virtqueue::Pop::kChain);
@@ -92,12 +92,12 @@ TEST_F(VirtqueueTest, IndicesWrapAt65536) {
 
 TEST_F(VirtqueueTest, InterruptSuppression) {
   EXPECT_TRUE(q_.should_interrupt());
-  drv_->set_avail_flags(kVirtqAvailFNoInterrupt);
+  drv_->set_avail_flags(abi::kVirtqAvailFNoInterrupt);
   EXPECT_FALSE(q_.should_interrupt());
 }
 
 TEST_F(VirtqueueTest, UndoPopReturnsTheChain) {
-  drv_->set_desc(2, 0x100000, 8, kVirtqDescFWrite, 0);
+  drv_->set_desc(2, 0x100000, 8, abi::kVirtqDescFWrite, 0);
   drv_->make_available(2);
   ASSERT_EQ(pop(), Virtqueue::Pop::kChain);
   q_.undo_pop();
@@ -131,26 +131,26 @@ TEST_F(VirtqueueTest, HeadIndexOutOfRange) {
 }
 
 TEST_F(VirtqueueTest, NextIndexOutOfRange) {
-  drv_->set_desc(0, 0x100000, 8, kVirtqDescFNext, 0xffff);
+  drv_->set_desc(0, 0x100000, 8, abi::kVirtqDescFNext, 0xffff);
   drv_->make_available(0);
   expect_broken(this, q_, chain_, "links to 65535");
 }
 
 TEST_F(VirtqueueTest, SelfLoop) {
-  drv_->set_desc(5, 0x100000, 8, kVirtqDescFNext, 5);
+  drv_->set_desc(5, 0x100000, 8, abi::kVirtqDescFNext, 5);
   drv_->make_available(5);
   expect_broken(this, q_, chain_, "loops");
 }
 
 TEST_F(VirtqueueTest, LongLoopThroughEveryDescriptor) {
-  for (uint16_t i = 0; i < kSize; i++) drv_->set_desc(i, 0x100000, 1, kVirtqDescFNext, (i + 1) % kSize);
+  for (uint16_t i = 0; i < kSize; i++) drv_->set_desc(i, 0x100000, 1, abi::kVirtqDescFNext, (i + 1) % kSize);
   drv_->make_available(0);
   expect_broken(this, q_, chain_, "loops");
 }
 
 TEST_F(VirtqueueTest, ChainOfExactlyQueueSizeIsFine) {
   for (uint16_t i = 0; i < kSize; i++)
-    drv_->set_desc(i, 0x100000 + i, 1, i + 1 < kSize ? kVirtqDescFNext : 0, i + 1);
+    drv_->set_desc(i, 0x100000 + i, 1, i + 1 < kSize ? abi::kVirtqDescFNext : 0, i + 1);
   drv_->make_available(0);
   ASSERT_EQ(pop(), Virtqueue::Pop::kChain);
   EXPECT_EQ(chain_.readable.size(), kSize);
@@ -163,13 +163,13 @@ TEST_F(VirtqueueTest, AddressOutsideGuestMemory) {
 }
 
 TEST_F(VirtqueueTest, AddressWrapsAround) {
-  drv_->set_desc(0, 0xfffffffffffffff0ull, 0x20, kVirtqDescFWrite, 0);
+  drv_->set_desc(0, 0xfffffffffffffff0ull, 0x20, abi::kVirtqDescFWrite, 0);
   drv_->make_available(0);
   expect_broken(this, q_, chain_, "not in guest memory");
 }
 
 TEST_F(VirtqueueTest, WritableBufferInReadOnlySlot) {
-  drv_->set_desc(0, 1ull << 32, 16, kVirtqDescFWrite, 0);
+  drv_->set_desc(0, 1ull << 32, 16, abi::kVirtqDescFWrite, 0);
   drv_->make_available(0);
   expect_broken(this, q_, chain_, "read-only");
 }
@@ -187,7 +187,7 @@ TEST_F(VirtqueueTest, TotalChainLengthIsCapped) {
   auto big = GuestMemory::create(512ull << 20);
   ASSERT_TRUE(big.ok());
   TestDriver d(*big, kRing, kSize);
-  for (uint16_t i = 0; i < n; i++) d.set_desc(i, 0x100000, 0x10000000, i + 1 < n ? kVirtqDescFNext : 0, i + 1);
+  for (uint16_t i = 0; i < n; i++) d.set_desc(i, 0x100000, 0x10000000, i + 1 < n ? abi::kVirtqDescFNext : 0, i + 1);
   d.make_available(0);
   Virtqueue q;
   ASSERT_TRUE(q.activate(*big, d.config(), 256).ok());
@@ -195,14 +195,14 @@ TEST_F(VirtqueueTest, TotalChainLengthIsCapped) {
 }
 
 TEST_F(VirtqueueTest, ReadableAfterWritable) {
-  drv_->set_desc(0, 0x100000, 8, kVirtqDescFWrite | kVirtqDescFNext, 1);
+  drv_->set_desc(0, 0x100000, 8, abi::kVirtqDescFWrite | abi::kVirtqDescFNext, 1);
   drv_->set_desc(1, 0x100100, 8, 0, 0);
   drv_->make_available(0);
   expect_broken(this, q_, chain_, "device-readable after device-writable");
 }
 
 TEST_F(VirtqueueTest, IndirectDescriptorsAreRefused) {
-  drv_->set_desc(0, 0x100000, 16, kVirtqDescFIndirect, 0);
+  drv_->set_desc(0, 0x100000, 16, abi::kVirtqDescFIndirect, 0);
   drv_->make_available(0);
   expect_broken(this, q_, chain_, "indirect");
 }

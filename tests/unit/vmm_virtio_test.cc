@@ -85,7 +85,7 @@ class VirtioTest : public ::testing::Test {
     tx_->make_available(slot);
   }
   void post_rx(uint16_t slot, uint32_t len = 64) {
-    rx_->set_desc(slot, kBuf + 0x80000 + slot * 0x1000, len, kVirtqDescFWrite, 0);
+    rx_->set_desc(slot, kBuf + 0x80000 + slot * 0x1000, len, abi::kVirtqDescFWrite, 0);
     rx_->make_available(slot);
   }
   std::string rx_data(uint16_t used_i) {
@@ -105,101 +105,101 @@ class VirtioTest : public ::testing::Test {
 
 TEST_F(VirtioTest, RegisterFile) {
   make(-1, -1, true, false);
-  EXPECT_EQ(reg(kMmioMagic), 0x74726976u);
-  EXPECT_EQ(reg(kMmioVersion), 2u);
-  EXPECT_EQ(reg(kMmioDeviceId), 3u);
-  EXPECT_EQ(reg(kMmioVendorId), kVirtioMmioVendor);
-  set(kMmioDeviceFeaturesSel, 0);
-  EXPECT_EQ(reg(kMmioDeviceFeatures), 0u);
-  set(kMmioDeviceFeaturesSel, 1);
-  EXPECT_EQ(reg(kMmioDeviceFeatures), 1u);  // VIRTIO_F_VERSION_1 (bit 32)
-  set(kMmioDeviceFeaturesSel, 7);
-  EXPECT_EQ(reg(kMmioDeviceFeatures), 0u);
-  set(kMmioQueueSel, 0);
-  EXPECT_EQ(reg(kMmioQueueNumMax), 256u);
-  set(kMmioQueueSel, 2);  // the console has 2 queues
-  EXPECT_EQ(reg(kMmioQueueNumMax), 0u);
-  EXPECT_EQ(reg(kMmioStatus), 0u);
-  EXPECT_EQ(reg(kMmioConfigGeneration), 0u);
+  EXPECT_EQ(reg(abi::kMmioMagic), 0x74726976u);
+  EXPECT_EQ(reg(abi::kMmioVersion), 2u);
+  EXPECT_EQ(reg(abi::kMmioDeviceId), 3u);
+  EXPECT_EQ(reg(abi::kMmioVendorId), abi::kVirtioMmioVendor);
+  set(abi::kMmioDeviceFeaturesSel, 0);
+  EXPECT_EQ(reg(abi::kMmioDeviceFeatures), 0u);
+  set(abi::kMmioDeviceFeaturesSel, 1);
+  EXPECT_EQ(reg(abi::kMmioDeviceFeatures), 1u);  // VIRTIO_F_VERSION_1 (bit 32)
+  set(abi::kMmioDeviceFeaturesSel, 7);
+  EXPECT_EQ(reg(abi::kMmioDeviceFeatures), 0u);
+  set(abi::kMmioQueueSel, 0);
+  EXPECT_EQ(reg(abi::kMmioQueueNumMax), 256u);
+  set(abi::kMmioQueueSel, 2);  // the console has 2 queues
+  EXPECT_EQ(reg(abi::kMmioQueueNumMax), 0u);
+  EXPECT_EQ(reg(abi::kMmioStatus), 0u);
+  EXPECT_EQ(reg(abi::kMmioConfigGeneration), 0u);
   // Non-32-bit accesses to registers read 0 and are ignored.
   uint16_t half = 0xffff;
-  transport_->mmio_read(kMmioMagic, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&half), 2));
+  transport_->mmio_read(abi::kMmioMagic, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&half), 2));
   EXPECT_EQ(half, 0);
   // Config space: any width, zeros.
   uint8_t cfg[8];
   std::memset(cfg, 0xff, sizeof cfg);
-  transport_->mmio_read(kMmioConfig, cfg);
+  transport_->mmio_read(abi::kMmioConfig, cfg);
   EXPECT_EQ(cfg[0], 0);
 }
 
 TEST_F(VirtioTest, StandardInitSequence) {
   make(-1, -1, true, false);
-  set(kMmioStatus, kVirtioStatusAcknowledge);
-  set(kMmioStatus, kVirtioStatusAcknowledge | kVirtioStatusDriver);
-  set(kMmioDriverFeaturesSel, 1);
-  set(kMmioDriverFeatures, 1);
-  set(kMmioStatus, kVirtioStatusAcknowledge | kVirtioStatusDriver | kVirtioStatusFeaturesOk);
-  EXPECT_TRUE(reg(kMmioStatus) & kVirtioStatusFeaturesOk);
+  set(abi::kMmioStatus, abi::kVirtioStatusAcknowledge);
+  set(abi::kMmioStatus, abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver);
+  set(abi::kMmioDriverFeaturesSel, 1);
+  set(abi::kMmioDriverFeatures, 1);
+  set(abi::kMmioStatus, abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver | abi::kVirtioStatusFeaturesOk);
+  EXPECT_TRUE(reg(abi::kMmioStatus) & abi::kVirtioStatusFeaturesOk);
   for (uint32_t q = 0; q < 2; q++) {
     const uint64_t base = abi::queue_gpa(0, q);
-    set(kMmioQueueSel, q);
-    set(kMmioQueueNum, 256);
-    set(kMmioQueueDescLow, static_cast<uint32_t>(base));
-    set(kMmioQueueDescHigh, 0);
-    set(kMmioQueueDriverLow, static_cast<uint32_t>(base + 0x1000));
-    set(kMmioQueueDeviceLow, static_cast<uint32_t>(base + 0x2000));
-    set(kMmioQueueReady, 1);
-    EXPECT_EQ(reg(kMmioQueueReady), 1u);
-    EXPECT_EQ(reg(kMmioQueueDescLow), base);
+    set(abi::kMmioQueueSel, q);
+    set(abi::kMmioQueueNum, 256);
+    set(abi::kMmioQueueDescLow, static_cast<uint32_t>(base));
+    set(abi::kMmioQueueDescHigh, 0);
+    set(abi::kMmioQueueDriverLow, static_cast<uint32_t>(base + 0x1000));
+    set(abi::kMmioQueueDeviceLow, static_cast<uint32_t>(base + 0x2000));
+    set(abi::kMmioQueueReady, 1);
+    EXPECT_EQ(reg(abi::kMmioQueueReady), 1u);
+    EXPECT_EQ(reg(abi::kMmioQueueDescLow), base);
   }
-  set(kMmioStatus, 0xf);
-  EXPECT_EQ(reg(kMmioStatus), 0xfu);
+  set(abi::kMmioStatus, 0xf);
+  EXPECT_EQ(reg(abi::kMmioStatus), 0xfu);
   EXPECT_FALSE(transport_->needs_reset());
   // Reset: everything back to 0.
-  set(kMmioStatus, 0);
-  EXPECT_EQ(reg(kMmioStatus), 0u);
-  set(kMmioQueueSel, 0);
-  EXPECT_EQ(reg(kMmioQueueReady), 0u);
-  EXPECT_EQ(reg(kMmioQueueDescLow), 0u);
+  set(abi::kMmioStatus, 0);
+  EXPECT_EQ(reg(abi::kMmioStatus), 0u);
+  set(abi::kMmioQueueSel, 0);
+  EXPECT_EQ(reg(abi::kMmioQueueReady), 0u);
+  EXPECT_EQ(reg(abi::kMmioQueueDescLow), 0u);
 }
 
 TEST_F(VirtioTest, FeaturesOkNeedsVersion1AndOnlyOfferedBits) {
   make(-1, -1, true, false);
-  set(kMmioStatus, 3);
-  set(kMmioStatus, 3 | kVirtioStatusFeaturesOk);  // no VERSION_1: legacy is not offered
-  EXPECT_FALSE(reg(kMmioStatus) & kVirtioStatusFeaturesOk);
-  set(kMmioStatus, 0);
-  set(kMmioStatus, 3);
-  set(kMmioDriverFeaturesSel, 1);
-  set(kMmioDriverFeatures, 1 | 2);  // bit 33: not offered
-  set(kMmioStatus, 3 | kVirtioStatusFeaturesOk);
-  EXPECT_FALSE(reg(kMmioStatus) & kVirtioStatusFeaturesOk);
+  set(abi::kMmioStatus, 3);
+  set(abi::kMmioStatus, 3 | abi::kVirtioStatusFeaturesOk);  // no VERSION_1: legacy is not offered
+  EXPECT_FALSE(reg(abi::kMmioStatus) & abi::kVirtioStatusFeaturesOk);
+  set(abi::kMmioStatus, 0);
+  set(abi::kMmioStatus, 3);
+  set(abi::kMmioDriverFeaturesSel, 1);
+  set(abi::kMmioDriverFeatures, 1 | 2);  // bit 33: not offered
+  set(abi::kMmioStatus, 3 | abi::kVirtioStatusFeaturesOk);
+  EXPECT_FALSE(reg(abi::kMmioStatus) & abi::kVirtioStatusFeaturesOk);
   // DRIVER_OK without FEATURES_OK: the device refuses to run.
-  set(kMmioStatus, 3 | kVirtioStatusDriverOk);
-  EXPECT_TRUE(reg(kMmioStatus) & kVirtioStatusNeedsReset);
+  set(abi::kMmioStatus, 3 | abi::kVirtioStatusDriverOk);
+  EXPECT_TRUE(reg(abi::kMmioStatus) & abi::kVirtioStatusNeedsReset);
 }
 
 TEST_F(VirtioTest, BadQueuePlacementNeedsReset) {
   make(-1, -1, true, false);
-  set(kMmioStatus, 3);
-  set(kMmioDriverFeaturesSel, 1);
-  set(kMmioDriverFeatures, 1);
-  set(kMmioStatus, 3 | kVirtioStatusFeaturesOk);
-  set(kMmioQueueSel, 0);
-  set(kMmioQueueNum, 256);
-  set(kMmioQueueDescLow, 0xfffff000);  // not RAM
-  set(kMmioQueueReady, 1);
-  set(kMmioStatus, 0xf);
+  set(abi::kMmioStatus, 3);
+  set(abi::kMmioDriverFeaturesSel, 1);
+  set(abi::kMmioDriverFeatures, 1);
+  set(abi::kMmioStatus, 3 | abi::kVirtioStatusFeaturesOk);
+  set(abi::kMmioQueueSel, 0);
+  set(abi::kMmioQueueNum, 256);
+  set(abi::kMmioQueueDescLow, 0xfffff000);  // not RAM
+  set(abi::kMmioQueueReady, 1);
+  set(abi::kMmioStatus, 0xf);
   EXPECT_TRUE(transport_->needs_reset());
 }
 
 TEST_F(VirtioTest, PreconfiguredTransmit) {
   Pipe out;
   make(-1, out.w);
-  EXPECT_EQ(reg(kMmioStatus), 0xfu);
-  set(kMmioQueueSel, 1);
-  EXPECT_EQ(reg(kMmioQueueDescLow), abi::queue_gpa(0, 1));
-  EXPECT_EQ(reg(kMmioQueueDriverLow), abi::queue_gpa(0, 1) + abi::kQueueAvailOffset);
+  EXPECT_EQ(reg(abi::kMmioStatus), 0xfu);
+  set(abi::kMmioQueueSel, 1);
+  EXPECT_EQ(reg(abi::kMmioQueueDescLow), abi::queue_gpa(0, 1));
+  EXPECT_EQ(reg(abi::kMmioQueueDriverLow), abi::queue_gpa(0, 1) + abi::kQueueAvailOffset);
   put_tx(0, "hello ");
   put_tx(1, "world\n");
   transport_->notify(kConsoleTransmitq);
@@ -207,11 +207,11 @@ TEST_F(VirtioTest, PreconfiguredTransmit) {
   EXPECT_EQ(tx_->used_idx(), 2);
   EXPECT_EQ(tx_->used(0).len, 0u);
   EXPECT_EQ(irqs_, 1);  // one interrupt per batch
-  EXPECT_EQ(reg(kMmioInterruptStatus), kVirtioIntUsedBuffer);
-  set(kMmioInterruptAck, kVirtioIntUsedBuffer);
-  EXPECT_EQ(reg(kMmioInterruptStatus), 0u);
+  EXPECT_EQ(reg(abi::kMmioInterruptStatus), abi::kVirtioIntUsedBuffer);
+  set(abi::kMmioInterruptAck, abi::kVirtioIntUsedBuffer);
+  EXPECT_EQ(reg(abi::kMmioInterruptStatus), 0u);
   // Suppressed interrupts.
-  tx_->set_avail_flags(kVirtqAvailFNoInterrupt);
+  tx_->set_avail_flags(abi::kVirtqAvailFNoInterrupt);
   put_tx(2, "x");
   transport_->notify(kConsoleTransmitq);
   EXPECT_EQ(out.drain(), "x");
@@ -223,8 +223,8 @@ TEST_F(VirtioTest, MmioNotifyGoesToTheHook) {
   make(-1, out.w);
   std::vector<uint32_t> hooked;
   transport_->set_notify_hook([&](uint32_t q) { hooked.push_back(q); });
-  set(kMmioQueueNotify, 1);
-  set(kMmioQueueNotify, 5);  // no such queue: dropped
+  set(abi::kMmioQueueNotify, 1);
+  set(abi::kMmioQueueNotify, 5);  // no such queue: dropped
   EXPECT_EQ(hooked, std::vector<uint32_t>{1});
 }
 
@@ -236,23 +236,23 @@ TEST_F(VirtioTest, StatusWritesLeaveDeviceWorkToTheHook) {
   make(-1, out.w);
   int hooked = 0;
   transport_->set_device_work_hook([&] { hooked++; });
-  set(kMmioStatus, 0);
-  EXPECT_EQ(reg(kMmioStatus), 0u);
+  set(abi::kMmioStatus, 0);
+  EXPECT_EQ(reg(abi::kMmioStatus), 0u);
   EXPECT_EQ(hooked, 1);
-  set(kMmioDriverFeaturesSel, 1);
-  set(kMmioDriverFeatures, 1);
-  set(kMmioStatus, kVirtioStatusAcknowledge | kVirtioStatusDriver | kVirtioStatusFeaturesOk);
+  set(abi::kMmioDriverFeaturesSel, 1);
+  set(abi::kMmioDriverFeatures, 1);
+  set(abi::kMmioStatus, abi::kVirtioStatusAcknowledge | abi::kVirtioStatusDriver | abi::kVirtioStatusFeaturesOk);
   for (uint32_t q = 0; q < 2; q++) {
     const uint64_t base = abi::queue_gpa(0, q);
-    set(kMmioQueueSel, q);
-    set(kMmioQueueNum, 256);
-    set(kMmioQueueDescLow, static_cast<uint32_t>(base));
-    set(kMmioQueueDriverLow, static_cast<uint32_t>(base + 0x1000));
-    set(kMmioQueueDeviceLow, static_cast<uint32_t>(base + 0x2000));
-    set(kMmioQueueReady, 1);
+    set(abi::kMmioQueueSel, q);
+    set(abi::kMmioQueueNum, 256);
+    set(abi::kMmioQueueDescLow, static_cast<uint32_t>(base));
+    set(abi::kMmioQueueDriverLow, static_cast<uint32_t>(base + 0x1000));
+    set(abi::kMmioQueueDeviceLow, static_cast<uint32_t>(base + 0x2000));
+    set(abi::kMmioQueueReady, 1);
   }
-  set(kMmioStatus, 0xf);
-  EXPECT_EQ(reg(kMmioStatus), 0xfu);
+  set(abi::kMmioStatus, 0xf);
+  EXPECT_EQ(reg(abi::kMmioStatus), 0xfu);
   EXPECT_EQ(hooked, 2);
   // The notification runs the pending reset, then the activation.
   put_tx(0, "after a reset\n");
@@ -260,7 +260,7 @@ TEST_F(VirtioTest, StatusWritesLeaveDeviceWorkToTheHook) {
   EXPECT_EQ(out.drain(), "after a reset\n");
   EXPECT_FALSE(transport_->needs_reset());
   // Reset again: the device is quiet until the driver brings it back.
-  set(kMmioStatus, 0);
+  set(abi::kMmioStatus, 0);
   transport_->run_device_work();
   put_tx(1, "dropped");
   transport_->notify(kConsoleTransmitq);
@@ -274,8 +274,8 @@ TEST_F(VirtioTest, HostileTransmitRingNeedsReset) {
   tx_->make_available(0);
   transport_->notify(kConsoleTransmitq);
   EXPECT_TRUE(transport_->needs_reset());
-  EXPECT_TRUE(reg(kMmioStatus) & kVirtioStatusNeedsReset);
-  EXPECT_TRUE(reg(kMmioInterruptStatus) & kVirtioIntConfigChange);
+  EXPECT_TRUE(reg(abi::kMmioStatus) & abi::kVirtioStatusNeedsReset);
+  EXPECT_TRUE(reg(abi::kMmioInterruptStatus) & abi::kVirtioIntConfigChange);
   // Further notifies are ignored; output untouched.
   put_tx(1, "late");
   transport_->notify(kConsoleTransmitq);

@@ -32,13 +32,13 @@ using testing::TestDriver;
 
 constexpr uint64_t kGuestCid = 3;
 constexpr uint64_t kRxBufs = 0x100000;  // 64 receive buffers of kRxBufSize
-constexpr uint32_t kRxBufSize = 0x1000 + sizeof(VsockHeader);
+constexpr uint32_t kRxBufSize = 0x1000 + sizeof(abi::VsockHeader);
 constexpr uint32_t kRxStride = 0x2000;
 constexpr uint64_t kTxBufs = 0x200000;  // transmit buffers, 0x11000 each
 constexpr uint32_t kTxStride = 0x11000;
 
 struct Packet {
-  VsockHeader h{};
+  abi::VsockHeader h{};
   std::string data;
 };
 
@@ -82,10 +82,10 @@ class VsockTest : public ::testing::Test {
   void post_rx(int n, uint32_t size = kRxBufSize) {
     for (int i = 0; i < n; i++) {
       const uint16_t slot = rx_slot_++ % 64;
-      drv_[0]->set_desc(slot, kRxBufs + uint64_t{slot} * kRxStride, size, kVirtqDescFWrite, 0);
+      drv_[0]->set_desc(slot, kRxBufs + uint64_t{slot} * kRxStride, size, abi::kVirtqDescFWrite, 0);
       drv_[0]->make_available(slot);
     }
-    transport_->notify(kVsockRxq);
+    transport_->notify(abi::kVsockRxq);
   }
   // Packets the device put in the receive ring since the last call.
   std::vector<Packet> received() {
@@ -93,19 +93,19 @@ class VsockTest : public ::testing::Test {
     for (; rx_seen_ != drv_[0]->used_idx(); rx_seen_++) {
       const auto u = drv_[0]->used(rx_seen_);
       Packet p;
-      EXPECT_GE(u.len, sizeof(VsockHeader));
+      EXPECT_GE(u.len, sizeof(abi::VsockHeader));
       const uint64_t at = kRxBufs + uint64_t{u.id} * kRxStride;
       (void)mem_.read(at, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&p.h), sizeof p.h));
-      EXPECT_EQ(u.len, sizeof(VsockHeader) + p.h.len);
+      EXPECT_EQ(u.len, sizeof(abi::VsockHeader) + p.h.len);
       p.data.resize(p.h.len);
-      (void)mem_.read(at + sizeof(VsockHeader), std::span<uint8_t>(reinterpret_cast<uint8_t*>(p.data.data()), p.data.size()));
+      (void)mem_.read(at + sizeof(abi::VsockHeader), std::span<uint8_t>(reinterpret_cast<uint8_t*>(p.data.data()), p.data.size()));
       out.push_back(p);
     }
     return out;
   }
   // The guest sends one packet (header and data in one descriptor unless
   // split_at > 0: then two descriptors split at that byte).
-  void send(VsockHeader h, const std::string& data = {}, size_t split_at = 0, bool set_len = true) {
+  void send(abi::VsockHeader h, const std::string& data = {}, size_t split_at = 0, bool set_len = true) {
     if (set_len) h.len = static_cast<uint32_t>(data.size());
     std::string bytes(reinterpret_cast<const char*>(&h), sizeof h);
     bytes += data;
@@ -115,21 +115,21 @@ class VsockTest : public ::testing::Test {
     ASSERT_TRUE(mem_.write(at, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())).ok());
     if (split_at && split_at < bytes.size()) {
       const uint16_t second = static_cast<uint16_t>(128 + slot);
-      drv_[1]->set_desc(slot, at, static_cast<uint32_t>(split_at), kVirtqDescFNext, second);
+      drv_[1]->set_desc(slot, at, static_cast<uint32_t>(split_at), abi::kVirtqDescFNext, second);
       drv_[1]->set_desc(second, at + split_at, static_cast<uint32_t>(bytes.size() - split_at), 0, 0);
     } else {
       drv_[1]->set_desc(slot, at, static_cast<uint32_t>(bytes.size()), 0, 0);
     }
     drv_[1]->make_available(slot);
-    transport_->notify(kVsockTxq);
+    transport_->notify(abi::kVsockTxq);
   }
-  VsockHeader hdr(uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t buf_alloc = 1 << 20, uint32_t fwd_cnt = 0) {
-    VsockHeader h{};
+  abi::VsockHeader hdr(uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t buf_alloc = 1 << 20, uint32_t fwd_cnt = 0) {
+    abi::VsockHeader h{};
     h.src_cid = kGuestCid;
     h.dst_cid = abi::kVsockHostCid;
     h.src_port = src_port;
     h.dst_port = dst_port;
-    h.type = kVsockTypeStream;
+    h.type = abi::kVsockTypeStream;
     h.op = op;
     h.buf_alloc = buf_alloc;
     h.fwd_cnt = fwd_cnt;
@@ -167,13 +167,13 @@ class VsockTest : public ::testing::Test {
     auto req = received();
     EXPECT_EQ(req.size(), 1u);
     if (req.empty()) return {fd, 0};
-    EXPECT_EQ(req[0].h.op, kVsockOpRequest);
+    EXPECT_EQ(req[0].h.op, abi::kVsockOpRequest);
     EXPECT_EQ(req[0].h.dst_port, port);
     EXPECT_EQ(req[0].h.src_cid, abi::kVsockHostCid);
     EXPECT_EQ(req[0].h.dst_cid, kGuestCid);
-    EXPECT_EQ(req[0].h.type, kVsockTypeStream);
+    EXPECT_EQ(req[0].h.type, abi::kVsockTypeStream);
     const uint32_t host_port = req[0].h.src_port;
-    send(hdr(kVsockOpResponse, port, host_port, guest_buf_alloc));
+    send(hdr(abi::kVsockOpResponse, port, host_port, guest_buf_alloc));
     EXPECT_EQ(read_some(fd), "OK " + std::to_string(host_port) + "\n");
     return {fd, host_port};
   }
@@ -216,16 +216,16 @@ TEST_F(VsockTest, HostConnectsAndBytesFlowBothWays) {
   pump(200);
   auto p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpRw);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpRw);
   EXPECT_EQ(p[0].h.src_port, host_port);
   EXPECT_EQ(p[0].h.dst_port, abi::kStdioPort);
   EXPECT_EQ(p[0].data, "hello guest");
   EXPECT_EQ(p[0].h.buf_alloc, VsockLimits{}.conn_buf);
   // guest -> host, header and data in separate descriptors, and split
   // inside the header too
-  send(hdr(kVsockOpRw, abi::kStdioPort, host_port), "hello host", sizeof(VsockHeader));
+  send(hdr(abi::kVsockOpRw, abi::kStdioPort, host_port), "hello host", sizeof(abi::VsockHeader));
   EXPECT_EQ(read_some(fd), "hello host");
-  send(hdr(kVsockOpRw, abi::kStdioPort, host_port), "again", 10);
+  send(hdr(abi::kVsockOpRw, abi::kStdioPort, host_port), "again", 10);
   EXPECT_EQ(read_some(fd), "again");
   EXPECT_EQ(dev_->connection_count(), 1u);
   EXPECT_GT(irqs_, 0);
@@ -239,7 +239,7 @@ TEST_F(VsockTest, BytesWrittenBeforeTheAnswerWaitForTheGuest) {
   pump(200);
   auto req = received();
   ASSERT_EQ(req.size(), 1u);
-  send(hdr(kVsockOpResponse, 77, req[0].h.src_port));
+  send(hdr(abi::kVsockOpResponse, 77, req[0].h.src_port));
   EXPECT_EQ(read_some(fd), "OK " + std::to_string(req[0].h.src_port) + "\n");
   pump(200);
   auto p = received();
@@ -269,7 +269,7 @@ TEST_F(VsockTest, GuestRefusesTheConnection) {
   pump(200);
   auto req = received();
   ASSERT_EQ(req.size(), 1u);
-  send(hdr(kVsockOpRst, 9, req[0].h.src_port));
+  send(hdr(abi::kVsockOpRst, 9, req[0].h.src_port));
   EXPECT_EQ(read_some(fd), "");
   EXPECT_EQ(dev_->connection_count(), 0u);
 }
@@ -287,7 +287,7 @@ TEST_F(VsockTest, GuestThatNeverAnswersTimesOut) {
   EXPECT_EQ(read_some(fd), "");
   auto p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpRst);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpRst);
 }
 
 TEST_F(VsockTest, HostToGuestHonoursTheGuestsCredit) {
@@ -301,26 +301,26 @@ TEST_F(VsockTest, HostToGuestHonoursTheGuestsCredit) {
   size_t data = 0;
   bool asked = false;
   for (auto& x : p) {
-    if (x.h.op == kVsockOpRw) data += x.data.size();
-    if (x.h.op == kVsockOpCreditRequest) asked = true;
+    if (x.h.op == abi::kVsockOpRw) data += x.data.size();
+    if (x.h.op == abi::kVsockOpCreditRequest) asked = true;
   }
   EXPECT_EQ(data, 100u);
   EXPECT_TRUE(asked);
   // The guest consumed 100 bytes: 100 more may come.
-  send(hdr(kVsockOpCreditUpdate, 5, host_port, 100, 100));
+  send(hdr(abi::kVsockOpCreditUpdate, 5, host_port, 100, 100));
   pump(100);
   data = 0;
   for (auto& x : received())
-    if (x.h.op == kVsockOpRw) data += x.data.size();
+    if (x.h.op == abi::kVsockOpRw) data += x.data.size();
   EXPECT_EQ(data, 100u);
   // A guest that claims to have consumed more than it ever got stalls its
   // own connection (no credit) and costs the host nothing: data is never
   // buffered on the host.
-  send(hdr(kVsockOpCreditUpdate, 5, host_port, 100, 4000000000u));
+  send(hdr(abi::kVsockOpCreditUpdate, 5, host_port, 100, 4000000000u));
   pump(100);
   data = 0;
   for (auto& x : received())
-    if (x.h.op == kVsockOpRw) data += x.data.size();
+    if (x.h.op == abi::kVsockOpRw) data += x.data.size();
   EXPECT_EQ(data, 0u);
   EXPECT_EQ(dev_->connection_count(), 1u);
 }
@@ -349,11 +349,11 @@ TEST_F(VsockTest, GuestBeyondItsCreditIsReset) {
   auto [fd, host_port] = establish(5);
   // The client never reads: once the socket buffer is full, what the guest
   // sends is buffered up to conn_buf and then the connection is reset.
-  const std::string chunk(0x10000 - sizeof(VsockHeader), 'z');
+  const std::string chunk(0x10000 - sizeof(abi::VsockHeader), 'z');
   bool reset = false;
   for (int i = 0; i < 64 && !reset; i++) {
-    send(hdr(kVsockOpRw, 5, host_port), chunk);
-    for (auto& x : received()) reset |= x.h.op == kVsockOpRst;
+    send(hdr(abi::kVsockOpRw, 5, host_port), chunk);
+    for (auto& x : received()) reset |= x.h.op == abi::kVsockOpRst;
   }
   EXPECT_TRUE(reset);
   EXPECT_EQ(dev_->stats().credit_violations, 1u);
@@ -374,13 +374,13 @@ TEST_F(VsockTest, CreditUpdatesFollowTheHostReader) {
     const uint32_t window = 8192 - (sent - last_fwd);
     const uint32_t n = std::min<uint32_t>(window, 3000);
     if (n) {
-      send(hdr(kVsockOpRw, 5, host_port), std::string(n, static_cast<char>('a' + i % 26)));
+      send(hdr(abi::kVsockOpRw, 5, host_port), std::string(n, static_cast<char>('a' + i % 26)));
       sent += n;
     }
     got += read_some(fd, 100);
     pump();
     for (auto& x : received()) {
-      EXPECT_NE(x.h.op, kVsockOpRst);
+      EXPECT_NE(x.h.op, abi::kVsockOpRst);
       last_fwd = x.h.fwd_cnt;
     }
   }
@@ -399,24 +399,24 @@ TEST_F(VsockTest, MalformedPacketsAreDroppedOrReset) {
     const uint16_t slot = 200;
     drv_[1]->set_desc(slot, kTxBufs, 10, 0, 0);
     drv_[1]->make_available(slot);
-    transport_->notify(kVsockTxq);
+    transport_->notify(abi::kVsockTxq);
   }
   // Misaddressed: another source CID, another destination CID: dropped.
-  VsockHeader h = hdr(kVsockOpRw, 5, host_port);
+  abi::VsockHeader h = hdr(abi::kVsockOpRw, 5, host_port);
   h.src_cid = 7;
   send(h, "x");
-  h = hdr(kVsockOpRw, 5, host_port);
+  h = hdr(abi::kVsockOpRw, 5, host_port);
   h.dst_cid = 9;
   send(h, "x");
   EXPECT_EQ(dev_->stats().dropped, 3u);
   EXPECT_EQ(dev_->connection_count(), 1u);
   // A length beyond the data: the connection is reset.
-  h = hdr(kVsockOpRw, 5, host_port);
+  h = hdr(abi::kVsockOpRw, 5, host_port);
   h.len = 5000;
   send(h, "short", 0, /*set_len=*/false);
   auto p = received();
   ASSERT_FALSE(p.empty());
-  EXPECT_EQ(p.back().h.op, kVsockOpRst);
+  EXPECT_EQ(p.back().h.op, abi::kVsockOpRst);
   EXPECT_EQ(read_some(fd), "");
   EXPECT_EQ(dev_->connection_count(), 0u);
   EXPECT_FALSE(transport_->needs_reset());
@@ -425,16 +425,16 @@ TEST_F(VsockTest, MalformedPacketsAreDroppedOrReset) {
 TEST_F(VsockTest, PacketsForUnknownConnectionsGetBoundedResets) {
   make();
   // No receive buffers: resets queue up, but only so many.
-  for (uint32_t i = 0; i < 300; i++) send(hdr(kVsockOpRw, 1000 + i, 2000), "x");
+  for (uint32_t i = 0; i < 300; i++) send(hdr(abi::kVsockOpRw, 1000 + i, 2000), "x");
   post_rx(64);
   pump();
   post_rx(64);
   pump();
   const auto p = received();
   EXPECT_EQ(p.size(), VsockLimits{}.max_pending_rst);
-  for (auto& x : p) EXPECT_EQ(x.h.op, kVsockOpRst);
+  for (auto& x : p) EXPECT_EQ(x.h.op, abi::kVsockOpRst);
   // A reset is never answered with a reset.
-  send(hdr(kVsockOpRst, 1, 2));
+  send(hdr(abi::kVsockOpRst, 1, 2));
   EXPECT_TRUE(received().empty());
 }
 
@@ -449,16 +449,16 @@ TEST_F(VsockTest, GuestConnectsToTheHost) {
   std::strncpy(a.sun_path, (uds_ + "_5000").c_str(), sizeof a.sun_path - 1);
   ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(::listen(lfd, 4), 0);
-  send(hdr(kVsockOpRequest, 4321, 5000));
+  send(hdr(abi::kVsockOpRequest, 4321, 5000));
   auto p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpResponse);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpResponse);
   EXPECT_EQ(p[0].h.src_port, 5000u);
   EXPECT_EQ(p[0].h.dst_port, 4321u);
   const int sfd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
   ASSERT_GE(sfd, 0);
   to_close_.push_back(sfd);
-  send(hdr(kVsockOpRw, 4321, 5000), "ping");
+  send(hdr(abi::kVsockOpRw, 4321, 5000), "ping");
   EXPECT_EQ(read_some(sfd), "ping");
   write_all(sfd, "pong");
   pump(200);
@@ -466,10 +466,10 @@ TEST_F(VsockTest, GuestConnectsToTheHost) {
   ASSERT_EQ(p.size(), 1u);
   EXPECT_EQ(p[0].data, "pong");
   // Nobody listens on port 6000: refused.
-  send(hdr(kVsockOpRequest, 4322, 6000));
+  send(hdr(abi::kVsockOpRequest, 4322, 6000));
   p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpRst);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpRst);
   EXPECT_EQ(p[0].h.dst_port, 4322u);
 }
 
@@ -482,20 +482,20 @@ TEST_F(VsockTest, ShutdownAndEof) {
   pump(200);
   auto p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpShutdown);
-  EXPECT_TRUE(p[0].h.flags & kVsockShutdownSend);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpShutdown);
+  EXPECT_TRUE(p[0].h.flags & abi::kVsockShutdownSend);
   // The guest still sends, then closes (both flags): the host reads the
   // data, then EOF, and the guest gets its reset.
-  send(hdr(kVsockOpRw, 5, host_port), "bye");
-  send(hdr(kVsockOpShutdown, 5, host_port), "");
-  VsockHeader h = hdr(kVsockOpShutdown, 5, host_port);
-  h.flags = kVsockShutdownSend | kVsockShutdownRcv;
+  send(hdr(abi::kVsockOpRw, 5, host_port), "bye");
+  send(hdr(abi::kVsockOpShutdown, 5, host_port), "");
+  abi::VsockHeader h = hdr(abi::kVsockOpShutdown, 5, host_port);
+  h.flags = abi::kVsockShutdownSend | abi::kVsockShutdownRcv;
   send(h);
   EXPECT_EQ(read_some(fd), "bye");
   EXPECT_EQ(read_some(fd), "");
   p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpRst);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpRst);
   EXPECT_EQ(dev_->connection_count(), 0u);
 }
 
@@ -507,7 +507,7 @@ TEST_F(VsockTest, FinishReportsTheExitOnStdioConnections) {
   abi::FrameHeader fh{abi::kFrameStdout, 2};
   std::string frame(reinterpret_cast<const char*>(&fh), sizeof fh);
   frame += "ok";
-  send(hdr(kVsockOpRw, abi::kStdioPort, host_port), frame);
+  send(hdr(abi::kVsockOpRw, abi::kStdioPort, host_port), frame);
   transport_->locked([&](VirtioDevice&) { dev_->finish(abi::ExitPayload{abi::kExitSignal, 11}, 1000); });
   std::string got;
   for (std::string s; (s = read_some(fd)) != "" && s != "<timeout>";) got += s;
@@ -531,7 +531,7 @@ TEST_F(VsockTest, FinishAddsNothingMidFrame) {
   abi::FrameHeader fh{abi::kFrameStdout, 10};
   std::string partial(reinterpret_cast<const char*>(&fh), sizeof fh);
   partial += "abc";  // 7 bytes of the payload missing
-  send(hdr(kVsockOpRw, abi::kStdioPort, port1), partial);
+  send(hdr(abi::kVsockOpRw, abi::kStdioPort, port1), partial);
   EXPECT_EQ(read_some(fd1), partial);
   transport_->locked([&](VirtioDevice&) { dev_->finish(abi::ExitPayload{abi::kExitSignal, 11}, 1000); });
   EXPECT_EQ(read_some(fd1), "");
@@ -545,7 +545,7 @@ TEST_F(VsockTest, FinishAddsNothingAfterTheGuestsExitFrame) {
   abi::ExitPayload ep{abi::kExitCode, 3};
   std::string exit_frame(reinterpret_cast<const char*>(&eh), 8);
   exit_frame.append(reinterpret_cast<const char*>(&ep), 8);
-  send(hdr(kVsockOpRw, abi::kStdioPort, port2), exit_frame);
+  send(hdr(abi::kVsockOpRw, abi::kStdioPort, port2), exit_frame);
   EXPECT_EQ(read_some(fd2), exit_frame);
   transport_->locked([&](VirtioDevice&) { dev_->finish(abi::ExitPayload{abi::kExitSignal, 11}, 1000); });
   EXPECT_EQ(read_some(fd2), "");
@@ -561,10 +561,10 @@ TEST_F(VsockTest, TooManyConnectionsAreRefused) {
   const int fd = client_connect(uds_);
   pump(200);
   EXPECT_EQ(read_some(fd), "");
-  send(hdr(kVsockOpRequest, 9, 9));
+  send(hdr(abi::kVsockOpRequest, 9, 9));
   auto p = received();
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0].h.op, kVsockOpRst);
+  EXPECT_EQ(p[0].h.op, abi::kVsockOpRst);
 }
 
 TEST_F(VsockTest, ResetDropsEveryConnection) {
@@ -612,9 +612,9 @@ TEST_F(VsockTest, OneStdioConnectionPerRunOthersWaitForTheNext) {
   post_rx(8);
   auto req = received();
   ASSERT_EQ(req.size(), 1u);
-  EXPECT_EQ(req[0].h.op, kVsockOpRequest);
+  EXPECT_EQ(req[0].h.op, abi::kVsockOpRequest);
   EXPECT_EQ(req[0].h.dst_port, abi::kStdioPort);
-  send(hdr(kVsockOpResponse, abi::kStdioPort, req[0].h.src_port));
+  send(hdr(abi::kVsockOpResponse, abi::kStdioPort, req[0].h.src_port));
   EXPECT_EQ(read_some(fd2), "OK " + std::to_string(req[0].h.src_port) + "\n");
   (void)port1;
 }

@@ -7,7 +7,7 @@
 #include "api/boot_info.h"
 #include "api/control.h"
 #include "api/guest_layout.h"
-#include "vmm/virtio_mmio.h"
+#include "api/virtio.h"
 
 int main() {
   using namespace ember::abi;
@@ -19,11 +19,11 @@ int main() {
   set("CONTROL_LOG", kControlLog);
   set("VIRTIO_MMIO", kVirtioMmioBase);
   set("VIRTIO_STRIDE", kVirtioMmioStride);
-  set("MMIO_STATUS", ember::kMmioStatus);
-  set("MMIO_DRIVER_FEATURES", ember::kMmioDriverFeatures);
-  set("MMIO_DRIVER_FEATURES_SEL", ember::kMmioDriverFeaturesSel);
-  set("NOTIFY0", kVirtioMmioBase + ember::kMmioQueueNotify);                     // console 0 QueueNotify
-  set("NOTIFY1", kVirtioMmioBase + kVirtioMmioStride + ember::kMmioQueueNotify); // console 1 QueueNotify
+  set("MMIO_STATUS", kMmioStatus);
+  set("MMIO_DRIVER_FEATURES", kMmioDriverFeatures);
+  set("MMIO_DRIVER_FEATURES_SEL", kMmioDriverFeaturesSel);
+  set("NOTIFY0", kVirtioMmioBase + kMmioQueueNotify);                     // console 0 QueueNotify
+  set("NOTIFY1", kVirtioMmioBase + kVirtioMmioStride + kMmioQueueNotify); // console 1 QueueNotify
   set("RXQ", queue_gpa(0, 0));     // console 0 receiveq
   set("TXQ", queue_gpa(0, 1));     // console 0 transmitq
   set("ERRTXQ", queue_gpa(1, 1));  // console 1 transmitq

@@ -1,0 +1,356 @@
+// Path and metadata syscalls: open, stat, access, directories, the working
+// directory, links, file systems. The tree is the image's (read-only) with
+// the devices of files.h.
+#include "api/image_format.h"
+#include "guest-init/files.h"
+#include "guest-init/klib.h"
+#include "guest-init/path.h"
+#include "guest-init/runtime.h"
+#include "guest-init/syscalls.h"
+
+namespace ember::guest {
+
+using namespace lx;
+
+namespace {
+
+constexpr uint32_t R_OK = 4, W_OK = 2, X_OK = 1;
+
+// The directory path a Lookup of kind kDir names ("" for the root).
+const char* dir_path(const Lookup& d, uint32_t* len) {
+  *len = d.prefix_len;
+  if (d.prefix_len == 0) return "";
+  return g_rt.image.file(d.index).path.data;
+}
+
+// Reads the NUL-terminated path at `user` and makes it absolute and
+// normalised relative to dirfd. `empty_ok`: "" names dirfd itself (then
+// *is_empty is set and out is unused).
+SysResult resolve_at(int64_t dirfd, uint64_t user, char* out, bool empty_ok, bool* is_empty, uint32_t* out_len) {
+  *is_empty = false;
+  if (!user_ok(user, 1)) return EFAULT;
+  const char* p = user_ptr<const char>(user);
+  uint32_t n = 0;
+  while (n < kPathMax && p[n]) n++;
+  if (n == kPathMax) return ENAMETOOLONG;
+  if (n == 0) {
+    if (!empty_ok) return ENOENT;
+    *is_empty = true;
+    return SysResult::ok(0);
+  }
+  const char* base = "";
+  uint32_t base_len = 0;
+  if (p[0] != '/') {
+    if (static_cast<int32_t>(dirfd) == AT_FDCWD) {
+      base = dir_path(g_rt.cwd, &base_len);
+    } else {
+      OpenFile* f = g_rt.files.get(dirfd);
+      if (!f) return EBADF;
+      if (f->kind != FileKind::kDir) return ENOTDIR;
+      Lookup d{FileKind::kDir, f->index, f->prefix_len};
+      base = dir_path(d, &base_len);
+    }
+  }
+  int32_t len = normalise_path(base, base_len, p, n, out, kPathMax);
+  if (len < 0) return ENAMETOOLONG;
+  *out_len = static_cast<uint32_t>(len);
+  return SysResult::ok(0);
+}
+
+
+void fill_stat(const OpenFile& f, Stat* st) {
+  memset(st, 0, sizeof *st);
+  st->st_dev = 1;
+  st->st_nlink = 1;
+  st->st_blksize = 4096;
+  const uint64_t boot_s = g_rt.clock.realtime_ns() / 1000000000ull;  // images carry no times
+  st->st_atime = st->st_mtime = st->st_ctime = boot_s;
+  switch (f.kind) {
+    case FileKind::kFile: {
+      image::ImageFile file = g_rt.image.file(f.index);
+      st->st_ino = 16 + f.index;
+      st->st_mode = file.mode;
+      st->st_size = static_cast<int64_t>(file.size);
+      st->st_blocks = static_cast<int64_t>((file.size + 511) / 512);
+      break;
+    }
+    case FileKind::kDir:
+      st->st_ino = f.prefix_len == 0 ? 2 : (uint64_t{1} << 32) + (uint64_t{f.prefix_len} << 16) + f.index;
+      st->st_mode = S_IFDIR | 0755;
+      st->st_nlink = 2;
+      st->st_size = 4096;
+      st->st_blocks = 8;
+      break;
+    case FileKind::kStdin:
+    case FileKind::kStdout:
+    case FileKind::kStderr:
+      // Pipes: what the VMM's streams are (not a terminal).
+      st->st_dev = 2;
+      st->st_ino = 3 + static_cast<uint64_t>(f.kind);
+      st->st_mode = S_IFIFO | 0600;
+      break;
+    case FileKind::kNull:
+    case FileKind::kZero:
+    case FileKind::kRandom:
+      st->st_dev = 3;
+      st->st_ino = 8 + static_cast<uint64_t>(f.kind);
+      st->st_mode = S_IFCHR | 0666;
+      st->st_rdev = f.kind == FileKind::kNull ? 0x103 : f.kind == FileKind::kZero ? 0x105 : 0x109;
+      break;
+    case FileKind::kNone:
+      break;
+  }
+}
+
+OpenFile open_file_for(const Lookup& l, uint32_t flags) {
+  OpenFile f;
+  f.kind = l.kind;
+  f.flags = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECTORY | O_PATH);
+  f.index = l.index;
+  f.prefix_len = l.prefix_len;
+  return f;
+}
+
+SysResult do_open(int64_t dirfd, uint64_t user_path, uint32_t flags) {
+  char path[kPathMax];
+  uint32_t len;
+  bool empty;
+  SysResult r = resolve_at(dirfd, user_path, path, false, &empty, &len);
+  if (r.failed()) return r;
+  Lookup l = Files::lookup(path, len);
+  const uint32_t acc = flags & O_ACCMODE;
+  if (l.kind == FileKind::kNone) return (flags & O_CREAT) ? EROFS : ENOENT;
+  if ((flags & O_CREAT) && (flags & O_EXCL)) return EEXIST;
+  if ((flags & O_TMPFILE) == O_TMPFILE) return EROFS;
+  if (l.kind == FileKind::kDir) {
+    if (acc != O_RDONLY) return EISDIR;
+  } else if (flags & O_DIRECTORY) {
+    return ENOTDIR;
+  }
+  if (l.kind == FileKind::kFile && (acc != O_RDONLY || (flags & O_TRUNC)) && !(flags & O_PATH)) return EROFS;
+  return g_rt.files.open(open_file_for(l, flags), flags & O_CLOEXEC);
+}
+
+
+bool wants_write_bits(uint32_t mode) { return mode & W_OK; }
+
+SysResult do_access(int64_t dirfd, uint64_t user_path, uint32_t mode, uint32_t flags) {
+  if (mode & ~(R_OK | W_OK | X_OK)) return EINVAL;
+  char path[kPathMax];
+  uint32_t len = 0;
+  bool empty;
+  SysResult r = resolve_at(dirfd, user_path, path, flags & AT_EMPTY_PATH, &empty, &len);
+  if (r.failed()) return r;
+  Lookup l;
+  if (empty) {
+    OpenFile* f = g_rt.files.get(dirfd);
+    if (!f) return EBADF;
+    l = Lookup{f->kind, f->index, f->prefix_len};
+  } else {
+    l = Files::lookup(path, len);
+  }
+  if (l.kind == FileKind::kNone) return ENOENT;
+  if (wants_write_bits(mode) && (l.kind == FileKind::kFile || l.kind == FileKind::kDir)) return EROFS;
+  if ((mode & X_OK) && l.kind == FileKind::kFile && !(g_rt.image.file(l.index).mode & 0111)) return EACCES;
+  return SysResult::ok(0);
+}
+
+SysResult do_readlink(int64_t dirfd, uint64_t user_path, uint64_t buf, uint64_t size) {
+  char path[kPathMax];
+  uint32_t len;
+  bool empty;
+  SysResult r = resolve_at(dirfd, user_path, path, false, &empty, &len);
+  if (r.failed()) return r;
+  if (static_cast<int64_t>(size) <= 0) return EINVAL;
+  if (str_eq(path, len, "/proc/self/exe")) {
+    uint64_t n = g_rt.exec_path_len < size ? g_rt.exec_path_len : size;
+    if (!user_ok(buf, n)) return EFAULT;
+    memcpy(user_ptr<char>(buf), g_rt.exec_path, n);
+    return SysResult::ok(n);
+  }
+  return Files::lookup(path, len).kind == FileKind::kNone ? ENOENT : EINVAL;  // no symlinks in images
+}
+
+SysResult fill_statfs(uint64_t buf) {
+  if (!user_ok(buf, 120)) return EFAULT;
+  uint64_t* s = user_ptr<uint64_t>(buf);
+  memset(s, 0, 120);
+  s[0] = 0x858458f6;  // f_type: RAMFS_MAGIC
+  s[1] = 4096;        // f_bsize
+  s[8] = 255;         // f_namelen
+  s[9] = 4096;        // f_frsize
+  s[10] = 1;          // f_flags: ST_RDONLY
+  return SysResult::ok(0);
+}
+
+}  // namespace
+
+EMBER_SYSCALL_DEFINE(open, uint64_t pathname, uint32_t flags) { return do_open(AT_FDCWD, pathname, flags); }
+EMBER_SYSCALL_DEFINE(openat, int dirfd, uint64_t pathname, uint32_t flags) {
+  return do_open(dirfd, pathname, flags);
+}
+
+EMBER_SYSCALL_DEFINE(fstat, int fd, uint64_t statbuf) {
+  OpenFile* f = g_rt.files.get(fd);
+  if (!f) return EBADF;
+  if (!user_ok(statbuf, sizeof(Stat))) return EFAULT;
+  fill_stat(*f, user_ptr<Stat>(statbuf));
+  return SysResult::ok(0);
+}
+
+EMBER_SYSCALL_DEFINE(newfstatat, int dirfd, uint64_t pathname, uint64_t statbuf, uint32_t flags) {
+  if (!user_ok(statbuf, sizeof(Stat))) return EFAULT;
+  char path[kPathMax];
+  uint32_t len = 0;
+  bool empty;
+  SysResult r = resolve_at(dirfd, pathname, path, flags & AT_EMPTY_PATH, &empty, &len);
+  if (r.failed()) return r;
+  if (empty) {
+    OpenFile* f = dirfd == AT_FDCWD ? nullptr : g_rt.files.get(dirfd);
+    if (dirfd == AT_FDCWD) {
+      OpenFile cwd = open_file_for(g_rt.cwd, O_RDONLY);
+      fill_stat(cwd, user_ptr<Stat>(statbuf));
+      return SysResult::ok(0);
+    }
+    if (!f) return EBADF;
+    fill_stat(*f, user_ptr<Stat>(statbuf));
+    return SysResult::ok(0);
+  }
+  Lookup l = Files::lookup(path, len);
+  if (l.kind == FileKind::kNone) return ENOENT;
+  fill_stat(open_file_for(l, O_RDONLY), user_ptr<Stat>(statbuf));
+  return SysResult::ok(0);
+}
+
+EMBER_SYSCALL_DEFINE(stat, uint64_t pathname, uint64_t statbuf) { return sys_newfstatat_typed(AT_FDCWD, pathname, statbuf, 0); }
+EMBER_SYSCALL_DEFINE(lstat, uint64_t pathname, uint64_t statbuf) {  // the image has no symlinks
+  return sys_newfstatat_typed(AT_FDCWD, pathname, statbuf, 0);
+}
+
+EMBER_SYSCALL_DEFINE(statx) { return ENOSYS; }  // libcs fall back to newfstatat
+
+
+EMBER_SYSCALL_DEFINE(access, uint64_t pathname, uint32_t mode) { return do_access(AT_FDCWD, pathname, mode, 0); }
+EMBER_SYSCALL_DEFINE(faccessat, int dirfd, uint64_t pathname, uint32_t mode) {
+  return do_access(dirfd, pathname, mode, 0);
+}
+EMBER_SYSCALL_DEFINE(faccessat2, int dirfd, uint64_t pathname, uint32_t mode, uint32_t flags) {
+  return do_access(dirfd, pathname, mode,
+                   flags);
+}
+
+
+EMBER_SYSCALL_DEFINE(getdents64, int fd, uint64_t dirp, uint32_t count) {
+  OpenFile* f = g_rt.files.get(fd);
+  if (!f) return EBADF;
+  if (f->kind != FileKind::kDir) return ENOTDIR;
+  const uint64_t cap = count;
+  if (!user_ok(dirp, cap)) return EFAULT;
+  uint8_t* out = user_ptr<uint8_t>(dirp);
+  const image::ImageReader& img = g_rt.image;
+  const uint32_t plen = f->prefix_len;
+  const char* prefix = plen ? img.file(f->index).path.data : "";
+  uint64_t used = 0;
+  // Cursor: 0 ".", 1 "..", 2 + i: the entry that file i introduces.
+  auto emit = [&](const char* name, uint32_t nlen, uint8_t type, uint64_t ino, uint64_t next) -> bool {
+    const uint64_t reclen = (19 + nlen + 1 + 7) & ~uint64_t{7};
+    if (used + reclen > cap) return false;
+    uint8_t* e = out + used;
+    memset(e, 0, reclen);
+    Dirent64Header h{ino, static_cast<int64_t>(next), static_cast<uint16_t>(reclen), type};
+    memcpy(e, &h.d_ino, 8);
+    memcpy(e + 8, &h.d_off, 8);
+    memcpy(e + 16, &h.d_reclen, 2);
+    e[18] = type;
+    memcpy(e + 19, name, nlen);
+    used += reclen;
+    return true;
+  };
+  while (true) {
+    const uint64_t cur = f->offset;
+    if (cur == 0 || cur == 1) {
+      if (!emit("..", cur == 0 ? 1 : 2, DT_DIR, cur == 0 ? 2 : 2, cur + 1)) break;
+      f->offset++;
+      continue;
+    }
+    const uint64_t i = cur - 2;
+    if (i >= img.file_count()) break;
+    image::Bytes p = img.file(static_cast<uint32_t>(i)).path;
+    bool below = p.size > plen + 1 && p.data[plen] == '/' && memcmp(p.data, prefix, plen) == 0;
+    if (below) {
+      const char* name = p.data + plen + 1;
+      uint32_t nlen = 0;
+      while (plen + 1 + nlen < p.size && name[nlen] != '/') nlen++;
+      const bool is_dir = plen + 1 + nlen < p.size;
+      bool seen = false;
+      if (is_dir) {  // a subdirectory: listed once, at its first file
+        for (uint32_t j = 0; j < i && !seen; j++) {
+          image::Bytes q = img.file(j).path;
+          seen = q.size > plen + 1 + nlen && memcmp(q.data, p.data, plen + 1 + nlen) == 0 &&
+                 q.data[plen + 1 + nlen] == '/';
+        }
+      }
+      if (!seen && !emit(name, nlen, is_dir ? DT_DIR : DT_REG, 16 + i, cur + 1)) {
+        if (used == 0) return EINVAL;  // buffer too small for one entry
+        break;
+      }
+    }
+    f->offset++;
+  }
+  return SysResult::ok(used);
+}
+
+EMBER_SYSCALL_DEFINE(getcwd, uint64_t buf, uint64_t size) {
+  uint32_t len;
+  const char* p = dir_path(g_rt.cwd, &len);
+  const uint64_t need = (len ? len : 1) + 1;
+  if (size < need) return ERANGE;
+  if (!user_ok(buf, need)) return EFAULT;
+  char* out = user_ptr<char>(buf);
+  if (len) memcpy(out, p, len);
+  else out[0] = '/', len = 1;
+  out[len] = 0;
+  return SysResult::ok(need);
+}
+
+EMBER_SYSCALL_DEFINE(chdir, uint64_t pathname) {
+  char path[kPathMax];
+  uint32_t len;
+  bool empty;
+  SysResult r = resolve_at(AT_FDCWD, pathname, path, false, &empty, &len);
+  if (r.failed()) return r;
+  Lookup l = Files::lookup(path, len);
+  if (l.kind == FileKind::kNone) return ENOENT;
+  if (l.kind != FileKind::kDir) return ENOTDIR;
+  g_rt.cwd = l;
+  return SysResult::ok(0);
+}
+
+EMBER_SYSCALL_DEFINE(fchdir, int fd) {
+  OpenFile* f = g_rt.files.get(fd);
+  if (!f) return EBADF;
+  if (f->kind != FileKind::kDir) return ENOTDIR;
+  g_rt.cwd = Lookup{FileKind::kDir, f->index, f->prefix_len};
+  return SysResult::ok(0);
+}
+
+
+EMBER_SYSCALL_DEFINE(readlink, uint64_t pathname, uint64_t buf, int bufsiz) { return do_readlink(AT_FDCWD, pathname, buf, bufsiz); }
+EMBER_SYSCALL_DEFINE(readlinkat, int dirfd, uint64_t pathname, uint64_t buf, int bufsiz) { return do_readlink(dirfd, pathname, buf, bufsiz); }
+
+
+EMBER_SYSCALL_DEFINE(statfs, uint64_t pathname, uint64_t buf) {
+  char path[kPathMax];
+  uint32_t len;
+  bool empty;
+  SysResult r = resolve_at(AT_FDCWD, pathname, path, false, &empty, &len);
+  if (r.failed()) return r;
+  if (Files::lookup(path, len).kind == FileKind::kNone) return ENOENT;
+  return fill_statfs(buf);
+}
+EMBER_SYSCALL_DEFINE(fstatfs, int fd, uint64_t buf) {
+  if (!g_rt.files.get(fd)) return EBADF;
+  return fill_statfs(buf);
+}
+
+}  // namespace ember::guest
