@@ -207,7 +207,7 @@ const char kRestoreUsage[] =
     "--snapshot-at-ready), then, interleaved run by run:\n"
     "  new process   ember-vmm restore DIR: from posix_spawn to the vCPU entering\n"
     "                the guest (EMBER_TRACE line), and the whole process\n"
-    "  in-process    SnapshotVm::restore() to the vCPU entering the guest (the\n"
+    "  in-process    RestoredMachine::restore() to the vCPU entering the guest (the\n"
     "                same work without exec; the slow VM teardown is not counted)\n"
     "and the snapshot's size on disk. Times in microseconds.\n"
     "\n"
@@ -220,7 +220,7 @@ const char kResetUsage[] =
     "usage: ember-bench reset [-n RUNS] [--json FILE]\n"
     "\n"
     "In this process, from snapshots taken at the ready point:\n"
-    "  reset-to-ready   SnapshotVm::reset() (private pages dropped, vCPU, irqchip,\n"
+    "  reset-to-ready   RestoredMachine::reset() (private pages dropped, vCPU, irqchip,\n"
     "                   clock, devices reloaded) to the vCPU entering the guest\n"
     "  cycle            one run of snapshot_counter (stdin over the console,\n"
     "                   prints 1) plus the reset after it\n"
@@ -263,7 +263,7 @@ int restore_bench(const std::vector<std::string>& args) {
         if (kv.count(p)) phases[p].push_back(kv.at(p));
     }
     const double t0 = now_us();
-    auto vm = SnapshotVm::restore(quiet_config(dir, devnull));
+    auto vm = RestoredMachine::restore(quiet_config(dir, devnull));
     if (!vm) {
       if (++failures <= 3) std::fprintf(stderr, "ember-bench: in-process restore %d: %s\n", i, vm.message().c_str());
       continue;
@@ -271,7 +271,7 @@ int restore_bench(const std::vector<std::string>& args) {
     const uint64_t ready = (*vm)->resumed_ns();
     inproc_ready.push_back(static_cast<double>(ready) / 1e3 - t0);
     const double t1 = now_us();
-    std::unique_ptr<SnapshotVm> owned = std::move(*vm);
+    std::unique_ptr<RestoredMachine> owned = std::move(*vm);
     owned.reset();  // the VM's teardown (~15 ms here: the kernel's SRCU grace periods)
     inproc_teardown.push_back(now_us() - t1);
   }
@@ -315,7 +315,7 @@ int reset_bench(const std::vector<std::string>& args) {
     const std::string input = "x";
     MachineConfig c = quiet_config(counter, devnull);
     c.stdin_data = &input;
-    auto vm = SnapshotVm::restore(c);
+    auto vm = RestoredMachine::restore(c);
     if (!vm) {
       std::fprintf(stderr, "ember-bench reset: %s\n", vm.message().c_str());
       return 1;
@@ -355,7 +355,7 @@ int reset_bench(const std::vector<std::string>& args) {
     int ready_runs = 0;
     bool vm_failed = false;
     std::thread vm_thread([&] {
-      auto vm = SnapshotVm::restore(c);
+      auto vm = RestoredMachine::restore(c);
       if (!vm) {
         std::fprintf(stderr, "ember-bench reset: %s\n", vm.message().c_str());
         std::lock_guard<std::mutex> g(mu);

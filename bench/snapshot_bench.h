@@ -2,8 +2,8 @@
 //
 //   restore: restore-to-ready of a snapshot taken at the ready point, in a
 //     new ember-vmm process (spawn to the vCPU entering the guest) and in
-//     this process (SnapshotVm::restore to the same moment); snapshot size.
-//   reset: reset-to-ready in place (SnapshotVm::reset to the vCPU entering
+//     this process (RestoredMachine::restore to the same moment); snapshot size.
+//   reset: reset-to-ready in place (RestoredMachine::reset to the vCPU entering
 //     the guest again), a whole run+reset cycle over the console, and the
 //     end-to-end latency of an echo invocation over vsock (connect, stdin,
 //     stdout, exit status) on a VM reset in place between invocations.

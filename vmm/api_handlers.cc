@@ -404,10 +404,10 @@ HttpResponse ApiHandlers::route(std::string_view method, std::string_view path, 
     *counter = "get_api_requests.instance_info";
     json info{{"app_name", kApiAppName},
               {"id", id_},
-              {"state", vm_state_name(controller_->state())},
+              {"state", instance_state_name(controller_->state())},
               {"vmm_version", kEmberVersion}};
     info["guest_ready"] = controller_->guest_ready();
-    if (controller_->state() == VmState::kExited) info["exit_status"] = controller_->exit_status();
+    if (controller_->state() == InstanceState::kExited) info["exit_status"] = controller_->exit_status();
     return ok_json(info);
   }
   if (path == "/version") {
@@ -552,8 +552,8 @@ Result<void> ApiHandlers::flush_metrics() {
     const auto dot = key.find('.');
     line[key.substr(0, dot)][key.substr(dot + 1)] = value;
   }
-  json vmm{{"state", vm_state_name(controller_->state())}};
-  if (controller_->state() == VmState::kExited) vmm["exit_status"] = controller_->exit_status();
+  json vmm{{"state", instance_state_name(controller_->state())}};
+  if (controller_->state() == InstanceState::kExited) vmm["exit_status"] = controller_->exit_status();
   if (vm_metrics_) vm_metrics_(vmm);
   line["vmm"] = vmm;
   return metrics_->write_line(dump(line) + "\n");

@@ -79,7 +79,7 @@ enum Tag : uint64_t { kTagSignal = 1, kTagApi, kTagMachine, kTagMetrics };
 
 // The API-mode VMM: the event loop, the VM backend and the process's
 // resources. One per process.
-class ApiVmm : public VmBackend {
+class ApiVmm : public MachineBackend {
  public:
   ApiVmm(const ApiCliOptions& o, uint64_t t0)
       : options_(o),
@@ -90,7 +90,7 @@ class ApiVmm : public VmBackend {
 
   int run();
 
-  // VmBackend
+  // MachineBackend
   Result<void> start(const VmmConfig& config) override;
   Result<void> pause() override;
   Result<void> resume() override;
@@ -118,7 +118,7 @@ class ApiVmm : public VmBackend {
   Fd epoll_, signal_fd_, metrics_timer_;
   bool metrics_armed_ = false;
   MappedImage image_;
-  std::unique_ptr<MachineRunner> runner_;
+  std::unique_ptr<SteppedMachine> runner_;
   bool vm_ended_ = false;
   int vm_status_ = 0;
   uint64_t start_ns_ = 0;
@@ -206,7 +206,7 @@ MachineConfig ApiVmm::machine_config() const {
 
 Result<void> ApiVmm::run_vm(const MachineConfig& mc) {
   start_ns_ = monotonic_ns();
-  EMBER_TRY(runner_, MachineRunner::boot(mc));
+  EMBER_TRY(runner_, SteppedMachine::boot(mc));
   EMBER_TRY_VOID(watch(runner_->event_fd(), kTagMachine));
   return Ok();
 }

@@ -1,7 +1,7 @@
 // API mode: `ember-vmm --api-sock PATH [--id ID]` serves the Firecracker-
 // compatible REST API (vmm/api_handlers.h) on a Unix socket from the
 // process's one event loop, which also runs the VM once it is started
-// (MachineRunner); `ember-vmm --config-file FILE [--no-api]` configures and
+// (SteppedMachine); `ember-vmm --config-file FILE [--no-api]` configures and
 // starts the VM from a Firecracker-shaped JSON file.
 //
 // The program's stdin/stdout/stderr are ember-vmm's own, as with `run`. The

@@ -59,16 +59,16 @@ Result<std::vector<uint32_t>> Kvm::msr_index_list() const {
   return std::vector<uint32_t>(buf.begin() + 1, buf.begin() + 1 + n);
 }
 
-Result<Vm> Kvm::create_vm() const {
+Result<KvmVm> Kvm::create_vm() const {
   int fd;
   do {
     fd = ::ioctl(this->fd(), KVM_CREATE_VM, 0);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return errno_error("KVM_CREATE_VM");
-  return Vm(Fd(fd), vcpu_mmap_size_);
+  return KvmVm(Fd(fd), vcpu_mmap_size_);
 }
 
-Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, void* host, uint64_t size, bool readonly) {
+Result<void> KvmVm::set_memory_region(uint32_t slot, uint64_t gpa, void* host, uint64_t size, bool readonly) {
   kvm_userspace_memory_region region{};
   region.slot = slot;
   region.flags = readonly ? KVM_MEM_READONLY : 0;
@@ -80,12 +80,12 @@ Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, void* host, uint
   return Ok();
 }
 
-Result<void> Vm::create_irqchip() {
+Result<void> KvmVm::create_irqchip() {
   if (::ioctl(fd(), KVM_CREATE_IRQCHIP, 0) < 0) return errno_error("KVM_CREATE_IRQCHIP");
   return Ok();
 }
 
-Result<void> Vm::set_msi_routes(std::span<const MsiRoute> routes) {
+Result<void> KvmVm::set_msi_routes(std::span<const MsiRoute> routes) {
   std::vector<uint64_t> buf((sizeof(kvm_abi::CountHeader) + routes.size() * sizeof(kvm_irq_routing_entry) + 7) / 8, 0);
   auto* header = reinterpret_cast<kvm_abi::CountHeader*>(buf.data());
   auto* entries = reinterpret_cast<kvm_irq_routing_entry*>(header + 1);
@@ -102,7 +102,7 @@ Result<void> Vm::set_msi_routes(std::span<const MsiRoute> routes) {
   return Ok();
 }
 
-Result<void> Vm::add_irqfd(int event_fd, uint32_t gsi) {
+Result<void> KvmVm::add_irqfd(int event_fd, uint32_t gsi) {
   kvm_irqfd irqfd{};
   irqfd.fd = static_cast<uint32_t>(event_fd);
   irqfd.gsi = gsi;
@@ -110,7 +110,7 @@ Result<void> Vm::add_irqfd(int event_fd, uint32_t gsi) {
   return Ok();
 }
 
-Result<void> Vm::add_ioeventfd(int event_fd, uint64_t gpa, uint32_t len, std::optional<uint64_t> datamatch) {
+Result<void> KvmVm::add_ioeventfd(int event_fd, uint64_t gpa, uint32_t len, std::optional<uint64_t> datamatch) {
   kvm_ioeventfd io{};
   io.addr = gpa;
   io.len = len;
@@ -123,7 +123,7 @@ Result<void> Vm::add_ioeventfd(int event_fd, uint64_t gpa, uint32_t len, std::op
   return Ok();
 }
 
-Result<Vcpu> Vm::create_vcpu(uint32_t id) {
+Result<Vcpu> KvmVm::create_vcpu(uint32_t id) {
   Fd vcpu(::ioctl(fd(), KVM_CREATE_VCPU, static_cast<unsigned long>(id)));
   if (!vcpu.valid()) return errno_error("KVM_CREATE_VCPU");
   void* run = ::mmap(nullptr, vcpu_mmap_size_, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.get(), 0);
@@ -131,27 +131,27 @@ Result<Vcpu> Vm::create_vcpu(uint32_t id) {
   return Vcpu(std::move(vcpu), Mapping(run, vcpu_mmap_size_));
 }
 
-int Vm::check_extension(long cap) const { return ::ioctl(fd(), KVM_CHECK_EXTENSION, cap); }
+int KvmVm::check_extension(long cap) const { return ::ioctl(fd(), KVM_CHECK_EXTENSION, cap); }
 
-Result<kvm_irqchip> Vm::get_irqchip(uint32_t chip) const {
+Result<kvm_irqchip> KvmVm::get_irqchip(uint32_t chip) const {
   kvm_irqchip c{};
   c.chip_id = chip;
   if (::ioctl(fd(), KVM_GET_IRQCHIP, &c) < 0) return errno_error("KVM_GET_IRQCHIP " + std::to_string(chip));
   return c;
 }
 
-Result<void> Vm::set_irqchip(const kvm_irqchip& chip) {
+Result<void> KvmVm::set_irqchip(const kvm_irqchip& chip) {
   if (::ioctl(fd(), KVM_SET_IRQCHIP, &chip) < 0) return errno_error("KVM_SET_IRQCHIP " + std::to_string(chip.chip_id));
   return Ok();
 }
 
-Result<kvm_clock_data> Vm::get_clock() const {
+Result<kvm_clock_data> KvmVm::get_clock() const {
   kvm_clock_data c{};
   if (::ioctl(fd(), KVM_GET_CLOCK, &c) < 0) return errno_error("KVM_GET_CLOCK");
   return c;
 }
 
-Result<void> Vm::set_clock(const kvm_clock_data& clock) {
+Result<void> KvmVm::set_clock(const kvm_clock_data& clock) {
   if (::ioctl(fd(), KVM_SET_CLOCK, &clock) < 0) return errno_error("KVM_SET_CLOCK");
   return Ok();
 }

@@ -1,4 +1,4 @@
-// Kvm, Vm, Vcpu: thin move-only owners of the KVM file descriptors. Each
+// Kvm, KvmVm, Vcpu: thin move-only owners of the KVM file descriptors. Each
 // method is one ioctl with its errno turned into a one-line Error; policy
 // (which values to load) lives in boot.cc and machine.cc.
 #pragma once
@@ -15,7 +15,7 @@
 
 namespace ember {
 
-class Vm;
+class KvmVm;
 class Vcpu;
 
 class Kvm {
@@ -37,7 +37,7 @@ class Kvm {
   // KVM_GET_MSR_INDEX_LIST: every MSR KVM saves/restores or emulates.
   Result<std::vector<uint32_t>> msr_index_list() const;
 
-  Result<Vm> create_vm() const;
+  Result<KvmVm> create_vm() const;
 
  private:
   Fd fd_;
@@ -45,10 +45,10 @@ class Kvm {
   size_t vcpu_mmap_size_ = 0;
 };
 
-class Vm {
+class KvmVm {
  public:
-  Vm() = default;
-  Vm(Fd fd, size_t vcpu_mmap_size) : fd_(std::move(fd)), vcpu_mmap_size_(vcpu_mmap_size) {}
+  KvmVm() = default;
+  KvmVm(Fd fd, size_t vcpu_mmap_size) : fd_(std::move(fd)), vcpu_mmap_size_(vcpu_mmap_size) {}
 
   int fd() const { return fd_.get(); }
 

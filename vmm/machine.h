@@ -98,14 +98,14 @@ struct SnapshotFilePaths;  // vmm/api_snapshot.h
 
 // A VM restored from a snapshot, for in-process use (benchmarks, tests): run
 // the program, put the VM back to the snapshot in place, run it again.
-class SnapshotVm {
+class RestoredMachine {
  public:
   // Restores the VM from config.restore_dir and lets the guest run on from
   // its ready point (it waits for input). `config` is copied.
-  static Result<std::unique_ptr<SnapshotVm>> restore(const MachineConfig& config);
-  ~SnapshotVm();
-  SnapshotVm(const SnapshotVm&) = delete;
-  SnapshotVm& operator=(const SnapshotVm&) = delete;
+  static Result<std::unique_ptr<RestoredMachine>> restore(const MachineConfig& config);
+  ~RestoredMachine();
+  RestoredMachine(const RestoredMachine&) = delete;
+  RestoredMachine& operator=(const RestoredMachine&) = delete;
 
   // Serves the guest until the program ends; the outcome of this run.
   RunOutcome run();
@@ -119,7 +119,7 @@ class SnapshotVm {
   uint64_t started_ns() const;
 
  private:
-  explicit SnapshotVm(const MachineConfig& config);
+  explicit RestoredMachine(const MachineConfig& config);
   MachineConfig config_;
   std::unique_ptr<Machine> machine_;
 };
@@ -127,13 +127,13 @@ class SnapshotVm {
 // caller polls event_fd() (EPOLLIN) next to its own fds and calls step()
 // when it is readable. Everything runs on the caller's thread except the
 // vCPU thread.
-class MachineRunner {
+class SteppedMachine {
  public:
   // Sets the VM up and lets the guest run. `config` is copied.
-  static Result<std::unique_ptr<MachineRunner>> boot(const MachineConfig& config);
-  ~MachineRunner();
-  MachineRunner(const MachineRunner&) = delete;
-  MachineRunner& operator=(const MachineRunner&) = delete;
+  static Result<std::unique_ptr<SteppedMachine>> boot(const MachineConfig& config);
+  ~SteppedMachine();
+  SteppedMachine(const SteppedMachine&) = delete;
+  SteppedMachine& operator=(const SteppedMachine&) = delete;
 
   int event_fd() const;
   // Handles what is ready without blocking; true once the VM has ended.
@@ -155,7 +155,7 @@ class MachineRunner {
   bool guest_ready() const;
 
  private:
-  explicit MachineRunner(const MachineConfig& config);
+  explicit SteppedMachine(const MachineConfig& config);
   MachineConfig config_;  // the machine refers to it
   std::unique_ptr<Machine> machine_;
 };

@@ -54,7 +54,7 @@ Result<void> save_vcpu_state(const Vcpu& vcpu, std::span<const uint32_t> msrs, s
   return Ok();
 }
 
-Result<void> save_vm_state(const Vm& vm, VmSnapshot* s) {
+Result<void> save_vm_state(const KvmVm& vm, VmSnapshot* s) {
   for (uint32_t chip = 0; chip < 3; chip++) {
     EMBER_TRY(s->irqchip[chip], vm.get_irqchip(chip));
   }
@@ -90,7 +90,7 @@ Result<void> load_vcpu_state(Vcpu& vcpu, const VcpuSnapshot& s, bool set_cpuid) 
   return Ok();
 }
 
-Result<void> load_vm_state(Vm& vm, const VmSnapshot& s) {
+Result<void> load_vm_state(KvmVm& vm, const VmSnapshot& s) {
   for (const kvm_irqchip& chip : s.irqchip) EMBER_TRY_VOID(vm.set_irqchip(chip));
   kvm_clock_data clock = s.clock;
   clock.flags = 0;  // just the value: the VM's clock goes on from where it was saved

@@ -26,12 +26,12 @@ Result<std::vector<uint32_t>> snapshot_msr_list(const Kvm& kvm, Vcpu& vcpu);
 // must be out of KVM_RUN with no MMIO or PIO exit pending completion (see
 // complete_pending_io()).
 Result<void> save_vcpu_state(const Vcpu& vcpu, std::span<const uint32_t> msrs, size_t xsave_size, VcpuSnapshot* out);
-Result<void> save_vm_state(const Vm& vm, VmSnapshot* out);
+Result<void> save_vm_state(const KvmVm& vm, VmSnapshot* out);
 
 // The reverse. set_cpuid: a fresh vCPU (restore); false for a vCPU that has
 // run already (reset in place: KVM refuses to change CPUID then).
 Result<void> load_vcpu_state(Vcpu& vcpu, const VcpuSnapshot& s, bool set_cpuid);
-Result<void> load_vm_state(Vm& vm, const VmSnapshot& s);
+Result<void> load_vm_state(KvmVm& vm, const VmSnapshot& s);
 
 // An MMIO or PIO exit is finished by the next KVM_RUN (the store or load is
 // emulated then). KVM_RUN with immediate_exit set does exactly that and

@@ -8,15 +8,15 @@
 
 namespace ember {
 
-const char* vm_state_name(VmState s) {
+const char* instance_state_name(InstanceState s) {
   switch (s) {
-    case VmState::kNotStarted:
+    case InstanceState::kNotStarted:
       return "Not started";
-    case VmState::kRunning:
+    case InstanceState::kRunning:
       return "Running";
-    case VmState::kPaused:
+    case InstanceState::kPaused:
       return "Paused";
-    case VmState::kExited:
+    case InstanceState::kExited:
       return "Exited";
   }
   return "Unknown";
@@ -64,17 +64,17 @@ Result<void> VmmController::validate_vsock(const VsockSpec& spec) {
 }
 
 Result<void> VmmController::require_pre_boot(const char* resource) const {
-  if (state_ == VmState::kNotStarted) return Ok();
+  if (state_ == InstanceState::kNotStarted) return Ok();
   return Error{std::string("The ") + resource + " can only be configured before the microVM starts (it is " +
-               vm_state_name(state_) + ")"};
+               instance_state_name(state_) + ")"};
 }
 
 Result<void> VmmController::require_started(const char* what) const {
   switch (state_) {
-    case VmState::kNotStarted:
+    case InstanceState::kNotStarted:
       return Error{std::string(what) + " needs a running microVM: it has not been started (PUT /actions " +
                    "{\"action_type\": \"InstanceStart\"} or PUT /snapshot/load first)"};
-    case VmState::kExited:
+    case InstanceState::kExited:
       return Error{std::string(what) + " is not possible: the microVM has exited (status " +
                    std::to_string(exit_status_) + (exit_message_.empty() ? "" : ": " + exit_message_) + ")"};
     default:
@@ -137,13 +137,13 @@ Result<void> VmmController::set_metrics(MetricsSpec spec) {
 
 Result<void> VmmController::instance_start() {
   switch (state_) {
-    case VmState::kRunning:
-    case VmState::kPaused:
+    case InstanceState::kRunning:
+    case InstanceState::kPaused:
       return Error{"InstanceStart: the microVM is already running"};
-    case VmState::kExited:
+    case InstanceState::kExited:
       return Error{"InstanceStart: the microVM has exited (status " + std::to_string(exit_status_) +
                    "); a VMM process boots one microVM: start a new ember-vmm"};
-    case VmState::kNotStarted:
+    case InstanceState::kNotStarted:
       break;
   }
   if (!config_.boot_source)
@@ -151,31 +151,31 @@ Result<void> VmmController::instance_start() {
   EMBER_TRY_VOID(validate_machine(config_.machine));
   auto r = backend_->start(config_);
   if (!r) return Error{"InstanceStart failed: " + r.message()};
-  state_ = VmState::kRunning;
+  state_ = InstanceState::kRunning;
   return Ok();
 }
 
 Result<void> VmmController::pause() {
   EMBER_TRY_VOID(require_started("Pausing"));
-  if (state_ == VmState::kPaused) return Ok();
+  if (state_ == InstanceState::kPaused) return Ok();
   auto r = backend_->pause();
   if (!r) return Error{"pausing the microVM failed: " + r.message()};
-  state_ = VmState::kPaused;
+  state_ = InstanceState::kPaused;
   return Ok();
 }
 
 Result<void> VmmController::resume() {
   EMBER_TRY_VOID(require_started("Resuming"));
-  if (state_ == VmState::kRunning) return Ok();
+  if (state_ == InstanceState::kRunning) return Ok();
   auto r = backend_->resume();
   if (!r) return Error{"resuming the microVM failed: " + r.message()};
-  state_ = VmState::kRunning;
+  state_ = InstanceState::kRunning;
   return Ok();
 }
 
 Result<void> VmmController::create_snapshot(const SnapshotCreateSpec& spec) {
   EMBER_TRY_VOID(require_started("Creating a snapshot"));
-  if (state_ != VmState::kPaused)
+  if (state_ != InstanceState::kPaused)
     return Error{"Creating a snapshot needs a paused microVM: PATCH /vm {\"state\": \"Paused\"} first"};
   EMBER_TRY_VOID(validate_path("snapshot_path", spec.snapshot_path));
   EMBER_TRY_VOID(validate_path("mem_file_path", spec.mem_file_path));
@@ -188,9 +188,9 @@ Result<void> VmmController::create_snapshot(const SnapshotCreateSpec& spec) {
 }
 
 Result<void> VmmController::load_snapshot(const SnapshotLoadSpec& spec) {
-  if (state_ != VmState::kNotStarted)
+  if (state_ != InstanceState::kNotStarted)
     return Error{std::string("Loading a snapshot is only possible before the microVM starts (it is ") +
-                 vm_state_name(state_) + "): start a new ember-vmm"};
+                 instance_state_name(state_) + "): start a new ember-vmm"};
   if (boot_resources_set_)
     return Error{"Loading a snapshot is not allowed after configuring boot-specific resources (boot-source, "
                  "machine-config, vsock): the snapshot carries its own; start a new ember-vmm"};
@@ -208,17 +208,17 @@ Result<void> VmmController::load_snapshot(const SnapshotLoadSpec& spec) {
   config_.machine.track_dirty_pages = spec.track_dirty_pages;
   config_.vsock = restored.vsock;
   config_.restored = true;
-  state_ = VmState::kPaused;
+  state_ = InstanceState::kPaused;
   if (spec.resume_vm) {
     auto rr = backend_->resume();
     if (!rr) return Error{"the snapshot was loaded but resuming the microVM failed: " + rr.message()};
-    state_ = VmState::kRunning;
+    state_ = InstanceState::kRunning;
   }
   return Ok();
 }
 
 void VmmController::on_vm_exit(int status, std::string message) {
-  state_ = VmState::kExited;
+  state_ = InstanceState::kExited;
   exit_status_ = status;
   exit_message_ = std::move(message);
 }

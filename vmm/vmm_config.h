@@ -3,7 +3,7 @@
 // which request is allowed when: pre-boot resources only before the VM
 // starts, pause/resume/snapshot only while it runs, snapshot load only on a
 // fresh VMM. Pure: what actually boots, pauses and snapshots a VM is a
-// VmBackend (vmm/api_vmm.h has the real one; tests and the fuzzer use fakes).
+// MachineBackend (vmm/api_vmm.h has the real one; tests and the fuzzer use fakes).
 //
 // Every refusal is an Error whose message goes to the client verbatim as
 // {"fault_message": "..."}: one sentence saying what is wrong and what to do.
@@ -17,7 +17,7 @@
 
 namespace ember {
 
-enum class VmState {
+enum class InstanceState {
   kNotStarted,  // configuring; no VM exists yet
   kRunning,
   kPaused,
@@ -25,7 +25,7 @@ enum class VmState {
 };
 // Firecracker's spelling for the first three ("Not started", "Running",
 // "Paused"); Ember adds "Exited".
-const char* vm_state_name(VmState s);
+const char* instance_state_name(InstanceState s);
 
 // PUT /boot-source. kernel_image_path: the guest kernel (ember-guest.elf);
 // initrd_path: the Ember function image (`ember-image pack`); boot_args: the
@@ -91,9 +91,9 @@ struct VmmConfig {
 // What the API asks of the VMM. Every method is called from the event loop
 // thread, only in a state the controller has already checked; each returns
 // when the operation is complete (pause: the vCPU is stopped).
-class VmBackend {
+class MachineBackend {
  public:
-  virtual ~VmBackend() = default;
+  virtual ~MachineBackend() = default;
   // Boots a VM from `config` (boot_source present). Afterwards: running.
   virtual Result<void> start(const VmmConfig& config) = 0;
   virtual Result<void> pause() = 0;
@@ -113,10 +113,10 @@ class VmBackend {
 // naming the rule; the backend is called only for allowed ones.
 class VmmController {
  public:
-  explicit VmmController(VmBackend* backend) : backend_(backend) {}
+  explicit VmmController(MachineBackend* backend) : backend_(backend) {}
 
-  VmState state() const { return state_; }
-  bool guest_ready() const { return state_ != VmState::kNotStarted && backend_->guest_ready(); }
+  InstanceState state() const { return state_; }
+  bool guest_ready() const { return state_ != InstanceState::kNotStarted && backend_->guest_ready(); }
   const VmmConfig& config() const { return config_; }
   // After kExited: the program's exit status (or the VMM's 124/125) and why.
   int exit_status() const { return exit_status_; }
@@ -148,9 +148,9 @@ class VmmController {
   Result<void> require_pre_boot(const char* resource) const;
   Result<void> require_started(const char* what) const;
 
-  VmBackend* backend_;
+  MachineBackend* backend_;
   VmmConfig config_;
-  VmState state_ = VmState::kNotStarted;
+  InstanceState state_ = InstanceState::kNotStarted;
   bool boot_resources_set_ = false;  // boot-source, machine-config or vsock configured
   int exit_status_ = 0;
   std::string exit_message_;

@@ -23,7 +23,7 @@
 
 namespace {
 
-struct Backend : ember::VmBackend {
+struct Backend : ember::MachineBackend {
   int calls = 0;
   ember::Result<void> maybe() {
     // Fail every third call: the error paths matter as much as success.
@@ -112,7 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const std::string_view path = rec.substr(1, nl == std::string_view::npos ? std::string_view::npos : nl - 1);
       const std::string_view body = nl == std::string_view::npos ? std::string_view() : rec.substr(nl + 1);
       check(api.handle(method, path, body));
-      if (controller.state() == ember::VmState::kRunning && requests % 7 == 0) controller.on_vm_exit(1, "gone");
+      if (controller.state() == ember::InstanceState::kRunning && requests % 7 == 0) controller.on_vm_exit(1, "gone");
     }
     check(api.error(413, "too large"));
     (void)api.flush_metrics();

@@ -17,7 +17,7 @@ namespace {
 
 using json = nlohmann::json;
 
-struct FakeBackend : VmBackend {
+struct FakeBackend : MachineBackend {
   std::vector<std::string> calls;
   bool fail = false;
   VmmConfig started;
