@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/percentile.h"
+
 namespace ember::bench {
 
 nlohmann::json summary_json(const Summary& s) {
@@ -33,13 +35,12 @@ Summary summarize(std::vector<double> v) {
   Summary s;
   if (v.empty()) return s;
   std::sort(v.begin(), v.end());
-  auto rank = [&](double p) { return v[std::min(v.size() - 1, static_cast<size_t>(std::ceil(p * v.size())) - 1)]; };
   s.n = v.size();
   s.min = v.front();
   s.max = v.back();
-  s.p50 = rank(0.50);
-  s.p90 = rank(0.90);
-  s.p99 = rank(0.99);
+  s.p50 = nearest_rank(v, 0.50);
+  s.p90 = nearest_rank(v, 0.90);
+  s.p99 = nearest_rank(v, 0.99);
   s.mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
   return s;
 }

@@ -17,6 +17,7 @@
 
 #include "api/snapshot_files.h"
 #include "api/stdio_protocol.h"
+#include "base/percentile.h"
 #include "base/self_path.h"
 #include "controller/controller_internal.h"
 #include "controller/fsutil.h"
@@ -44,14 +45,6 @@ std::string hex(uint64_t v, int width) {
   return buf;
 }
 
-uint32_t percentile(std::vector<uint32_t> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(p * static_cast<double>(v.size()) + 0.999999);
-  if (idx == 0) idx = 1;
-  if (idx > v.size()) idx = v.size();
-  return v[idx - 1];
-}
 
 }  // namespace
 
@@ -416,11 +409,12 @@ json Controller::describe_json(const std::shared_ptr<FunctionVersion>& fn) {
                         {"inflight", s.inflight.load()}};
     lat = s.latency_us;
   }
+  std::sort(lat.begin(), lat.end());
   j["latency_us"] = {{"samples", lat.size()},
-                     {"p50", percentile(lat, 0.50)},
-                     {"p90", percentile(lat, 0.90)},
-                     {"p99", percentile(lat, 0.99)},
-                     {"max", lat.empty() ? 0u : *std::max_element(lat.begin(), lat.end())}};
+                     {"p50", nearest_rank(lat, 0.50)},
+                     {"p90", nearest_rank(lat, 0.90)},
+                     {"p99", nearest_rank(lat, 0.99)},
+                     {"max", lat.empty() ? 0u : lat.back()}};
   return j;
 }
 

@@ -16,6 +16,13 @@ namespace {
 
 constexpr uint32_t kIovMax = 1024;
 
+// The program's iovec array, or null: more than kIovMax entries (EINVAL) or
+// not in its memory (EFAULT).
+const Iovec* user_iovec(uint64_t addr, uint64_t count) {
+  if (count > kIovMax || !user_ok(addr, count * sizeof(Iovec))) return nullptr;
+  return user_ptr<const Iovec>(addr);
+}
+
 // One read from an open file into [buf, buf+n); offset given explicitly
 // (pread) or the description's (read).
 SysResult read_file(OpenFile* f, uint8_t* buf, uint64_t n, uint64_t* offset) {
@@ -92,12 +99,10 @@ EMBER_SYSCALL_DEFINE(readv, int fd, uint64_t iov_addr, uint64_t iovcnt) {
   OpenFile* f = g_rt.files.get(fd);
   SysResult ok = check_readable(f);
   if (ok.failed()) return ok;
-  const uint64_t cnt = iovcnt;
-  if (cnt > kIovMax) return EINVAL;
-  if (!user_ok(iov_addr, cnt * sizeof(Iovec))) return EFAULT;
-  const Iovec* iov = user_ptr<const Iovec>(iov_addr);
+  const Iovec* iov = user_iovec(iov_addr, iovcnt);
+  if (!iov) return iovcnt > kIovMax ? EINVAL : EFAULT;
   uint64_t total = 0;
-  for (uint64_t i = 0; i < cnt; i++) {
+  for (uint64_t i = 0; i < iovcnt; i++) {
     if (iov[i].len == 0) continue;
     if (!user_ok(iov[i].base, iov[i].len)) return total ? SysResult::ok(total) : SysResult(EFAULT);
     SysResult r = read_file(f, user_ptr<uint8_t>(iov[i].base), iov[i].len, &f->offset);
@@ -136,12 +141,10 @@ EMBER_SYSCALL_DEFINE(writev, int fd, uint64_t iov_addr, uint64_t iovcnt) {
   OpenFile* f = g_rt.files.get(fd);
   SysResult ok = check_writable(f);
   if (ok.failed()) return ok;
-  const uint64_t cnt = iovcnt;
-  if (cnt > kIovMax) return EINVAL;
-  if (!user_ok(iov_addr, cnt * sizeof(Iovec))) return EFAULT;
-  const Iovec* iov = user_ptr<const Iovec>(iov_addr);
+  const Iovec* iov = user_iovec(iov_addr, iovcnt);
+  if (!iov) return iovcnt > kIovMax ? EINVAL : EFAULT;
   uint64_t total = 0;
-  for (uint64_t i = 0; i < cnt; i++) {
+  for (uint64_t i = 0; i < iovcnt; i++) {
     if (iov[i].len == 0) continue;
     if (!user_ok(iov[i].base, iov[i].len)) {
       flush(f);

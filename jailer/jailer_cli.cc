@@ -1,5 +1,6 @@
 #include "jailer/jailer_cli.h"
 
+#include "base/cli_option.h"
 #include "base/parse.h"
 #include "jailer/cgroups.h"
 
@@ -124,25 +125,10 @@ Result<JailerOptions> parse_jailer_cli(const std::vector<std::string>& argv) {
       i++;
       break;
     }
-    std::string name = a, inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0) {
-      const auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        name = a.substr(0, eq);
-        inline_value = a.substr(eq + 1);
-        has_inline = true;
-      }
-    }
-    auto value = [&]() -> Result<std::string> {
-      if (has_inline) return inline_value;
-      if (i + 1 >= argv.size()) return Error{name + " needs a value (see `ember-jailer --help`)"};
-      return argv[++i];
-    };
-    auto flag = [&]() -> Result<void> {
-      if (has_inline) return Error{name + " takes no value"};
-      return Ok();
-    };
+    CliOption opt(argv, &i, "`ember-jailer --help`");
+    const std::string& name = opt.name();
+    auto value = [&] { return opt.value(); };
+    auto flag = [&] { return opt.flag(); };
     if (name == "-h" || name == "--help") {
       o.mode = JailerOptions::Mode::kHelp;
       return o;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/control.h"
+#include "base/cli_option.h"
 #include "base/fd.h"
 #include "vmm/api_handlers.h"
 #include "vmm/api_server.h"
@@ -419,25 +420,10 @@ Result<ApiCliOptions> parse_api_cli(const std::vector<std::string>& argv) {
   ApiCliOptions o;
   for (size_t i = 0; i < argv.size(); i++) {
     const std::string& a = argv[i];
-    std::string name = a, inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0) {
-      const auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        name = a.substr(0, eq);
-        inline_value = a.substr(eq + 1);
-        has_inline = true;
-      }
-    }
-    auto value = [&]() -> Result<std::string> {
-      if (has_inline) return inline_value;
-      if (i + 1 >= argv.size()) return Error{name + " needs a value (see `ember-vmm --api-sock PATH --help`)"};
-      return argv[++i];
-    };
-    auto flag = [&]() -> Result<void> {
-      if (has_inline) return Error{name + " takes no value"};
-      return Ok();
-    };
+    CliOption opt(argv, &i, "`ember-vmm --api-sock PATH --help`");
+    const std::string& name = opt.name();
+    auto value = [&] { return opt.value(); };
+    auto flag = [&] { return opt.flag(); };
     if (name == "-h" || name == "--help") {
       EMBER_TRY_VOID(flag());
       o.help = true;

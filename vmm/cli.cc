@@ -1,7 +1,9 @@
-#include "base/parse.h"
 #include "vmm/cli.h"
 
 #include <cstdint>
+
+#include "base/cli_option.h"
+#include "base/parse.h"
 
 namespace ember {
 
@@ -148,25 +150,10 @@ Result<CliOptions> parse_restore(const std::vector<std::string>& argv) {
       o.restore_dir = a;
       continue;
     }
-    std::string name = a, inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0) {
-      const auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        name = a.substr(0, eq);
-        inline_value = a.substr(eq + 1);
-        has_inline = true;
-      }
-    }
-    auto value = [&]() -> Result<std::string> {
-      if (has_inline) return inline_value;
-      if (i + 1 >= argv.size()) return Error{name + " needs a value (see `ember-vmm restore --help`)"};
-      return argv[++i];
-    };
-    auto flag = [&]() -> Result<void> {
-      if (has_inline) return Error{name + " takes no value"};
-      return Ok();
-    };
+    CliOption opt(argv, &i, "`ember-vmm restore --help`");
+    const std::string& name = opt.name();
+    auto value = [&] { return opt.value(); };
+    auto flag = [&] { return opt.flag(); };
     uint64_t n;
     if (name == "-h" || name == "--help") {
       EMBER_TRY_VOID(flag());
@@ -232,25 +219,10 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
     }
     if (a.size() < 2 || a[0] != '-') break;  // PROGRAM
     // --name=value or --name value
-    std::string name = a, inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0) {
-      const auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        name = a.substr(0, eq);
-        inline_value = a.substr(eq + 1);
-        has_inline = true;
-      }
-    }
-    auto value = [&]() -> Result<std::string> {
-      if (has_inline) return inline_value;
-      if (i + 1 >= argv.size()) return Error{name + " needs a value (see `ember-vmm run --help`)"};
-      return argv[++i];
-    };
-    auto flag = [&]() -> Result<void> {
-      if (has_inline) return Error{name + " takes no value"};
-      return Ok();
-    };
+    CliOption opt(argv, &i, "`ember-vmm run --help`");
+    const std::string& name = opt.name();
+    auto value = [&] { return opt.value(); };
+    auto flag = [&] { return opt.flag(); };
     if (name == "-h" || name == "--help") {
       EMBER_TRY_VOID(flag());
       o.command = CliOptions::Command::kRunHelp;

@@ -138,7 +138,7 @@ Result<void> Machine::setup_boot() {
   p.cmdline = config_.cmdline;
   p.devices = {BootDevice{abi::kVirtioIdConsole, abi::kRoleStdio, kQueues},
                BootDevice{abi::kVirtioIdConsole, abi::kRoleStderr, kQueues},
-               BootDevice{abi::kVirtioIdVsock, abi::kRoleControl, 3}};
+               BootDevice{abi::kVirtioIdVsock, abi::kRoleControl, abi::kVsockQueueCount}};
   if (::getrandom(p.random_seed, sizeof p.random_seed, 0) != static_cast<ssize_t>(sizeof p.random_seed))
     return errno_error("getrandom");
   EMBER_TRY(boot_info_, make_boot_info(p));
