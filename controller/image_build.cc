@@ -51,7 +51,9 @@ Result<BuiltImage> build(const std::string& name, const std::string& body, const
   switch (detect_body(body)) {
     case BodyKind::kElf: {
       built.source = "elf";
-      if (auto ok = image::check_static_program(reinterpret_cast<const uint8_t*>(body.data()), body.size()); !ok)
+      // A dynamic program is packed with its loader and libraries, from
+      // this host (image_writer.h).
+      if (auto ok = image::inspect_program(reinterpret_cast<const uint8_t*>(body.data()), body.size()); !ok)
         return Error{"the program " + ok.message()};
       const std::string prog = work_dir + "/program";
       EMBER_TRY_VOID(write_plain(prog, body.data(), body.size(), 0755));
@@ -70,8 +72,9 @@ Result<BuiltImage> build(const std::string& name, const std::string& body, const
       const auto st = r.open(reinterpret_cast<const uint8_t*>(body.data()), body.size());
       if (st != image::ImageStatus::kOk) return Error{std::string("the Ember image is invalid: ") + image::image_status_text(st)};
       const image::ImageFile exec = r.file(r.exec_index());
-      if (auto ok = image::check_static_program(exec.data, exec.size); !ok)
+      if (auto ok = image::inspect_program(exec.data, exec.size); !ok)
         return Error{"the image's program " + as_string(exec.path) + " " + ok.message()};
+      is.with_dependencies = false;  // an image carries its own
       if (spec.args.empty() && spec.env.empty()) {
         EMBER_TRY_VOID(write_file_atomic(out_path, body));
         built.bytes = body.size();

@@ -30,7 +30,7 @@ const char* elf_error_text(ElfError e) {
     case ElfError::kNotElf: return "not an ELF file";
     case ElfError::kNotX86_64: return "not an ELF64 x86-64 little-endian file";
     case ElfError::kNotExecutable: return "not an ELF executable (ET_EXEC or ET_DYN)";
-    case ElfError::kDynamic: return "dynamically linked ELF (PT_INTERP) is not supported yet: link with -static or -static-pie";
+    case ElfError::kBadInterp: return "malformed ELF PT_INTERP (the dynamic loader's path)";
     case ElfError::kBadHeaders: return "malformed ELF program headers";
     case ElfError::kBadSegment: return "malformed ELF PT_LOAD segment";
     case ElfError::kTooManySegments: return "too many ELF PT_LOAD segments";
@@ -59,7 +59,17 @@ ElfError plan_elf(const uint8_t* file, uint64_t size, const RamWindow& ram, Load
   bool phdr_found = false;
   for (uint16_t i = 0; i < phnum; i++) {
     Phdr ph = read_phdr(file + phoff + uint64_t{i} * 56);
-    if (ph.type == kPtInterp) return ElfError::kDynamic;
+    if (ph.type == kPtInterp) {
+      // An absolute path with its NUL, inside the file, at most one.
+      uint64_t end;
+      if (plan->interp_len || ph.filesz < 3 || ph.filesz > 4096 || add_overflows(ph.offset, ph.filesz, &end) ||
+          end > size || file[end - 1] != 0 || file[ph.offset] != '/')
+        return ElfError::kBadInterp;
+      for (uint64_t k = ph.offset; k + 1 < end; k++)
+        if (file[k] == 0) return ElfError::kBadInterp;
+      plan->interp_offset = ph.offset;
+      plan->interp_len = static_cast<uint32_t>(ph.filesz - 1);
+    }
     if (ph.type == kPtPhdr) {
       phdr_vaddr = ph.vaddr;
       phdr_found = true;

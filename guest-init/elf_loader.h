@@ -1,7 +1,8 @@
-// Loading the program: a static ELF64 x86-64 executable (ET_EXEC, or ET_DYN
-// without PT_INTERP = static-pie) from the image into identity-mapped RAM.
-// plan_elf() checks every field against the file size and the RAM the
-// program may use and is pure (unit-tested on the host); load_elf() copies.
+// Loading an ELF64 x86-64 executable (ET_EXEC or ET_DYN) from the image into
+// identity-mapped RAM: the program, and for a dynamic one (PT_INTERP) its
+// interpreter (ld.so, itself ET_DYN), as Linux's binfmt_elf does. plan_elf()
+// checks every field against the file size and the RAM the program may use
+// and is pure (unit-tested on the host); load_elf() copies.
 #pragma once
 
 #include <stdint.h>
@@ -13,7 +14,7 @@ enum class ElfError : uint32_t {
   kNotElf,           // no ELF magic / too short for a header
   kNotX86_64,        // class, data, version or machine
   kNotExecutable,    // e_type is not ET_EXEC or ET_DYN
-  kDynamic,          // PT_INTERP: needs a dynamic loader
+  kBadInterp,        // PT_INTERP malformed (outside the file, not a NUL-terminated absolute path, twice)
   kBadHeaders,       // program header table outside the file or malformed
   kBadSegment,       // a PT_LOAD outside the file, filesz > memsz, overflow, overlap
   kTooManySegments,  // more PT_LOADs than kMaxSegments
@@ -40,6 +41,9 @@ struct LoadPlan {
   uint64_t phdr = 0;      // biased address of the program headers, 0 if no segment holds them
   uint64_t phoff = 0;     // their file offset (to copy them elsewhere when phdr == 0)
   uint16_t phnum = 0, phentsize = 0;
+  // PT_INTERP: the interpreter's path (in the file, without its NUL); 0: static.
+  uint64_t interp_offset = 0;
+  uint32_t interp_len = 0;
   uint32_t segment_count = 0;
   LoadSegment segments[kMaxSegments] = {};
 };

@@ -54,7 +54,7 @@ uint64_t build_initial_stack(uint8_t* window, uint64_t window_size, uint64_t top
   };
   const Aux aux[] = {
       {kAtPhdr, spec.phdr},       {kAtPhent, spec.phent},   {kAtPhnum, spec.phnum},     {kAtPagesz, kPage},
-      {kAtBase, 0},               {kAtFlags, 0},            {kAtEntry, spec.entry},     {kAtUid, 0},
+      {kAtBase, spec.base},               {kAtFlags, 0},            {kAtEntry, spec.entry},     {kAtUid, 0},
       {kAtEuid, 0},               {kAtGid, 0},              {kAtEgid, 0},               {kAtSecure, 0},
       {kAtRandom, random_at},     {kAtHwcap, spec.hwcap},   {kAtHwcap2, spec.hwcap2},   {kAtClktck, spec.clktck},
       {kAtPlatform, platform_at}, {kAtExecfn, execfn_at},   {kAtNull, 0},

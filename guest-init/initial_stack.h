@@ -25,6 +25,7 @@ struct StackSpec {
   uint32_t execfn_len;
   uint8_t random[16];
   uint64_t phdr, phent, phnum, entry;
+  uint64_t base;  // AT_BASE: where the interpreter is (0: a static program)
   uint64_t hwcap, hwcap2;
   uint64_t clktck;
 };

@@ -8,6 +8,7 @@
 #include "guest-init/elf_loader.h"
 #include "guest-init/initial_stack.h"
 #include "guest-init/klib.h"
+#include "guest-init/path.h"
 #include "guest-init/platform.h"
 #include "guest-init/runtime.h"
 
@@ -53,6 +54,40 @@ const char* env_at(const void* ctx, uint32_t i, uint32_t* len) {
   *len = b.size;
   return b.data;
 }
+// A dynamic program's interpreter (ld.so, named by its PT_INTERP), loaded
+// from the image where Linux puts it: in the mmap area, anywhere. Returns its
+// plan (entry, and lo: AT_BASE).
+LoadPlan load_interpreter(const image::ImageFile& exec, const LoadPlan& program) {
+  const char* raw = reinterpret_cast<const char*>(exec.data + program.interp_offset);
+  char path[kPathMax];
+  const int32_t len = normalise_path("", 0, raw, program.interp_len, path, sizeof path - 1);
+  if (len < 0) fail(exec.path.data, "its dynamic loader's path is too long");
+  path[len] = 0;
+  const Lookup l = Files::lookup(path, static_cast<uint32_t>(len));
+  if (l.kind != FileKind::kFile) {
+    char why[kPathMax + 160];
+    TextBuf t(why, sizeof why);
+    t.str("it is dynamically linked and its loader ").str(path).str(" is not in the image (ember-image pack adds it with the libraries; or link -static)");
+    fail(exec.path.data, t.ch(0).data());
+  }
+  const image::ImageFile file = g_rt.image.file(l.index);
+  // Its span first, then a place for it (aligned as its segments ask, at
+  // most 2 MiB), then the plan at that place.
+  constexpr uint64_t kSlack = 2ull << 20;
+  LoadPlan plan;
+  ElfError e = plan_elf(file.data, file.size, RamWindow{g_rt.mem.low(), g_rt.mem.high(), g_rt.mem.low()}, &plan);
+  if (e == ElfError::kOk && plan.interp_len) fail(path, "the dynamic loader is itself dynamically linked");
+  if (e == ElfError::kOk) {
+    const uint64_t room = plan.hi - plan.lo + kSlack;
+    const uint64_t at = g_rt.mem.map(room);
+    if (!at) fail(path, elf_error_text(ElfError::kNoRoom));
+    e = plan_elf(file.data, file.size, RamWindow{at, at + room, at}, &plan);
+  }
+  if (e != ElfError::kOk) fail(path, elf_error_text(e));
+  load_elf(file.data, plan, nullptr);
+  return plan;
+}
+
 const char* exec_as_argv0(const void*, uint32_t, uint32_t* len) {
   *len = g_rt.exec_path_len;
   return g_rt.exec_path;
@@ -131,6 +166,14 @@ void random_bytes(void* out, uint64_t n) {
   apply_direct_map(plan, reinterpret_cast<uint64_t>(exec.data), direct);
   load_elf(exec.data, plan, direct);
   if (!g_rt.mem.set_layout(plan.hi, stack_reserve)) fail(exec.path.data, elf_error_text(ElfError::kNoRoom));
+  // A dynamic program starts in its interpreter, which finds the program
+  // through AT_PHDR and AT_ENTRY and itself through AT_BASE.
+  uint64_t entry = plan.entry, interp_base = 0;
+  if (plan.interp_len) {
+    const LoadPlan interp = load_interpreter(exec, plan);
+    entry = interp.entry;
+    interp_base = interp.lo;
+  }
 
   // The stack, at the top of the program's RAM.
   StackSpec spec{};
@@ -144,6 +187,7 @@ void random_bytes(void* out, uint64_t n) {
   spec.phent = plan.phentsize;
   spec.phnum = plan.phnum;
   spec.entry = plan.entry;
+  spec.base = interp_base;
   spec.hwcap = cpuid(1).edx;
   spec.hwcap2 = 0;  // no FSGSBASE: user space must not use wrfsbase
   spec.clktck = 100;
@@ -161,7 +205,7 @@ void random_bytes(void* out, uint64_t n) {
   const uint64_t sp = build_initial_stack(window_lo, stack_top - (top - stack_reserve), stack_top, spec);
   if (!sp) fail(exec.path.data, "argv and environment do not fit in the stack");
   g_stats.tsc_program_start = rdtsc();
-  ember_enter_program(plan.entry, sp);
+  ember_enter_program(entry, sp);
 }
 
 }  // namespace ember::guest

@@ -21,8 +21,8 @@ alignas(4096) uint8_t g_tx_ring[Vsock::kTxRingBytes];
 alignas(64) uint8_t g_ctrl[Vsock::kCtrlSlots][Vsock::kCtrlSlotSize];
 alignas(64) uint8_t g_events[Vsock::kEventBuffers][8];
 
-constexpr uint32_t kRxq = 0, kTxq = 1, kEventq = 2;
-constexpr uint32_t kConfigGuestCid = 0x100;  // virtio-mmio config space: le64 guest_cid
+constexpr uint32_t kRxq = abi::kVsockRxq, kTxq = abi::kVsockTxq, kEventq = abi::kVsockEventq;
+constexpr uint32_t kConfigGuestCid = abi::kMmioConfig;  // the device's config space: le64 guest_cid
 
 static_assert(Vsock::kRxBuffers <= 32 && Vsock::kCtrlSlots <= 32 && Vsock::kEventBuffers <= 32);
 static_assert((Vsock::kStreamBytes & (Vsock::kStreamBytes - 1)) == 0, "ByteRing needs a power of two");

@@ -95,13 +95,10 @@ void VsockConn::transport_reset() {
 
 uint32_t VsockConn::tx_credit() const {
   if (output_dead()) return 0;
-  // Free-running u32 counters: what is in flight is tx_cnt - peer_fwd_cnt.
   // A peer claiming to have consumed more than we sent, or advertising a
   // buffer smaller than what is in flight, gets nothing (it only stalls
   // itself).
-  const uint32_t in_flight = tx_cnt_ - peer_fwd_cnt_;
-  if (in_flight > peer_buf_alloc_) return 0;
-  return peer_buf_alloc_ - in_flight;
+  return abi::vsock_credit(peer_buf_alloc_, peer_fwd_cnt_, tx_cnt_);
 }
 
 bool VsockConn::credit_update_due() const {

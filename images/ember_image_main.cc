@@ -19,8 +19,9 @@ using ember::image::ImageStatus;
 constexpr const char* kToolHelp =
     "usage: ember-image COMMAND [OPTIONS]\n"
     "\n"
-    "Builds and reads Ember function images: one file holding a static Linux\n"
-    "x86-64 program, the files it reads, and its argv/env (format: images/FORMAT.md).\n"
+    "Builds and reads Ember function images: one file holding a Linux x86-64\n"
+    "program (static, or dynamic with its loader and libraries), the files it\n"
+    "reads, and its argv/env (format: images/FORMAT.md).\n"
     "\n"
     "commands:\n"
     "  pack      build an image from a program and files\n"
@@ -34,12 +35,17 @@ constexpr const char* kToolHelp =
 
 constexpr const char* kPackHelp =
     "usage: ember-image pack -o OUT.img --exec PROGRAM [--exec-path GUESTPATH]\n"
-    "                        [--file HOST:GUEST]... [--arg A]... [--env K=V]...\n"
+    "                        [--file HOST:GUEST]... [--arg A]... [--env K=V]... [--no-deps]\n"
     "\n"
     "Builds OUT.img (written to a temporary file, fsynced, then renamed).\n"
     "\n"
     "  -o, --output OUT.img   the image to write\n"
-    "  --exec PROGRAM         the static ELF program to run (host path)\n"
+    "  --exec PROGRAM         the ELF program to run (host path): static, or dynamic,\n"
+    "                         which brings its loader and every library it needs,\n"
+    "                         found as this host's ld.so finds them and packed where\n"
+    "                         the guest's ld.so looks (ember-image inspect lists them)\n"
+    "  --no-deps              pack a dynamic program without them (the --file\n"
+    "                         options must then carry its loader and libraries)\n"
     "  --exec-path GUESTPATH  where the guest sees the program (default /bin/BASENAME)\n"
     "  --file HOST:GUEST      add host file HOST at absolute guest path GUEST;\n"
     "                         --file /abs/path alone uses the same path in the guest\n"
@@ -52,7 +58,8 @@ constexpr const char* kPackHelp =
     "\n"
     "example:\n"
     "  ember-image pack -o cat.img --exec ./cat --file data/in.txt:/data/in.txt \\\n"
-    "      --arg cat --arg /data/in.txt --env LANG=C\n";
+    "      --arg cat --arg /data/in.txt --env LANG=C\n"
+    "  ember-image pack -o sqlite.img --exec /usr/bin/sqlite3 --arg sqlite3 --arg :memory:\n";
 
 constexpr const char* kInspectHelp =
     "usage: ember-image inspect IMAGE\n"
@@ -124,6 +131,9 @@ int cmd_pack(int argc, char** argv) {
       if (!take(&out)) return usage_error(a + " needs a file name", "pack ");
     } else if (a == "--exec") {
       if (!take(&spec.exec_host_path)) return usage_error("--exec needs a program", "pack ");
+    } else if (a == "--no-deps") {
+      if (inline_value) return usage_error("--no-deps takes no value", "pack ");
+      spec.with_dependencies = false;
     } else if (a == "--exec-path") {
       if (!take(&spec.exec_guest_path)) return usage_error("--exec-path needs a guest path", "pack ");
     } else if (a == "--file") {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
@@ -11,6 +12,7 @@
 #include "base/fd.h"
 #include "images/image_reader.h"
 #include "images/program_check.h"
+#include "images/shared_libs.h"
 
 namespace ember::image {
 namespace {
@@ -127,10 +129,27 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
     auto guest = normalize_guest_path(exec_guest);
     if (!guest) return Error{"program " + spec.exec_host_path + ": " + guest.message()};
     EMBER_TRY(Input in, read_input(spec.exec_host_path, *guest, true));
-    if (auto ok = check_static_program(in.data.data(), in.data.size()); !ok)
-      return Error{"program " + spec.exec_host_path + " " + ok.message()};
+    auto info = inspect_program(in.data.data(), in.data.size());
+    if (!info) return Error{"program " + spec.exec_host_path + " " + info.message()};
     if (spec.args.empty()) args[0] = in.guest_path;
     inputs.push_back(std::move(in));
+    if (spec.with_dependencies) {
+      auto deps = program_dependencies(spec.exec_host_path, *info);
+      if (!deps) return Error{"program " + spec.exec_host_path + " " + deps.message() + " (or pack with --no-deps)"};
+      for (const Dependency& d : *deps) {
+        const bool given = std::any_of(spec.files.begin(), spec.files.end(), [&](const auto& f) {
+          auto g = normalize_guest_path(f.second);
+          return g && *g == d.guest_path;
+        });
+        if (given || d.guest_path == inputs[0].guest_path) continue;
+        EMBER_TRY(Input lib, read_input(d.host_path, d.guest_path, false));
+        inputs.push_back(std::move(lib));
+      }
+    }
+  }
+  if (inputs.size() + spec.files.size() > abi::kImageMaxFiles) {
+    return Error{"too many files: " + std::to_string(inputs.size() + spec.files.size()) + " (at most " +
+                 std::to_string(abi::kImageMaxFiles) + ")"};
   }
   for (const auto& [host, guest_raw] : spec.files) {
     auto guest = normalize_guest_path(guest_raw);

@@ -13,11 +13,16 @@
 namespace ember::image {
 
 struct ImageSpec {
-  std::string exec_host_path;   // the static ELF program to run
+  std::string exec_host_path;   // the ELF program to run (static, or dynamic: see with_dependencies)
   std::string exec_guest_path;  // where the guest sees it; empty: "/bin/" + basename
   std::vector<std::pair<std::string, std::string>> files;  // host path, guest path
   std::vector<std::string> args;  // argv, argv[0] included; empty: { exec guest path }
   std::vector<std::string> env;   // "KEY=VALUE"
+  // A dynamic program gets its loader and libraries from this host
+  // (images/shared_libs.h), each at the guest path its ld.so will look at,
+  // unless `files` already puts something there. Off: the image must carry
+  // them itself (a root file system, --file).
+  bool with_dependencies = true;
 };
 
 // Normalises a guest path: collapses "//", drops "." components and a
@@ -27,8 +32,8 @@ Result<std::string> normalize_guest_path(const std::string& path);
 
 // Reads every file and lays the image out: header, file table (the program
 // first), argv and envp refs, strings, then each file's data at a 4 KiB
-// boundary. The program must be a static x86-64 ELF executable
-// (check_static_program); guest paths must be distinct.
+// boundary. The program must be an x86-64 ELF executable (inspect_program);
+// guest paths must be distinct.
 Result<std::vector<uint8_t>> build_image(const ImageSpec& spec);
 
 // build_image, then writes OUT.tmp.<pid>, fsyncs it and renames it over

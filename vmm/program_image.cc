@@ -24,15 +24,46 @@ uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 void put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 void put64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 
-// The exec file's checks shared by both paths: a static x86-64 program inside the image.
+// The exec file's checks shared by every path: an x86-64 program inside the image.
 Result<void> check_image(const uint8_t* data, uint64_t size, const std::string& what) {
   image::ImageReader reader;
   const auto status = reader.open(data, size);
   if (status != image::ImageStatus::kOk) return Error{what + ": " + image::image_status_text(status)};
   const image::ImageFile exec = reader.file(reader.exec_index());
-  if (auto ok = image::check_static_program(exec.data, exec.size); !ok)
+  if (auto ok = image::inspect_program(exec.data, exec.size); !ok)
     return Error{what + ": program " + std::string(exec.path.data, exec.path.size) + " " + ok.message()};
   return Ok();
+}
+
+// A dynamic program: packed with its loader and libraries (images/
+// shared_libs.h) into anonymous, then read-only, memory.
+Result<MappedImage> pack_dynamic_program(const ProgramImageSpec& spec) {
+  image::ImageSpec is;
+  is.exec_host_path = spec.program;
+  is.exec_guest_path = spec.guest_path;
+  is.args = spec.args;
+  is.env = spec.env;
+  EMBER_TRY(std::vector<uint8_t> bytes, image::build_image(is));
+  const uint64_t mapped = page_up(bytes.size());
+  void* base = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return errno_error("mmap image");
+  MappedImage out;
+  out.mapping = Mapping(base, mapped);
+  out.size = bytes.size();
+  std::memcpy(base, bytes.data(), bytes.size());
+  if (::mprotect(base, mapped, PROT_READ) < 0) return errno_error("mprotect image");
+  EMBER_TRY_VOID(check_image(out.data(), out.size, "program " + spec.program));
+  return out;
+}
+
+// Whether the program file names a loader (PT_INTERP). A file that cannot
+// be read here fails later, with the reason, on the static path.
+bool is_dynamic(int fd, uint64_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) return false;
+  const Mapping file(p, size);
+  auto info = image::inspect_program(file.bytes(), size);
+  return info && !info->interpreter.empty();
 }
 
 }  // namespace
@@ -46,8 +77,9 @@ Result<MappedImage> map_program_image(const ProgramImageSpec& spec) {
   const uint64_t program_size = static_cast<uint64_t>(st.st_size);
   unsigned char magic[4] = {};
   if (program_size < 4 || ::pread(fd.get(), magic, 4, 0) != 4 || std::memcmp(magic, "\177ELF", 4) != 0)
-    return Error{"program " + spec.program + ": not an ELF executable (Ember runs static Linux x86-64 ELF programs)"};
+    return Error{"program " + spec.program + ": not an ELF executable (Ember runs Linux x86-64 ELF programs)"};
   if (program_size > abi::kMaxImageSize) return Error{"program " + spec.program + ": too large"};
+  if (is_dynamic(fd.get(), program_size)) return pack_dynamic_program(spec);
 
   auto guest = image::normalize_guest_path(spec.guest_path);
   if (!guest) return Error{"program " + spec.program + ": " + guest.message()};

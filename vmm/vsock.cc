@@ -219,8 +219,7 @@ uint32_t VsockDevice::allocate_port() {
 }
 
 uint32_t VsockDevice::peer_credit(const Conn& c) const {
-  const uint32_t in_flight = c.rx_cnt - c.peer_fwd_cnt;
-  return in_flight > c.peer_buf_alloc ? 0 : c.peer_buf_alloc - in_flight;
+  return abi::vsock_credit(c.peer_buf_alloc, c.peer_fwd_cnt, c.rx_cnt);  // rx_cnt: what we sent the guest
 }
 
 void VsockDevice::update_interest(Conn& c) {

@@ -4,7 +4,8 @@
 # Boots Debian 6.1 under QEMU TCG with an emulated AMD-SVM CPU, loads kvm_amd (=> real /dev/kvm),
 # mounts the host / over virtio-9p, chroots into it, runs the command in the current directory with the
 # current exported environment, streams its stdout+stderr (merged) to our stdout, exits with its status.
-# Env knobs: KVMVM_TIMEOUT (s, default 900)  KVMVM_MEM (default 8G)  KVMVM_SMP (default 2)
+# Env knobs: KVMVM_TIMEOUT (s, default 900)  KVMVM_MEM (default 8G)  KVMVM_SMP (default 2; 1 on a host
+#   of 2 cores or fewer, where 2 emulated vCPUs stalled for good in soft lockups)
 #   KVMVM_CPU (default "max")  KVMVM_CACHE (9p cache mode: loose|none|mmap|fscache, default loose)
 #   KVMVM_TMP (tmpfs|host: /tmp in the guest; default tmpfs)  KVMVM_KVMAMD (kvm_amd params, comma-separated)
 #   KVMVM_CGROUP (v1 = host-like hybrid layout [default] | v2 = cgroup2 at /sys/fs/cgroup)
@@ -43,7 +44,7 @@ KERNEL=$H/vmlinux; [ -f "$KERNEL" ] || KERNEL=$H/vmlinuz
 # (tests/run.py, on a hung guest) kills QEMU too.
 timeout --foreground -k 10 "$T" qemu-system-x86_64 \
   -nodefaults -no-user-config -display none -monitor none -no-reboot \
-  -accel tcg,thread=multi -smp "${KVMVM_SMP:-2}" -m "${KVMVM_MEM:-8G}" -cpu "${KVMVM_CPU:-max}" \
+  -accel tcg,thread=multi -smp "${KVMVM_SMP:-$(( $(nproc) > 2 ? 2 : 1 ))}" -m "${KVMVM_MEM:-8G}" -cpu "${KVMVM_CPU:-max}" \
   -kernel "$KERNEL" -initrd $H/initramfs.cpio.gz -append "$APPEND" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,id=hostroot,multidevs=remap \
   -serial file:"$RUN/console.log" \

@@ -104,6 +104,36 @@ TEST_P(EmberdInvoke, ExitCodesStderrCrashesAndEnv) {
   EXPECT_EQ(big->body.size(), 3000000u);
 }
 
+// Programs nobody here wrote, as they come from Debian: dynamically linked,
+// deployed as bare ELF files (emberd packs their loader and libraries), each
+// served from its template snapshot (taken once the interpreter started).
+TEST_P(EmberdInvoke, DebiansDynamicProgramsDeployAsTheyAre) {
+  start();
+  struct Case {
+    std::string name, program;
+    json args;
+    std::string input, output;
+  } cases[] = {
+      {"sqlite", "/usr/bin/sqlite3", json::array({"-batch", ":memory:"}),
+       "create table t(x); insert into t values (6), (7); select x * 6 from t; select sqlite_version() > '3';",
+       "36\n42\n1\n"},
+      {"lua", "/usr/bin/lua5.4", json::array({"-"}), "print(6 * 7, string.rep('ab', 3))", "42\tababab\n"},
+      {"dynecho", std::string(EMBER_GUEST_PROGRAMS_DIR) + "/echo-glibc-dynamic", json::array(), "as it was\n", "as it was\n"},
+  };
+  for (const Case& c : cases) {
+    auto r = d_.deploy(c.name, slurp(c.program), json{{"pool", 1}, {"args", c.args}, {"memory_mib", 128}});
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 201) << c.program << ": " << r->body;
+    for (int i = 0; i < 2; i++) {  // the second from a VM reset in place or the pool
+      auto inv = d_.invoke(c.name, c.input);
+      ASSERT_TRUE(inv);
+      ASSERT_EQ(inv->status, 200) << c.program << ": " << inv->body;
+      EXPECT_EQ(inv->get_header_value("X-Ember-Exit-Code"), "0") << c.program;
+      EXPECT_EQ(inv->body, c.output) << c.program;
+    }
+  }
+}
+
 TEST_P(EmberdInvoke, FiftyConcurrentInvocations) {
   start();
   auto r = d_.deploy("probe", slurp(fnprobe_path()), json{{"pool", 8}, {"max_concurrency", 64}, {"timeout_ms", 60000}});

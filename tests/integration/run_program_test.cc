@@ -85,7 +85,11 @@ TEST_P(RunProgram, StdoutAndStderrStaySeparate) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Libc, RunProgram, ::testing::ValuesIn(libc_variants()),
-                         [](const auto& info) { return info.param == "glibc-pie" ? std::string("glibc_pie") : info.param; });
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) c = c == '-' ? '_' : c;
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace ember::testing

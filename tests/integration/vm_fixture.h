@@ -16,7 +16,7 @@ inline std::string guest_program(const std::string& name) { return std::string(E
 
 // The libc flavours every guest test program is built in (tests/guest/CMakeLists.txt).
 inline const std::vector<std::string>& libc_variants() {
-  static const std::vector<std::string> v = {"musl", "glibc", "glibc-pie"};
+  static const std::vector<std::string> v = {"musl", "glibc", "glibc-pie", "glibc-dynamic"};
   return v;
 }
 

@@ -274,6 +274,21 @@ TEST(GuestElf, StaticPieGetsTheBase) {
   EXPECT_EQ(p.bias, 0x400000u);
 }
 
+TEST(GuestElf, DynamicProgramsNameTheirInterpreter) {
+  ElfBuilder b(3, 0x1040);
+  const char interp[] = "/lib64/ld-linux-x86-64.so.2";
+  std::memcpy(&b.bytes[0x200], interp, sizeof interp);
+  b.ph(3, 0x200, 0x200, sizeof interp, sizeof interp).ph(1, 0, 0, 0x800, 0x2000);
+  LoadPlan p;
+  ASSERT_EQ(plan(b, &p), ElfError::kOk);
+  EXPECT_EQ(p.interp_offset, 0x200u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(&b.bytes[p.interp_offset]), p.interp_len), interp);
+  ElfBuilder s(2, 0x400100);
+  s.ph(1, 0, 0x400000, 0x800, 0x800);
+  ASSERT_EQ(plan(s, &p), ElfError::kOk);
+  EXPECT_EQ(p.interp_len, 0u);  // static
+}
+
 TEST(GuestElf, Rejects) {
   LoadPlan p;
   {
@@ -290,10 +305,23 @@ TEST(GuestElf, Rejects) {
     ElfBuilder b(1, 0);  // ET_REL
     EXPECT_EQ(plan(b, &p), ElfError::kNotExecutable);
   }
+  // Relative, empty, a NUL inside (each with its terminating NUL).
+  for (const std::string& interp : {std::string("lib/ld.so", 10), std::string("", 1), std::string("/a\0b", 5)}) {
+    ElfBuilder b(2, 0x401000);
+    std::memcpy(&b.bytes[0x200], interp.data(), interp.size());
+    b.ph(3, 0x200, 0, interp.size(), interp.size()).ph(1, 0, 0x400000, 0x800, 0x800);
+    EXPECT_EQ(plan(b, &p), ElfError::kBadInterp) << interp;
+  }
   {
     ElfBuilder b(2, 0x401000);
-    b.ph(3, 0x200, 0, 10, 10).ph(1, 0, 0x400000, 0x800, 0x800);
-    EXPECT_EQ(plan(b, &p), ElfError::kDynamic);
+    std::memcpy(&b.bytes[0x200], "/ld.so", 6);  // no NUL
+    b.ph(3, 0x200, 0, 6, 6).ph(1, 0, 0x400000, 0x800, 0x800);
+    EXPECT_EQ(plan(b, &p), ElfError::kBadInterp);
+  }
+  {
+    ElfBuilder b(2, 0x401000);
+    b.ph(3, 4090, 0, 20, 20).ph(1, 0, 0x400000, 0x800, 0x800);  // past the end of the file
+    EXPECT_EQ(plan(b, &p), ElfError::kBadInterp);
   }
   {
     ElfBuilder b(2, 0x401000);

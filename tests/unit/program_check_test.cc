@@ -1,7 +1,9 @@
-// check_static_program: what the guest can run is accepted, everything else
-// is refused with the reason a person needs (and never read out of bounds).
+// inspect_program: what the guest can run is accepted with what it needs
+// (its loader and libraries), everything else is refused with the reason a
+// person needs (and never read out of bounds).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -24,7 +26,7 @@ TestElf program() {
 }
 
 std::string check(const std::vector<uint8_t>& b) {
-  auto r = check_static_program(b.data(), b.size());
+  auto r = inspect_program(b.data(), b.size());
   return r ? "ok" : r.message();
 }
 
@@ -46,19 +48,36 @@ TEST(ProgramCheck, DynamicProgramsNameTheirLoader) {
   std::memcpy(&ph, b.data() + sizeof(Elf64_Ehdr), sizeof ph);
   const char loader[] = "/lib64/ld-linux-x86-64.so.2";
   std::memcpy(b.data() + ph.p_offset, loader, sizeof loader);
-  EXPECT_EQ(check(b), "is dynamically linked (it asks for /lib64/ld-linux-x86-64.so.2): Ember runs static programs; "
-                      "link it with -static or -static-pie");
-  // A loader name that points past the end is not read.
+  auto info = inspect_program(b.data(), b.size());
+  ASSERT_TRUE(info) << info.message();
+  EXPECT_EQ(info->interpreter, loader);
+  // A loader name that points past the end, or is not NUL-terminated in its
+  // segment, is refused, not read.
+  std::memcpy(b.data() + ph.p_offset, "/lib64/ld-linux-x86-64.so.2X", 28);
+  EXPECT_NE(check(b).find("malformed PT_INTERP"), std::string::npos) << check(b);
   ph.p_offset = b.size() + 100;
   std::memcpy(b.data() + sizeof(Elf64_Ehdr), &ph, sizeof ph);
-  EXPECT_EQ(check(b).rfind("is dynamically linked: ", 0), 0u) << check(b);
+  EXPECT_NE(check(b).find("malformed PT_INTERP"), std::string::npos) << check(b);
 }
 
-TEST(ProgramCheck, TheHostsOwnDynamicBinaryIsRefused) {
+TEST(ProgramCheck, TheHostsOwnDynamicBinaryNeedsLibc) {
   std::ifstream f("/bin/true", std::ios::binary);
   const std::vector<uint8_t> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   ASSERT_GT(b.size(), 64u);
-  EXPECT_NE(check(b).find("is dynamically linked (it asks for /lib"), std::string::npos) << check(b);
+  auto info = inspect_program(b.data(), b.size());
+  ASSERT_TRUE(info) << info.message();
+  EXPECT_EQ(info->interpreter.rfind("/lib", 0), 0u) << info->interpreter;
+  EXPECT_NE(std::find(info->needed.begin(), info->needed.end(), "libc.so.6"), info->needed.end());
+  // A shared library is not a program's kind of file, and the reverse.
+  std::ifstream lf("/lib/x86_64-linux-gnu/libc.so.6", std::ios::binary);
+  const std::vector<uint8_t> libc((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
+  ASSERT_GT(libc.size(), 64u);
+  auto lib = inspect_library(libc.data(), libc.size());
+  ASSERT_TRUE(lib) << lib.message();
+  EXPECT_TRUE(lib->interpreter.empty());
+  EXPECT_NE(std::find(lib->needed.begin(), lib->needed.end(), "ld-linux-x86-64.so.2"), lib->needed.end());
+  const std::vector<uint8_t> exec = program().build();  // ET_EXEC
+  EXPECT_FALSE(inspect_library(exec.data(), exec.size()));
 }
 
 TEST(ProgramCheck, WrongKindsOfFileSayWhy) {
