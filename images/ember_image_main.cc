@@ -14,6 +14,7 @@ namespace {
 
 using ember::image::ImageReader;
 using ember::image::ImageSpec;
+using ember::image::parse_host_guest;
 using ember::image::ImageStatus;
 
 constexpr const char* kToolHelp =
@@ -35,7 +36,8 @@ constexpr const char* kToolHelp =
 
 constexpr const char* kPackHelp =
     "usage: ember-image pack -o OUT.img --exec PROGRAM [--exec-path GUESTPATH]\n"
-    "                        [--file HOST:GUEST]... [--arg A]... [--env K=V]... [--no-deps]\n"
+    "                        [--file HOST:GUEST]... [--tree HOST_DIR:GUEST_DIR]...\n"
+    "                        [--arg A]... [--env K=V]... [--no-deps]\n"
     "\n"
     "Builds OUT.img (written to a temporary file, fsynced, then renamed).\n"
     "\n"
@@ -49,6 +51,9 @@ constexpr const char* kPackHelp =
     "  --exec-path GUESTPATH  where the guest sees the program (default /bin/BASENAME)\n"
     "  --file HOST:GUEST      add host file HOST at absolute guest path GUEST;\n"
     "                         --file /abs/path alone uses the same path in the guest\n"
+    "  --tree HOST_DIR:GUEST_DIR  add every regular file below HOST_DIR under\n"
+    "                         GUEST_DIR (symlinks to files followed; a path a --file\n"
+    "                         or an earlier --tree filled stays as it was)\n"
     "  --arg A                append A to argv; the first --arg is argv[0]\n"
     "                         (default argv: just the program's guest path)\n"
     "  --env K=V              append K=V to the environment\n"
@@ -59,7 +64,9 @@ constexpr const char* kPackHelp =
     "example:\n"
     "  ember-image pack -o cat.img --exec ./cat --file data/in.txt:/data/in.txt \\\n"
     "      --arg cat --arg /data/in.txt --env LANG=C\n"
-    "  ember-image pack -o sqlite.img --exec /usr/bin/sqlite3 --arg sqlite3 --arg :memory:\n";
+    "  ember-image pack -o sqlite.img --exec /usr/bin/sqlite3 --arg sqlite3 --arg :memory:\n"
+    "  ember-image pack -o py.img --exec /usr/bin/python3 --tree /usr/lib/python3.11 \\\n"
+    "      --arg python3 --arg -c --arg 'import json; print(json.dumps([1]))'\n";
 
 constexpr const char* kInspectHelp =
     "usage: ember-image inspect IMAGE\n"
@@ -136,17 +143,11 @@ int cmd_pack(int argc, char** argv) {
       spec.with_dependencies = false;
     } else if (a == "--exec-path") {
       if (!take(&spec.exec_guest_path)) return usage_error("--exec-path needs a guest path", "pack ");
-    } else if (a == "--file") {
-      if (!take(&v)) return usage_error("--file needs HOST:GUEST", "pack ");
-      // Split at the first ":/" so that the guest part is an absolute path.
-      size_t colon = v.find(":/");
-      if (colon != std::string::npos && colon > 0) {
-        spec.files.emplace_back(v.substr(0, colon), v.substr(colon + 1));
-      } else if (!v.empty() && v[0] == '/' && v.find(':') == std::string::npos) {
-        spec.files.emplace_back(v, v);
-      } else {
-        return usage_error("--file '" + v + "': expected HOST:GUEST with an absolute GUEST path", "pack ");
-      }
+    } else if (a == "--file" || a == "--tree") {
+      if (!take(&v)) return usage_error(a + " needs HOST:GUEST", "pack ");
+      auto hg = parse_host_guest(v);
+      if (!hg) return usage_error(a + " " + hg.message(), "pack ");
+      (a == "--file" ? spec.files : spec.trees).push_back(*hg);
     } else if (a == "--arg") {
       if (!take(&v)) return usage_error("--arg needs a value", "pack ");
       spec.args.push_back(v);

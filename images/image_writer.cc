@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
 
 #include "api/image_format.h"
 #include "base/fd.h"
@@ -66,6 +67,38 @@ Result<Input> read_input(const std::string& host_path, const std::string& guest_
   return in;
 }
 
+// Every regular file below host_dir, in name order, at guest_dir + its
+// relative path, unless that guest path is taken.
+Result<void> add_tree(const std::string& host_dir, const std::string& guest_dir, std::vector<Input>* inputs) {
+  namespace fs = std::filesystem;
+  auto root = normalize_guest_path(guest_dir);
+  if (!root) return Error{"tree " + host_dir + ": " + root.message()};
+  std::error_code ec;
+  if (!fs::is_directory(host_dir, ec)) return Error{"tree " + host_dir + ": not a directory"};
+  std::vector<std::pair<std::string, std::string>> found;  // guest, host
+  fs::recursive_directory_iterator it(host_dir, fs::directory_options::none, ec), end;
+  if (ec) return Error{"tree " + host_dir + ": " + ec.message()};
+  for (; it != end; it.increment(ec)) {
+    if (ec) return Error{"tree " + host_dir + ": " + ec.message()};
+    if (!it->is_regular_file(ec)) continue;  // follows a symlink; directories, devices, sockets: no
+    // Lexically: a symlink inside the tree stays where it is in the tree.
+    const std::string rel = it->path().lexically_relative(host_dir).generic_string();
+    if (rel.empty() || rel.rfind("..", 0) == 0) continue;
+    found.emplace_back(*root + "/" + rel, it->path().string());
+  }
+  std::sort(found.begin(), found.end());
+  for (const auto& [guest_raw, host] : found) {
+    auto guest = normalize_guest_path(guest_raw);
+    if (!guest) return Error{"tree " + host_dir + ": " + guest.message()};
+    if (std::any_of(inputs->begin(), inputs->end(), [&](const Input& in) { return in.guest_path == *guest; })) continue;
+    if (inputs->size() == abi::kImageMaxFiles)
+      return Error{"tree " + host_dir + ": more than " + std::to_string(abi::kImageMaxFiles) + " files in the image"};
+    EMBER_TRY(Input in, read_input(host, *guest, false));
+    inputs->push_back(std::move(in));
+  }
+  return Ok();
+}
+
 Result<void> check_string(const std::string& s, const char* what) {
   if (s.find('\0') != std::string::npos) return Error{std::string(what) + " contains a NUL byte"};
   if (s.size() > UINT32_MAX - 1) return Error{std::string(what) + " is too long"};
@@ -96,6 +129,13 @@ Result<std::string> normalize_guest_path(const std::string& path) {
                  std::to_string(abi::kImagePathMax) + " bytes"};
   }
   return out;
+}
+
+Result<std::pair<std::string, std::string>> parse_host_guest(const std::string& v) {
+  const size_t colon = v.find(":/");
+  if (colon != std::string::npos && colon > 0) return std::make_pair(v.substr(0, colon), v.substr(colon + 1));
+  if (!v.empty() && v[0] == '/' && v.find(':') == std::string::npos) return std::make_pair(v, v);
+  return Error{"'" + v + "': expected HOST:GUEST with an absolute GUEST path"};
 }
 
 Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
@@ -162,6 +202,7 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
     EMBER_TRY(Input in, read_input(host, *guest, false));
     inputs.push_back(std::move(in));
   }
+  for (const auto& [host_dir, guest_dir] : spec.trees) EMBER_TRY_VOID(add_tree(host_dir, guest_dir, &inputs));
 
   // Strings: paths, then args, then env; each followed by a NUL.
   std::vector<uint8_t> strings;

@@ -16,6 +16,11 @@ struct ImageSpec {
   std::string exec_host_path;   // the ELF program to run (static, or dynamic: see with_dependencies)
   std::string exec_guest_path;  // where the guest sees it; empty: "/bin/" + basename
   std::vector<std::pair<std::string, std::string>> files;  // host path, guest path
+  // Host directory, guest directory: every regular file below it (symlinks
+  // to files are followed, to directories are not; other kinds are
+  // skipped), at the same relative path. A guest path that the program, a
+  // file or an earlier tree already fills keeps that.
+  std::vector<std::pair<std::string, std::string>> trees;
   std::vector<std::string> args;  // argv, argv[0] included; empty: { exec guest path }
   std::vector<std::string> env;   // "KEY=VALUE"
   // A dynamic program gets its loader and libraries from this host
@@ -24,6 +29,10 @@ struct ImageSpec {
   // them itself (a root file system, --file).
   bool with_dependencies = true;
 };
+
+// "HOST:GUEST" (split at the first ":/", so GUEST is absolute) or "/abs"
+// alone (the same path in the guest), as --file and --tree take them.
+Result<std::pair<std::string, std::string>> parse_host_guest(const std::string& v);
 
 // Normalises a guest path: collapses "//", drops "." components and a
 // trailing '/'. Rejects relative paths, "..", NUL bytes, the root itself and

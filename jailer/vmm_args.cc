@@ -8,8 +8,9 @@
 namespace ember::jail {
 
 const std::vector<std::string>& vmm_value_options() {
-  static const std::vector<std::string> v = {"--kernel", "--mem-mib", "--timeout-ms", "--env",
-                                             "--image",  "--cmdline", "--id", "--vsock-uds", "--snapshot-at-ready"};
+  static const std::vector<std::string> v = {"--kernel", "--mem-mib", "--timeout-ms", "--env",  "--image",
+                                             "--cmdline", "--id", "--vsock-uds", "--snapshot-at-ready", "--file",
+                                             "--tree"};
   return v;
 }
 
@@ -104,6 +105,9 @@ Result<VmmInvocation> rewrite_vmm_args(const std::vector<std::string>& in, const
       v = in[++i];
     }
     if (name == "--id") return Error{"VMM argument --id: ember-jailer passes the jail's own --id"};
+    if (name == "--file" || name == "--tree")
+      return Error{"VMM argument " + name + ": a jailed VM reads only what ember-jailer brings into its root; pack the "
+                   "files into an image (ember-image pack " + name + " ...) and pass --image"};
     if (name == "--vsock-uds" || name == "--snapshot-at-ready") {
       EMBER_TRY(v, create(name, v));
     } else if (name == "--kernel") {

@@ -4,6 +4,7 @@
 
 #include "base/cli_option.h"
 #include "base/parse.h"
+#include "images/image_writer.h"
 
 namespace ember {
 
@@ -51,6 +52,13 @@ std::string run_usage_text() {
          "  --env K=V          add K=V to the program's environment (repeatable;\n"
          "                     PROGRAM only: an image carries its own)\n"
          "                       e.g. --env LANG=C --env DEBUG=1\n"
+         "  --file HOST:GUEST  put host file HOST at GUEST in the guest (repeatable;\n"
+         "                     PROGRAM only). A dynamic PROGRAM brings its loader and\n"
+         "                     libraries by itself (ember-image pack --help)\n"
+         "                       e.g. --file data/in.txt:/data/in.txt\n"
+         "  --tree HOST_DIR:GUEST_DIR\n"
+         "                     every regular file below HOST_DIR, under GUEST_DIR\n"
+         "                       e.g. --tree /usr/lib/python3.11:/usr/lib/python3.11\n"
          "  --image IMG        run the function image IMG instead of a PROGRAM\n"
          "                       e.g. --image fn.img\n"
          "  --cmdline TEXT     guest kernel command line (boot info), for debugging\n"
@@ -251,6 +259,11 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
       if (eq == std::string::npos || eq == 0) return Error{"--env " + v + ": expected KEY=VALUE"};
       if (v.find('\0') != std::string::npos) return Error{"--env: NUL byte in " + v.substr(0, eq)};
       o.env.push_back(v);
+    } else if (name == "--file" || name == "--tree") {
+      EMBER_TRY(auto v, value());
+      auto hg = image::parse_host_guest(v);
+      if (!hg) return Error{name + " " + hg.message()};
+      (name == "--file" ? o.files : o.trees).push_back(*hg);
     } else if (name == "--image") {
       EMBER_TRY(o.image, value());
       if (o.image.empty()) return Error{"--image needs a path"};
@@ -289,6 +302,7 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
       return Error{"'" + argv[i] + "': with --image the image carries the program and its arguments"};
     }
     if (!o.env.empty()) return Error{"--env applies only to a PROGRAM (an image carries its own environment)"};
+    if (!o.files.empty() || !o.trees.empty()) return Error{"--file and --tree apply only to a PROGRAM (an image carries its own files)"};
     return o;
   }
   if (i >= argv.size()) return Error{"missing PROGRAM or --image IMG (see `ember-vmm run --help`)"};

@@ -16,6 +16,8 @@ struct CliOptions {
   uint64_t mem_mib = 128;
   uint64_t timeout_ms = 0;  // 0: none
   std::vector<std::string> env;
+  std::vector<std::pair<std::string, std::string>> files;  // run --file HOST:GUEST (PROGRAM only)
+  std::vector<std::pair<std::string, std::string>> trees;  // run --tree HOST_DIR:GUEST_DIR (PROGRAM only)
   bool verbose = false;
   std::string cmdline;
   bool seccomp = true;  // --no-seccomp: off (debugging only; logged loudly)

@@ -183,6 +183,8 @@ int main(int argc, char** argv) {
     spec.args.push_back(o.program);
     spec.args.insert(spec.args.end(), o.args.begin(), o.args.end());
     spec.env = o.env;
+    spec.files = o.files;
+    spec.trees = o.trees;
     image = ember::map_program_image(spec);
   } else {
     image = ember::map_image_file(o.image);

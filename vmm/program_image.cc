@@ -35,14 +35,17 @@ Result<void> check_image(const uint8_t* data, uint64_t size, const std::string& 
   return Ok();
 }
 
-// A dynamic program: packed with its loader and libraries (images/
-// shared_libs.h) into anonymous, then read-only, memory.
-Result<MappedImage> pack_dynamic_program(const ProgramImageSpec& spec) {
+// A dynamic program or one with more files: packed by image::build_image
+// (a dynamic one with its loader and libraries, images/shared_libs.h) into
+// anonymous, then read-only, memory.
+Result<MappedImage> pack_program(const ProgramImageSpec& spec) {
   image::ImageSpec is;
   is.exec_host_path = spec.program;
   is.exec_guest_path = spec.guest_path;
   is.args = spec.args;
   is.env = spec.env;
+  is.files = spec.files;
+  is.trees = spec.trees;
   EMBER_TRY(std::vector<uint8_t> bytes, image::build_image(is));
   const uint64_t mapped = page_up(bytes.size());
   void* base = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -79,7 +82,7 @@ Result<MappedImage> map_program_image(const ProgramImageSpec& spec) {
   if (program_size < 4 || ::pread(fd.get(), magic, 4, 0) != 4 || std::memcmp(magic, "\177ELF", 4) != 0)
     return Error{"program " + spec.program + ": not an ELF executable (Ember runs Linux x86-64 ELF programs)"};
   if (program_size > abi::kMaxImageSize) return Error{"program " + spec.program + ": too large"};
-  if (is_dynamic(fd.get(), program_size)) return pack_dynamic_program(spec);
+  if (!spec.files.empty() || !spec.trees.empty() || is_dynamic(fd.get(), program_size)) return pack_program(spec);
 
   auto guest = image::normalize_guest_path(spec.guest_path);
   if (!guest) return Error{"program " + spec.program + ": " + guest.message()};

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/fd.h"
@@ -27,10 +28,13 @@ struct MappedImage {
 };
 
 struct ProgramImageSpec {
-  std::string program;     // host path of a static ELF
+  std::string program;     // host path of an ELF program
   std::string guest_path;  // absolute; normalised here
   std::vector<std::string> args;  // argv, argv[0] included
   std::vector<std::string> env;   // KEY=VALUE
+  // More files (image::ImageSpec's files and trees): packed with
+  // image::build_image, as a dynamic program is.
+  std::vector<std::pair<std::string, std::string>> files, trees;
 };
 
 Result<MappedImage> map_program_image(const ProgramImageSpec& spec);

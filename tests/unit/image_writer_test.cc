@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,49 @@ TEST_F(ImageWriterTest, RoundTripFull) {
   auto again = build_image(spec);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *img);
+}
+
+TEST_F(ImageWriterTest, TreesBringEveryRegularFileBelowThem) {
+  const std::string t = dir_ + "/tree";
+  ASSERT_EQ(::mkdir(t.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((t + "/sub").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((t + "/sub/deeper").c_str(), 0755), 0);
+  write("tree/a.txt", "a", 0644);
+  write("tree/sub/b.py", "b", 0644);
+  write("tree/sub/deeper/c", "c", 0755);
+  write("outside.txt", "via a link", 0644);
+  ASSERT_EQ(::symlink((dir_ + "/outside.txt").c_str(), (t + "/link.txt").c_str()), 0);
+  ASSERT_EQ(::symlink((t + "/sub").c_str(), (t + "/dirlink").c_str()), 0);  // not followed: no loop, no copies
+  ASSERT_EQ(::symlink("/nonexistent", (t + "/dangling").c_str()), 0);
+  ASSERT_EQ(::mkfifo((t + "/fifo").c_str(), 0644), 0);
+  ImageSpec spec;
+  spec.exec_host_path = prog_;
+  spec.files = {{data_, "/lib/py/a.txt"}};  // a --file wins over the tree
+  spec.trees = {{t, "/lib/py"}, {t + "/sub", "/lib/py/sub"}};  // the second adds nothing new
+  auto img = build_image(spec);
+  ASSERT_TRUE(img.ok()) << img.message();
+  ImageReader r;
+  ASSERT_EQ(r.open(img->data(), img->size()), ImageStatus::kOk);
+  std::map<std::string, std::string> files;
+  for (uint32_t i = 0; i < r.file_count(); i++) files[str(r.file(i).path)] = content(r.file(i));
+  EXPECT_EQ(files.size(), 5u);
+  EXPECT_EQ(files["/lib/py/a.txt"], "hello data\n");
+  EXPECT_EQ(files["/lib/py/sub/b.py"], "b");
+  EXPECT_EQ(files["/lib/py/sub/deeper/c"], "c");
+  EXPECT_EQ(files["/lib/py/link.txt"], "via a link");
+  EXPECT_EQ(files.count("/lib/py/dirlink/b.py"), 0u);
+  ImageSpec bad = spec;
+  bad.trees = {{dir_ + "/missing", "/x"}};
+  EXPECT_NE(build_image(bad).message().find("not a directory"), std::string::npos);
+  bad.trees = {{t, "relative"}};
+  EXPECT_FALSE(build_image(bad).ok());
+}
+
+TEST_F(ImageWriterTest, HostGuestPairs) {
+  EXPECT_EQ(*parse_host_guest("data/in.txt:/data/in.txt"), std::make_pair(std::string("data/in.txt"), std::string("/data/in.txt")));
+  EXPECT_EQ(*parse_host_guest("/usr/lib/x"), std::make_pair(std::string("/usr/lib/x"), std::string("/usr/lib/x")));
+  EXPECT_EQ(parse_host_guest("c:/x")->first, "c");  // split at the first ":/"
+  for (const char* bad : {"", "rel", "a:b", ":/x"}) EXPECT_FALSE(parse_host_guest(bad).ok()) << bad;
 }
 
 TEST_F(ImageWriterTest, NormalizeGuestPath) {

@@ -79,6 +79,18 @@ TEST(VmmCli, Image) {
   expect_usage_error({"run", "--env", "A=1", "--image", "fn.img"}, "--env applies only to a PROGRAM");
 }
 
+TEST(VmmCli, FilesAndTreesOfAProgram) {
+  auto r = parse({"run", "--file", "in.txt:/data/in.txt", "--tree=/usr/lib/python3.11", "/usr/bin/python3", "-c", "1"});
+  ASSERT_TRUE(r.ok()) << r.message();
+  ASSERT_EQ(r->files.size(), 1u);
+  EXPECT_EQ(r->files[0], std::make_pair(std::string("in.txt"), std::string("/data/in.txt")));
+  ASSERT_EQ(r->trees.size(), 1u);
+  EXPECT_EQ(r->trees[0].second, "/usr/lib/python3.11");
+  EXPECT_EQ(r->program, "/usr/bin/python3");
+  expect_usage_error({"run", "--file", "relative", "p"}, "--file 'relative': expected HOST:GUEST");
+  expect_usage_error({"run", "--tree", "/t", "--image", "fn.img"}, "apply only to a PROGRAM");
+}
+
 TEST(VmmCli, MemoryLimits) {
   for (const char* ok : {"16", "18", "128", "3072"}) EXPECT_TRUE(parse({"run", "--mem-mib", ok, "p"}).ok()) << ok;
   for (const char* bad : {"15", "14", "17", "3074", "0", "-128", "12x", "", "99999999999999999999", "0x80"})

@@ -1,0 +1,55 @@
+// Programs nobody here wrote, as Debian ships them (dynamically linked),
+// run by `ember-vmm run` inside real microVMs: their loader and libraries
+// come along (images/shared_libs.h), their data files with --tree. The
+// answers are what the same programs print on Linux.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/integration/vm_fixture.h"
+
+namespace ember::testing {
+namespace {
+
+class DebianPrograms : public VmTest {};
+
+TEST_F(DebianPrograms, Python3WithItsStandardLibrary) {
+  const std::string code =
+      "import json, re, hashlib, sys, os\n"
+      "print(json.dumps({'x': [1, 2]}, sort_keys=True))\n"
+      "print(re.sub('a+', 'b', 'caaat'), hashlib.sha256(b'abc').hexdigest()[:16])\n"
+      "print(sys.version_info[:2] >= (3, 9), os.path.join('a', 'b'), sys.argv[1:])\n"
+      "print(sum(int(l) for l in sys.stdin))\n";
+  auto r = run_vm("/usr/bin/python3", {"-c", code, "one", "two"}, "1\n2\n39\n",
+                  {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"x\": [1, 2]}\ncbt ba7816bf8f01cfea\nTrue a/b ['one', 'two']\n42\n");
+}
+
+TEST_F(DebianPrograms, Sqlite3InMemory) {
+  auto r = run_vm("/usr/bin/sqlite3", {"-batch", ":memory:"},
+                  "create table t(k text, v int); insert into t values ('a', 1), ('b', 41);\n"
+                  "select group_concat(k, '+'), sum(v) from t;\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "a+b|42\n");
+}
+
+TEST_F(DebianPrograms, Lua54) {
+  auto r = run_vm("/usr/bin/lua5.4", {"-e", "print(_VERSION, #arg, string.format('%5.2f', math.pi))", "-", "x"},
+                  "io.write(io.read('a'):upper())", {});
+  // `-` runs stdin as the script (arg = {"x"}); the script was all of stdin,
+  // so it finds nothing left to upper-case.
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "Lua 5.4\t1\t 3.14\n");
+}
+
+TEST_F(DebianPrograms, ExitStatusAndStderrOfADynamicProgram) {
+  auto r = run_vm("/usr/bin/python3", {"-c", "import sys; sys.stderr.write('oops\\n'); sys.exit(7)"}, "",
+                  {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  EXPECT_EQ(r.status, 7);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("oops\n"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ember::testing
