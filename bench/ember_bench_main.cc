@@ -8,6 +8,7 @@
 #include "bench/boot_bench.h"
 #include "bench/emberd_bench.h"
 #include "bench/snapshot_bench.h"
+#include "bench/touch_bench.h"
 
 int main(int argc, char** argv) {
   // Line-buffered even into a pipe: a run cut short (timeout, Ctrl-C) keeps
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
         "\n"
         "benchmarks:\n"
         "  boot      whole-process `ember-vmm run` vs fork+exec (and runsc)\n"
+        "  touch     first touch of fresh memory in a VM vs natively (with and without huge pages)\n"
         "  api       VMM API: start to socket ready, request latency, idle memory\n"
         "  restore   snapshot restore-to-ready, new process and in-process; snapshot size\n"
         "  reset     reset in place to ready; echo invocation latency over vsock\n"
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   const std::string name = args[0];
   args.erase(args.begin());
   if (name == "boot") return ember::bench::boot_bench(args);
+  if (name == "touch") return ember::bench::touch_bench(args);
   if (name == "api") return ember::bench::api_bench(args);
   if (name == "restore") return ember::bench::restore_bench(args);
   if (name == "reset") return ember::bench::reset_bench(args);

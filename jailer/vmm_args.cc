@@ -15,7 +15,10 @@ const std::vector<std::string>& vmm_value_options() {
 }
 
 const std::vector<std::string>& vmm_flag_options() {
-  static const std::vector<std::string> v = {"-v", "--verbose", "--no-seccomp", "--die-with-parent", "--program-stderr-on-stdout", "-h", "--help"};
+  static const std::vector<std::string> v = {"-v",        "--verbose",
+                                             "--no-seccomp", "--die-with-parent",
+                                             "--program-stderr-on-stdout", "--huge-pages",
+                                             "-h",        "--help"};
   return v;
 }
 

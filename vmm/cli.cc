@@ -59,6 +59,10 @@ std::string run_usage_text() {
          "  --tree HOST_DIR:GUEST_DIR\n"
          "                     every regular file below HOST_DIR, under GUEST_DIR\n"
          "                       e.g. --tree /usr/lib/python3.11:/usr/lib/python3.11\n"
+         "  --huge-pages       back guest RAM with transparent huge pages where the\n"
+         "                     host allows (MADV_HUGEPAGE): a program's first touch\n"
+         "                     of memory faults once per 2 MiB instead of per 4 KiB,\n"
+         "                     and each touched 2 MiB costs the host 2 MiB\n"
          "  --image IMG        run the function image IMG instead of a PROGRAM\n"
          "                       e.g. --image fn.img\n"
          "  --cmdline TEXT     guest kernel command line (boot info), for debugging\n"
@@ -284,6 +288,9 @@ Result<CliOptions> parse_cli(const std::vector<std::string>& argv) {
     } else if (name == "--program-stderr-on-stdout") {
       EMBER_TRY_VOID(flag());
       o.program_stderr_on_stdout = true;
+    } else if (name == "--huge-pages") {
+      EMBER_TRY_VOID(flag());
+      o.huge_pages = true;
     } else if (name == "--id") {
       EMBER_TRY(o.id, value());
       bool valid = !o.id.empty() && o.id.size() <= 64;

@@ -23,6 +23,7 @@ struct CliOptions {
   bool seccomp = true;  // --no-seccomp: off (debugging only; logged loudly)
   bool die_with_parent = false;  // --die-with-parent: SIGKILL when the parent exits
   bool program_stderr_on_stdout = false;  // run --program-stderr-on-stdout
+  bool huge_pages = false;                // run --huge-pages
   std::string id;       // --id ID: the jail's id (ember-jailer passes it); informational
   std::string vsock_uds;          // --vsock-uds PATH (run, restore)
   std::string snapshot_at_ready;  // run --snapshot-at-ready DIR

@@ -8,12 +8,25 @@
 
 namespace ember {
 
-Result<GuestMemory> GuestMemory::create(uint64_t ram_size) {
+Result<GuestMemory> GuestMemory::create(uint64_t ram_size, bool huge_pages) {
   if (ram_size == 0) return Error{"guest memory: RAM size is 0"};
-  void* p = ::mmap(nullptr, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // Huge pages need 2 MiB-aligned host addresses: map 2 MiB more and trim.
+  constexpr uint64_t kHuge = 2ull << 20;
+  const uint64_t extra = huge_pages ? kHuge : 0;
+  void* p = ::mmap(nullptr, ram_size + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return errno_error("mmap guest RAM (" + std::to_string(ram_size >> 20) + " MiB)");
+  auto* base = static_cast<uint8_t*>(p);
+  if (huge_pages) {
+    auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~(kHuge - 1));
+    if (aligned > base) ::munmap(base, static_cast<size_t>(aligned - base));
+    const uint64_t tail = extra - static_cast<uint64_t>(aligned - base);
+    if (tail) ::munmap(aligned + ram_size, tail);
+    base = aligned;
+    // EINVAL: this kernel has no transparent huge pages; 4 KiB pages then.
+    (void)::madvise(base, ram_size, MADV_HUGEPAGE);
+  }
   GuestMemory mem;
-  EMBER_TRY_VOID(mem.add_region(0, ram_size, Mapping(p, ram_size), true));
+  EMBER_TRY_VOID(mem.add_region(0, ram_size, Mapping(base, ram_size), true));
   return mem;
 }
 

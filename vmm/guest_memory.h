@@ -36,7 +36,8 @@ class GuestMemory {
 
   // RAM at GPA 0: MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, so untouched pages
   // cost nothing.
-  static Result<GuestMemory> create(uint64_t ram_size);
+  // huge_pages: 2 MiB-aligned and MADV_HUGEPAGE (MachineConfig::huge_pages).
+  static Result<GuestMemory> create(uint64_t ram_size, bool huge_pages = false);
 
   // Adds a region backed by `mapping` (ownership taken) at `gpa`, `size`
   // bytes visible (<= mapping size). Rejects overlaps.

@@ -73,7 +73,7 @@ Result<void> Machine::setup_boot() {
   mark("create_vm");
 
   // Memory slots first, then the irqchip (PLATFORM.md: the other order costs ms).
-  EMBER_TRY(memory_, GuestMemory::create(config_.mem_size));
+  EMBER_TRY(memory_, GuestMemory::create(config_.mem_size, config_.huge_pages));
   EMBER_TRY_VOID(vm_.set_memory_region(0, 0, memory_.ram(), memory_.ram_size(), false));
   uint64_t image_mapped = 0;
   if (config_.image) {

@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
   // of console and vsock delivers first, api/stdio_protocol.h.)
   if (!o.snapshot_at_ready.empty()) config.stdin_fd = -1;
   if (o.program_stderr_on_stdout) config.stderr_fd = 1;
+  config.huge_pages = o.huge_pages;
   config.seccomp = o.seccomp;
   if (!o.seccomp)
     print_error("WARNING: --no-seccomp: running WITHOUT the seccomp allow-lists; a guest that exploits a VMM bug "

@@ -56,6 +56,12 @@ TEST_P(RunProgram, TouchesSixtyFourMiB) {
   EXPECT_EQ(r.out, "ok 64\n");
 }
 
+TEST_P(RunProgram, TouchesSixtyFourMiBOnHugePages) {
+  auto r = run_vm(prog("touch_memory"), {"64"}, {}, {"--huge-pages", "--mem-mib", "192"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "ok 64\n");
+}
+
 TEST_P(RunProgram, SegfaultIs139) {
   auto r = run_vm(prog("segfault"));
   EXPECT_EQ(r.status, 139) << r.err;
