@@ -1,6 +1,7 @@
 #include "guest-init/files.h"
 
 #include "guest-init/klib.h"
+#include "guest-init/procfs.h"
 #include "guest-init/runtime.h"
 
 namespace ember::guest {
@@ -97,13 +98,18 @@ Lookup Files::lookup(const char* path, uint32_t len) {
       return r;  // a file below it exists: the directory does
     }
   }
-  // A few devices, unless the image has its own.
+  // A few devices, unless the image has its own; then /proc, /sys, /dev.
   if (str_eq(path, len, "/dev/null")) r.kind = FileKind::kNull;
   else if (str_eq(path, len, "/dev/zero")) r.kind = FileKind::kZero;
+  else if (str_eq(path, len, "/dev/full")) r.kind = FileKind::kFull;
   else if (str_eq(path, len, "/dev/urandom") || str_eq(path, len, "/dev/random")) r.kind = FileKind::kRandom;
   else if (str_eq(path, len, "/dev/stdin")) r.kind = FileKind::kStdin;
   else if (str_eq(path, len, "/dev/stdout")) r.kind = FileKind::kStdout;
   else if (str_eq(path, len, "/dev/stderr")) r.kind = FileKind::kStderr;
+  else if (const SynthEntry* e = synth_lookup(path, len); e && e->id != SynthId::kDevice) {
+    r.kind = e->dir ? FileKind::kSynthDir : FileKind::kSynth;
+    r.index = static_cast<uint32_t>(e->id);
+  }
   return r;
 }
 

@@ -1,5 +1,6 @@
 // File descriptors: the three consoles, read-only files and directories of
-// the image, and a few devices (/dev/null, /dev/zero, /dev/urandom).
+// the image, a few devices (/dev/null, /dev/zero, /dev/full, /dev/urandom)
+// and the synthetic files of /proc and /sys (procfs.h).
 // Descriptors point to shared open-file descriptions (offset, flags), so
 // dup() behaves as on Linux.
 #pragma once
@@ -11,7 +12,8 @@
 
 namespace ember::guest {
 
-enum class FileKind : uint8_t { kNone, kStdin, kStdout, kStderr, kFile, kDir, kNull, kZero, kRandom };
+// kSynth/kSynthDir: procfs.h's files and directories (index: their SynthId).
+enum class FileKind : uint8_t { kNone, kStdin, kStdout, kStderr, kFile, kDir, kNull, kZero, kFull, kRandom, kSynth, kSynthDir };
 
 struct OpenFile {
   FileKind kind = FileKind::kNone;

@@ -5,6 +5,7 @@
 #include "guest-init/files.h"
 #include "guest-init/klib.h"
 #include "guest-init/path.h"
+#include "guest-init/procfs.h"
 #include "guest-init/runtime.h"
 #include "guest-init/syscalls.h"
 
@@ -16,8 +17,15 @@ namespace {
 
 constexpr uint32_t R_OK = 4, W_OK = 2, X_OK = 1;
 
-// The directory path a Lookup of kind kDir names ("" for the root).
+bool is_dir(FileKind k) { return k == FileKind::kDir || k == FileKind::kSynthDir; }
+
+// The directory path a Lookup of kind kDir or kSynthDir names ("" for the root).
 const char* dir_path(const Lookup& d, uint32_t* len) {
+  if (d.kind == FileKind::kSynthDir) {
+    const char* p = synth_entry(static_cast<SynthId>(d.index))->path;
+    *len = static_cast<uint32_t>(strlen(p));
+    return p;
+  }
   *len = d.prefix_len;
   if (d.prefix_len == 0) return "";
   return g_rt.image.file(d.index).path.data;
@@ -46,8 +54,8 @@ SysResult resolve_at(int64_t dirfd, uint64_t user, char* out, bool empty_ok, boo
     } else {
       OpenFile* f = g_rt.files.get(dirfd);
       if (!f) return EBADF;
-      if (f->kind != FileKind::kDir) return ENOTDIR;
-      Lookup d{FileKind::kDir, f->index, f->prefix_len};
+      if (!is_dir(f->kind)) return ENOTDIR;
+      Lookup d{f->kind, f->index, f->prefix_len};
       base = dir_path(d, &base_len);
     }
   }
@@ -91,11 +99,23 @@ void fill_stat(const OpenFile& f, Stat* st) {
       break;
     case FileKind::kNull:
     case FileKind::kZero:
+    case FileKind::kFull:
     case FileKind::kRandom:
       st->st_dev = 3;
       st->st_ino = 8 + static_cast<uint64_t>(f.kind);
       st->st_mode = S_IFCHR | 0666;
-      st->st_rdev = f.kind == FileKind::kNull ? 0x103 : f.kind == FileKind::kZero ? 0x105 : 0x109;
+      st->st_rdev = f.kind == FileKind::kNull ? 0x103 : f.kind == FileKind::kZero ? 0x105 : f.kind == FileKind::kFull ? 0x107 : 0x109;
+      break;
+    case FileKind::kSynth:  // as procfs: size 0, read to the end to know
+      st->st_dev = 4;
+      st->st_ino = 1024 + f.index;
+      st->st_mode = S_IFREG | 0444;
+      break;
+    case FileKind::kSynthDir:
+      st->st_dev = 4;
+      st->st_ino = 1024 + f.index;
+      st->st_mode = S_IFDIR | 0555;
+      st->st_nlink = 2;
       break;
     case FileKind::kNone:
       break;
@@ -119,15 +139,33 @@ SysResult do_open(int64_t dirfd, uint64_t user_path, uint32_t flags) {
   if (r.failed()) return r;
   Lookup l = Files::lookup(path, len);
   const uint32_t acc = flags & O_ACCMODE;
-  if (l.kind == FileKind::kNone) return (flags & O_CREAT) ? EROFS : ENOENT;
+  if (l.kind == FileKind::kNone) {
+    // /dev/fd/N and /proc/self/fd/N: the descriptor N again (Linux reopens
+    // the file; for the consoles and pipes here that is the same).
+    static const char* const kFdDirs[] = {"/dev/fd/", "/proc/self/fd/"};
+    for (const char* prefix : kFdDirs) {
+      const uint32_t pl = static_cast<uint32_t>(strlen(prefix));
+      if (len <= pl || len > pl + 4 || memcmp(path, prefix, pl) != 0) continue;
+      int64_t fd = 0;
+      for (uint32_t i = pl; i < len; i++) {
+        if (path[i] < '0' || path[i] > '9') return ENOENT;
+        fd = fd * 10 + (path[i] - '0');
+      }
+      if (!g_rt.files.get(fd)) return ENOENT;
+      return g_rt.files.dup(fd, 0, flags & O_CLOEXEC);
+    }
+    if (str_eq(path, len, "/dev/tty")) return ENXIO;  // no controlling terminal
+    return (flags & O_CREAT) ? EROFS : ENOENT;
+  }
   if ((flags & O_CREAT) && (flags & O_EXCL)) return EEXIST;
   if ((flags & O_TMPFILE) == O_TMPFILE) return EROFS;
-  if (l.kind == FileKind::kDir) {
+  if (is_dir(l.kind)) {
     if (acc != O_RDONLY) return EISDIR;
   } else if (flags & O_DIRECTORY) {
     return ENOTDIR;
   }
   if (l.kind == FileKind::kFile && (acc != O_RDONLY || (flags & O_TRUNC)) && !(flags & O_PATH)) return EROFS;
+  if (l.kind == FileKind::kSynth && acc != O_RDONLY && !(flags & O_PATH)) return EACCES;
   return g_rt.files.open(open_file_for(l, flags), flags & O_CLOEXEC);
 }
 
@@ -151,6 +189,7 @@ SysResult do_access(int64_t dirfd, uint64_t user_path, uint32_t mode, uint32_t f
   }
   if (l.kind == FileKind::kNone) return ENOENT;
   if (wants_write_bits(mode) && (l.kind == FileKind::kFile || l.kind == FileKind::kDir)) return EROFS;
+  if (wants_write_bits(mode) && (l.kind == FileKind::kSynth || l.kind == FileKind::kSynthDir)) return EACCES;
   if ((mode & X_OK) && l.kind == FileKind::kFile && !(g_rt.image.file(l.index).mode & 0111)) return EACCES;
   return SysResult::ok(0);
 }
@@ -243,7 +282,7 @@ EMBER_SYSCALL_DEFINE(faccessat2, int dirfd, uint64_t pathname, uint32_t mode, ui
 EMBER_SYSCALL_DEFINE(getdents64, int fd, uint64_t dirp, uint32_t count) {
   OpenFile* f = g_rt.files.get(fd);
   if (!f) return EBADF;
-  if (f->kind != FileKind::kDir) return ENOTDIR;
+  if (!is_dir(f->kind)) return ENOTDIR;
   const uint64_t cap = count;
   if (!user_ok(dirp, cap)) return EFAULT;
   uint8_t* out = user_ptr<uint8_t>(dirp);
@@ -274,7 +313,28 @@ EMBER_SYSCALL_DEFINE(getdents64, int fd, uint64_t dirp, uint32_t count) {
       continue;
     }
     const uint64_t i = cur - 2;
-    if (i >= img.file_count()) break;
+    // A synthetic directory's entries; after the image's, the root's
+    // synthetic directories (/proc, /sys, /dev) that the image lacks.
+    if (f->kind == FileKind::kSynthDir || i >= img.file_count()) {
+      const char* name;
+      uint32_t nlen;
+      const SynthEntry* e = f->kind == FileKind::kSynthDir
+                                ? synth_child(static_cast<SynthId>(f->index), static_cast<uint32_t>(i), &name, &nlen)
+                                : plen == 0 ? synth_root_child(static_cast<uint32_t>(i - img.file_count()), &name, &nlen)
+                                            : nullptr;
+      if (!e) break;
+      char full[64];
+      const uint32_t flen = static_cast<uint32_t>(strlen(e->path));
+      memcpy(full, e->path, flen < sizeof full ? flen : sizeof full);
+      const bool shadowed = f->kind != FileKind::kSynthDir && Files::lookup(full, flen).kind == FileKind::kDir;
+      if (!shadowed && !emit(name, nlen, e->dir ? DT_DIR : e->id == SynthId::kDevice ? DT_CHR : DT_REG,
+                             1024 + static_cast<uint64_t>(e->id), cur + 1)) {
+        if (used == 0) return EINVAL;
+        break;
+      }
+      f->offset++;
+      continue;
+    }
     image::Bytes p = img.file(static_cast<uint32_t>(i)).path;
     bool below = p.size > plen + 1 && p.data[plen] == '/' && memcmp(p.data, prefix, plen) == 0;
     if (below) {
@@ -321,7 +381,7 @@ EMBER_SYSCALL_DEFINE(chdir, uint64_t pathname) {
   if (r.failed()) return r;
   Lookup l = Files::lookup(path, len);
   if (l.kind == FileKind::kNone) return ENOENT;
-  if (l.kind != FileKind::kDir) return ENOTDIR;
+  if (!is_dir(l.kind)) return ENOTDIR;
   g_rt.cwd = l;
   return SysResult::ok(0);
 }
@@ -329,8 +389,8 @@ EMBER_SYSCALL_DEFINE(chdir, uint64_t pathname) {
 EMBER_SYSCALL_DEFINE(fchdir, int fd) {
   OpenFile* f = g_rt.files.get(fd);
   if (!f) return EBADF;
-  if (f->kind != FileKind::kDir) return ENOTDIR;
-  g_rt.cwd = Lookup{FileKind::kDir, f->index, f->prefix_len};
+  if (!is_dir(f->kind)) return ENOTDIR;
+  g_rt.cwd = Lookup{f->kind, f->index, f->prefix_len};
   return SysResult::ok(0);
 }
 

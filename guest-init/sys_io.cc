@@ -4,6 +4,7 @@
 #include "guest-init/files.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
+#include "guest-init/procfs.h"
 #include "guest-init/runtime.h"
 #include "guest-init/stdio.h"
 #include "guest-init/syscalls.h"
@@ -15,6 +16,7 @@ using namespace lx;
 namespace {
 
 constexpr uint32_t kIovMax = 1024;
+constexpr uint64_t kSynthMax = 8192;  // the longest text a synthetic file renders (procfs.h)
 
 // The program's iovec array, or null: more than kIovMax entries (EINVAL) or
 // not in its memory (EFAULT).
@@ -43,7 +45,19 @@ SysResult read_file(OpenFile* f, uint8_t* buf, uint64_t n, uint64_t* offset) {
     }
     case FileKind::kDir: return EISDIR;
     case FileKind::kNull: return SysResult::ok(0);
-    case FileKind::kZero: memset(buf, 0, n); return SysResult::ok(n);
+    case FileKind::kZero:
+    case FileKind::kFull: memset(buf, 0, n); return SysResult::ok(n);
+    case FileKind::kSynth: {
+      // Rendered afresh at each read: the text as of now, from *offset.
+      char text[kSynthMax];
+      const uint64_t size = synth_render(static_cast<SynthId>(f->index), text, sizeof text);
+      if (*offset >= size) return SysResult::ok(0);
+      const uint64_t take = size - *offset < n ? size - *offset : n;
+      memcpy(buf, text + *offset, take);
+      *offset += take;
+      return SysResult::ok(take);
+    }
+    case FileKind::kSynthDir: return EISDIR;
     case FileKind::kRandom: random_bytes(buf, n); return SysResult::ok(n);
     default: return EBADF;
   }
@@ -60,7 +74,10 @@ SysResult check_readable(OpenFile* f) {
 SysResult check_writable(OpenFile* f) {
   if (!f) return EBADF;
   if ((f->flags & O_PATH) || (f->flags & O_ACCMODE) == O_RDONLY) return EBADF;
-  if (f->kind == FileKind::kFile || f->kind == FileKind::kDir || f->kind == FileKind::kStdin) return EBADF;
+  if (f->kind == FileKind::kFile || f->kind == FileKind::kDir || f->kind == FileKind::kStdin ||
+      f->kind == FileKind::kSynth || f->kind == FileKind::kSynthDir)
+    return EBADF;
+  if (f->kind == FileKind::kFull) return ENOSPC;
   return SysResult::ok(0);
 }
 
@@ -168,7 +185,9 @@ EMBER_SYSCALL_DEFINE(lseek, int fd, int64_t off, uint32_t whence) {
     case FileKind::kStderr: return ESPIPE;
     case FileKind::kNull:
     case FileKind::kZero:
+    case FileKind::kFull:
     case FileKind::kRandom: return SysResult::ok(0);
+    case FileKind::kSynthDir:
     case FileKind::kDir:
       if (whence == SEEK_SET && off >= 0) {
         f->offset = static_cast<uint64_t>(off);
@@ -177,7 +196,13 @@ EMBER_SYSCALL_DEFINE(lseek, int fd, int64_t off, uint32_t whence) {
       return EINVAL;
     default: break;
   }
-  const int64_t size = static_cast<int64_t>(g_rt.image.file(f->index).size);
+  int64_t size;
+  if (f->kind == FileKind::kSynth) {
+    char text[kSynthMax];
+    size = static_cast<int64_t>(synth_render(static_cast<SynthId>(f->index), text, sizeof text));
+  } else {
+    size = static_cast<int64_t>(g_rt.image.file(f->index).size);
+  }
   int64_t base;
   switch (whence) {
     case SEEK_SET: base = 0; break;

@@ -3,6 +3,7 @@
 #include "guest-init/stdio.h"
 #include "guest-init/klib.h"
 #include "guest-init/platform.h"
+#include "guest-init/procfs.h"
 #include "guest-init/runtime.h"
 #include "guest-init/syscalls.h"
 
@@ -152,8 +153,8 @@ EMBER_SYSCALL(uname) {
   Utsname* u = user_ptr<Utsname>(a.a[0]);
   memset(u, 0, sizeof *u);
   copy_field(u->sysname, "Linux");
-  copy_field(u->nodename, "ember");
-  copy_field(u->release, "6.1.0-ember");
+  copy_field(u->nodename, kUtsNodename);
+  copy_field(u->release, kUtsRelease);
   copy_field(u->version, "#1 SMP PREEMPT_DYNAMIC Ember");
   copy_field(u->machine, "x86_64");
   copy_field(u->domainname, "(none)");

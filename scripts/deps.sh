@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ make binutils      # the build
   libgtest-dev python3                     # tests (tests/run.py runs them)
-  sqlite3 lua5.4                           # Debian's own dynamic programs, run in VMs by the tests
+  sqlite3 lua5.4 busybox-static            # Debian's own programs, run in VMs by the tests
   musl-tools                               # guest test programs (musl-gcc -static)
   liblua5.4-dev                            # the Lua example function (static liblua5.4.a)
   clang libclang-rt-14-dev                 # libFuzzer targets

@@ -43,6 +43,37 @@ TEST_F(DebianPrograms, Lua54) {
   EXPECT_EQ(r.out, "Lua 5.4\t1\t 3.14\n");
 }
 
+// Debian's busybox-static: what ps, free and friends read (/proc, /dev).
+TEST_F(DebianPrograms, BusyboxReadsProcAndDev) {
+  auto status = run_vm("/bin/busybox", {"cat", "/proc/self/status"});
+  ASSERT_EQ(status.status, 0) << status.err;
+  EXPECT_NE(status.out.find("Name:\tbusybox\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("\nPid:\t1\n"), std::string::npos) << status.out;
+  auto ls = run_vm("/bin/busybox", {"ls", "/", "/proc", "/dev"});
+  ASSERT_EQ(ls.status, 0) << ls.err;
+  for (const char* name : {"\nproc\n", "\nsys\n", "\nself\n", "\ncpuinfo\n", "\nnull\n", "\nurandom\n"})
+    EXPECT_NE(ls.out.find(name), std::string::npos) << name << " in " << ls.out;
+  auto free = run_vm("/bin/busybox", {"free"});
+  ASSERT_EQ(free.status, 0) << free.err;
+  EXPECT_NE(free.out.find("Mem:         131072"), std::string::npos) << free.out;  // 128 MiB
+  auto fd0 = run_vm("/bin/busybox", {"cat", "/dev/fd/0"}, "through fd 0\n");
+  EXPECT_EQ(fd0.out, "through fd 0\n") << fd0.err;
+  auto full = run_vm("/bin/busybox", {"sh", "-c", "echo x > /dev/full"});
+  EXPECT_NE(full.status, 0);
+  EXPECT_NE(full.err.find("No space left on device"), std::string::npos) << full.err;
+  auto ro = run_vm("/bin/busybox", {"sh", "-c", "echo 1 > /proc/sys/vm/overcommit_memory"});
+  EXPECT_NE(ro.status, 0);
+}
+
+TEST_F(DebianPrograms, PythonLearnsItsMachine) {
+  auto r = run_vm("/usr/bin/python3",
+                  {"-c", "import os, platform; print(os.cpu_count(), platform.system(), platform.release(), "
+                         "open('/proc/sys/kernel/osrelease').read().strip(), os.uname().nodename)"},
+                  "", {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "1 Linux 6.1.0-ember 6.1.0-ember ember\n");
+}
+
 TEST_F(DebianPrograms, ExitStatusAndStderrOfADynamicProgram) {
   auto r = run_vm("/usr/bin/python3", {"-c", "import sys; sys.stderr.write('oops\\n'); sys.exit(7)"}, "",
                   {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
