@@ -72,14 +72,15 @@ TextBuf& TextBuf::dec(int64_t v) {
   return udec(static_cast<uint64_t>(v));
 }
 
-TextBuf& TextBuf::hex(uint64_t v) {
-  str("0x");
+TextBuf& TextBuf::hex(uint64_t v, bool prefix, int min_digits) {
+  if (prefix) str("0x");
   char tmp[16];
   int n = 0;
   do {
     tmp[n++] = "0123456789abcdef"[v & 15];
     v >>= 4;
   } while (v);
+  for (int i = n; i < min_digits; i++) ch('0');
   while (n) ch(tmp[--n]);
   return *this;
 }

@@ -40,7 +40,7 @@ class TextBuf {
   TextBuf& bytes(const char* s, size_t n);
   TextBuf& dec(int64_t v);
   TextBuf& udec(uint64_t v);
-  TextBuf& hex(uint64_t v);  // 0x...
+  TextBuf& hex(uint64_t v, bool prefix = true, int min_digits = 1);  // 0x... (or bare, zero-padded)
   TextBuf& ch(char c) { return bytes(&c, 1); }
   size_t size() const { return len_; }
   const char* data() const { return buf_; }

@@ -86,18 +86,6 @@ void comm(TextBuf& t) {
 
 uint64_t kib(uint64_t bytes) { return bytes / 1024; }
 
-// Lower-case hex without "0x", at least 8 digits (as /proc/PID/maps).
-TextBuf& hex_digits(TextBuf& t, uint64_t v) {
-  char d[16];
-  int n = 0;
-  do {
-    d[n++] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v);
-  for (int i = n; i < 8; i++) t.ch('0');
-  while (n) t.ch(d[--n]);
-  return t;
-}
 
 // What the program holds: its segments and brk, its mmap area, its stack reserve.
 uint64_t used_bytes() {
@@ -240,8 +228,7 @@ uint64_t synth_render(SynthId id, char* buf, uint64_t cap) {
       const AddressSpace& m = g_rt.mem;
       auto line = [&](uint64_t lo, uint64_t hi, const char* perms, const char* what) {
         if (hi <= lo) return;
-        hex_digits(t, lo).ch('-');
-        hex_digits(t, hi).ch(' ').str(perms).str(" 00000000 00:00 0 ").str(what).ch('\n');
+        t.hex(lo, false, 8).ch('-').hex(hi, false, 8).ch(' ').str(perms).str(" 00000000 00:00 0 ").str(what).ch('\n');
       };
       line(m.low(), m.brk_current(), "rwxp", "[heap]");
       line(m.mmap_low(), m.stack_bottom(), "rwxp", "");

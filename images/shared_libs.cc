@@ -60,39 +60,42 @@ struct Object {
 
 }  // namespace
 
+namespace {
+
+// One ld.so.conf file: its directories in order, an include's files in
+// place of the include (as ldconfig reads them), at most 8 levels deep.
+void read_conf(const std::string& file, int depth, std::set<std::string>* seen, std::vector<std::string>* dirs) {
+  if (depth > 8 || !seen->insert(file).second) return;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    line = line.substr(0, line.find('#'));
+    for (char& c : line)
+      if (c == ',' || c == '\t') c = ' ';
+    std::istringstream words(line);
+    std::string w;
+    if (!(words >> w)) continue;
+    if (w == "include") {
+      while (words >> w) {
+        const std::string pattern = w[0] == '/' ? w : dir_of(file) + "/" + w;
+        glob_t g{};
+        if (::glob(pattern.c_str(), 0, nullptr, &g) == 0)
+          for (size_t i = 0; i < g.gl_pathc; i++) read_conf(g.gl_pathv[i], depth + 1, seen, dirs);
+        ::globfree(&g);
+      }
+      continue;
+    }
+    do {
+      if (w[0] == '/' && std::find(dirs->begin(), dirs->end(), w) == dirs->end()) dirs->push_back(w);
+    } while (words >> w);
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> ld_so_conf_dirs(const std::string& conf) {
   std::vector<std::string> dirs;
-  std::set<std::string> read;
-  std::deque<std::string> files = {conf};
-  while (!files.empty() && read.size() < 256) {
-    const std::string file = files.front();
-    files.pop_front();
-    if (!read.insert(file).second) continue;
-    std::ifstream in(file);
-    for (std::string line; std::getline(in, line);) {
-      line = line.substr(0, line.find('#'));
-      std::istringstream words(line);
-      std::string w;
-      if (!(words >> w)) continue;
-      if (w == "include") {
-        while (words >> w) {
-          const std::string pattern = w[0] == '/' ? w : dir_of(file) + "/" + w;
-          glob_t g{};
-          if (::glob(pattern.c_str(), 0, nullptr, &g) == 0)
-            for (size_t i = 0; i < g.gl_pathc; i++) files.emplace_back(g.gl_pathv[i]);
-          ::globfree(&g);
-        }
-        continue;
-      }
-      do {
-        for (char& c : w)
-          if (c == ',') c = ' ';
-        std::istringstream parts(w);
-        for (std::string d; parts >> d;)
-          if (d[0] == '/' && std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
-      } while (words >> w);
-    }
-  }
+  std::set<std::string> seen;
+  read_conf(conf, 0, &seen, &dirs);
   return dirs;
 }
 
@@ -118,19 +121,25 @@ Result<std::vector<Dependency>> program_dependencies(const std::string& program_
       if (name.find('/') != std::string::npos) {
         dirs.emplace_back("", true);
       } else {
+        // A directory named through $ORIGIN is where the object is on this
+        // host, not in the guest (the program is at its guest path there):
+        // what is found through it goes to a standard directory.
+        auto search = [&](const std::string& d, const std::string& from) {
+          dirs.emplace_back(expand(d, from), d.find('$') == std::string::npos);
+        };
         if (obj.info.runpath.empty()) {
-          for (const std::string& d : obj.info.rpath) dirs.emplace_back(expand(d, origin), true);
+          for (const std::string& d : obj.info.rpath) search(d, origin);
           if (obj.path != program_path)
-            for (const std::string& d : info.rpath) dirs.emplace_back(expand(d, dir_of(real_path(program_path))), true);
+            for (const std::string& d : info.rpath) search(d, dir_of(real_path(program_path)));
         }
-        for (const std::string& d : obj.info.runpath) dirs.emplace_back(expand(d, origin), true);
+        for (const std::string& d : obj.info.runpath) search(d, origin);
         for (const std::string& d : conf)
           dirs.emplace_back(d, std::find(kStandardDirs.begin(), kStandardDirs.end(), d) != kStandardDirs.end());
         for (const std::string& d : kStandardDirs) dirs.emplace_back(d, true);
       }
       bool found = false;
       for (const auto& [dir, guest_looks] : dirs) {
-        if (dir.empty() && name.find('/') == std::string::npos) continue;
+        if (dir.empty() && name.find('/') == std::string::npos) continue;  // an entry ld.so would not use
         const std::string path = dir.empty() ? name : dir + "/" + name;
         if (!regular_file(path)) continue;
         auto bytes = read_whole_file(path);
