@@ -44,7 +44,10 @@ SysResult Files::open(const OpenFile& f, bool cloexec) {
 SysResult Files::close(int64_t fd) {
   OpenFile* f = get(fd);
   if (!f) return EBADF;
-  if (--f->refs == 0) *f = OpenFile{};
+  if (--f->refs == 0) {
+    if (f->kind == FileKind::kMemFile || f->kind == FileKind::kMemDir) g_rt.fs.closed(f->index);
+    *f = OpenFile{};
+  }
   fds_[fd].slot = 0;
   fds_[fd].cloexec = false;
   return SysResult::ok(0);
@@ -82,6 +85,12 @@ Lookup Files::lookup(const char* path, uint32_t len) {
   if (len == 1 && path[0] == '/') {
     r.kind = FileKind::kDir;
     return r;  // the root: prefix "" (every path starts with "/")
+  }
+  // What the program made shadows the image.
+  if (const uint32_t node = g_rt.fs.lookup(path, len)) {
+    r.kind = g_rt.fs.node(node).kind == MemFs::Kind::kDir ? FileKind::kMemDir : FileKind::kMemFile;
+    r.index = node;
+    return r;
   }
   const uint32_t n = img.file_count();
   for (uint32_t i = 0; i < n; i++) {

@@ -12,8 +12,11 @@
 
 namespace ember::guest {
 
-// kSynth/kSynthDir: procfs.h's files and directories (index: their SynthId).
-enum class FileKind : uint8_t { kNone, kStdin, kStdout, kStderr, kFile, kDir, kNull, kZero, kFull, kRandom, kSynth, kSynthDir };
+// kSynth/kSynthDir: procfs.h's files and directories (index: their SynthId);
+// kMemFile/kMemDir: memfs.h's writable ones (index: the node).
+enum class FileKind : uint8_t {
+  kNone, kStdin, kStdout, kStderr, kFile, kDir, kNull, kZero, kFull, kRandom, kSynth, kSynthDir, kMemFile, kMemDir,
+};
 
 struct OpenFile {
   FileKind kind = FileKind::kNone;

@@ -26,7 +26,10 @@ enum Sys : uint32_t {
   SYS_sched_yield = 24, SYS_mremap = 25, SYS_msync = 26, SYS_mincore = 27, SYS_madvise = 28, SYS_dup = 32,
   SYS_dup2 = 33, SYS_pause = 34, SYS_nanosleep = 35, SYS_getitimer = 36, SYS_alarm = 37,
   SYS_setitimer = 38, SYS_getpid = 39, SYS_sendfile = 40, SYS_exit = 60, SYS_wait4 = 61, SYS_kill = 62, SYS_uname = 63,
-  SYS_fcntl = 72, SYS_flock = 73, SYS_fsync = 74, SYS_fdatasync = 75, SYS_ftruncate = 77,
+  SYS_fcntl = 72, SYS_flock = 73, SYS_fsync = 74, SYS_fdatasync = 75, SYS_truncate = 76, SYS_ftruncate = 77,
+  SYS_rename = 82, SYS_mkdir = 83, SYS_rmdir = 84, SYS_creat = 85, SYS_unlink = 87, SYS_chmod = 90, SYS_fchmod = 91,
+  SYS_mkdirat = 258, SYS_unlinkat = 263, SYS_renameat = 264, SYS_fchmodat = 268, SYS_utimensat = 280,
+  SYS_renameat2 = 316,
   SYS_getdents = 78, SYS_getcwd = 79, SYS_chdir = 80, SYS_fchdir = 81, SYS_readlink = 89, SYS_umask = 95,
   SYS_gettimeofday = 96, SYS_getrlimit = 97, SYS_getrusage = 98, SYS_sysinfo = 99, SYS_times = 100,
   SYS_getuid = 102, SYS_getgid = 104, SYS_geteuid = 107, SYS_getegid = 108, SYS_setpgid = 109,
@@ -50,7 +53,8 @@ inline constexpr uint32_t O_ACCMODE = 3, O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2,
                           O_NONBLOCK = 04000, O_DIRECTORY = 0200000, O_NOFOLLOW = 0400000,
                           O_CLOEXEC = 02000000, O_PATH = 010000000, O_TMPFILE = 020200000;
 inline constexpr int32_t AT_FDCWD = -100;
-inline constexpr uint32_t AT_SYMLINK_NOFOLLOW = 0x100, AT_EACCESS = 0x200, AT_EMPTY_PATH = 0x1000;
+inline constexpr uint32_t AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200, AT_EACCESS = 0x200, AT_EMPTY_PATH = 0x1000;
+inline constexpr uint32_t RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2, RENAME_WHITEOUT = 4;
 
 // st_mode
 inline constexpr uint32_t S_IFMT = 0170000, S_IFDIR = 0040000, S_IFCHR = 0020000, S_IFREG = 0100000,

@@ -147,6 +147,12 @@ const SynthEntry* synth_root_child(uint32_t i, const char** name, uint32_t* name
   return nullptr;
 }
 
+uint32_t synth_root_count() {
+  uint32_t n = 0;
+  for (const SynthEntry& e : kEntries) n += last_slash(e.path) == 0;
+  return n;
+}
+
 uint64_t synth_render(SynthId id, char* buf, uint64_t cap) {
   TextBuf t(buf, cap);
   const abi::BootInfo& bi = g_platform.boot();

@@ -40,6 +40,7 @@ const SynthEntry* synth_child(SynthId dir, uint32_t i, const char** name, uint32
 // The synthetic directories directly under "/" ("proc", "sys"; "dev" too),
 // for listing the root.
 const SynthEntry* synth_root_child(uint32_t i, const char** name, uint32_t* name_len);
+uint32_t synth_root_count();
 // The file's whole text into buf (at most cap bytes, truncated there); its length.
 uint64_t synth_render(SynthId id, char* buf, uint64_t cap);
 

@@ -44,6 +44,10 @@ void copy_range(uint64_t dst, uint64_t src, uint64_t len) {
   memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), len);
 }
 
+// File data lives in the program's address space, as tmpfs's in RAM.
+uint64_t fs_alloc(uint64_t len) { return g_rt.mem.map(len); }
+void fs_free(uint64_t addr, uint64_t len) { g_rt.mem.unmap(addr, len); }
+
 const char* arg_at(const void* ctx, uint32_t i, uint32_t* len) {
   image::Bytes b = static_cast<const image::ImageReader*>(ctx)->arg(i);
   *len = b.size;
@@ -154,6 +158,9 @@ void random_bytes(void* out, uint64_t n) {
   uint64_t stack_reserve = kStackReserve;
   if ((high - low) / 2 < stack_reserve) stack_reserve = page_down((high - low) / 4);
   g_rt.mem.init(low, high, zero_range, copy_range);
+  g_rt.fs.init(MemFs::Alloc{fs_alloc, fs_free, copy_range});
+  uint32_t tmp;
+  (void)g_rt.fs.create("/tmp", 4, MemFs::Kind::kDir, 01777, g_rt.clock.realtime_ns(), &tmp);
 
   LoadPlan plan;
   const RamWindow window{low, high - stack_reserve, kPieBase};

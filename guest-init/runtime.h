@@ -9,6 +9,7 @@
 #include "guest-init/clock.h"
 #include "guest-init/files.h"
 #include "guest-init/linux_abi.h"
+#include "guest-init/memfs.h"
 #include "guest-init/signals.h"
 #include "images/image_reader.h"
 
@@ -20,6 +21,7 @@ struct Runtime {
   AddressSpace mem;
   image::ImageReader image;
   Files files;
+  MemFs fs;  // the writable files (/tmp and what the program creates)
   Signals signals;
   const char* exec_path = nullptr;  // in the image, NUL-terminated
   uint32_t exec_path_len = 0;

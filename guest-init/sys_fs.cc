@@ -4,6 +4,7 @@
 #include "api/image_format.h"
 #include "guest-init/files.h"
 #include "guest-init/klib.h"
+#include "guest-init/memfs.h"
 #include "guest-init/path.h"
 #include "guest-init/procfs.h"
 #include "guest-init/runtime.h"
@@ -17,7 +18,7 @@ namespace {
 
 constexpr uint32_t R_OK = 4, W_OK = 2, X_OK = 1;
 
-bool is_dir(FileKind k) { return k == FileKind::kDir || k == FileKind::kSynthDir; }
+bool is_dir(FileKind k) { return k == FileKind::kDir || k == FileKind::kSynthDir || k == FileKind::kMemDir; }
 
 // The directory path a Lookup of kind kDir or kSynthDir names ("" for the root).
 const char* dir_path(const Lookup& d, uint32_t* len) {
@@ -25,6 +26,11 @@ const char* dir_path(const Lookup& d, uint32_t* len) {
     const char* p = synth_entry(static_cast<SynthId>(d.index))->path;
     *len = static_cast<uint32_t>(strlen(p));
     return p;
+  }
+  if (d.kind == FileKind::kMemDir) {  // its path now (it may have been renamed): used at once by the caller
+    static char path[kPathMax];
+    *len = g_rt.fs.path_of(d.index, path, sizeof path);
+    return path;
   }
   *len = d.prefix_len;
   if (d.prefix_len == 0) return "";
@@ -117,6 +123,19 @@ void fill_stat(const OpenFile& f, Stat* st) {
       st->st_mode = S_IFDIR | 0555;
       st->st_nlink = 2;
       break;
+    case FileKind::kMemFile:
+    case FileKind::kMemDir: {
+      const MemFs::Node& n = g_rt.fs.node(f.index);
+      st->st_dev = 5;
+      st->st_ino = 1 + f.index;
+      st->st_mode = (f.kind == FileKind::kMemDir ? S_IFDIR : S_IFREG) | n.mode;
+      st->st_nlink = f.kind == FileKind::kMemDir ? 2 : n.linked ? 1 : 0;
+      st->st_size = static_cast<int64_t>(f.kind == FileKind::kMemDir ? 4096 : n.size);
+      st->st_blocks = static_cast<int64_t>((n.capacity + 511) / 512);
+      st->st_atime = st->st_mtime = st->st_ctime = n.mtime_ns / 1000000000ull;
+      st->st_atime_nsec = st->st_mtime_nsec = st->st_ctime_nsec = n.mtime_ns % 1000000000ull;
+      break;
+    }
     case FileKind::kNone:
       break;
   }
@@ -131,7 +150,28 @@ OpenFile open_file_for(const Lookup& l, uint32_t flags) {
   return f;
 }
 
-SysResult do_open(int64_t dirfd, uint64_t user_path, uint32_t flags) {
+// A new memfs node at the normalised path: in a directory of memfs' own or
+// in "/"; an image directory is read-only (EROFS).
+int32_t create_node(const char* path, uint32_t len, MemFs::Kind kind, uint32_t mode, uint32_t* node) {
+  const int32_t e = g_rt.fs.create(path, len, kind, mode & ~g_rt.umask & 07777, g_rt.clock.realtime_ns(), node);
+  if (e != MemFs::kNoEnt) return e;
+  // No memfs directory there: say what is there instead.
+  uint32_t slash = 0;
+  for (uint32_t i = 0; i < len; i++)
+    if (path[i] == '/') slash = i;
+  const Lookup parent = slash ? Files::lookup(path, slash) : Lookup{FileKind::kDir, 0, 0};
+  if (parent.kind == FileKind::kNone) return ENOENT;
+  if (!is_dir(parent.kind)) return ENOTDIR;
+  return parent.kind == FileKind::kSynthDir ? EACCES : EROFS;
+}
+
+SysResult open_mem(const Lookup& l, uint32_t flags) {
+  SysResult r = g_rt.files.open(open_file_for(l, flags), flags & O_CLOEXEC);
+  if (!r.failed()) g_rt.fs.opened(l.index);
+  return r;
+}
+
+SysResult do_open(int64_t dirfd, uint64_t user_path, uint32_t flags, uint32_t mode) {
   char path[kPathMax];
   uint32_t len;
   bool empty;
@@ -155,10 +195,16 @@ SysResult do_open(int64_t dirfd, uint64_t user_path, uint32_t flags) {
       return g_rt.files.dup(fd, 0, flags & O_CLOEXEC);
     }
     if (str_eq(path, len, "/dev/tty")) return ENXIO;  // no controlling terminal
-    return (flags & O_CREAT) ? EROFS : ENOENT;
+    if (!(flags & O_CREAT)) return ENOENT;
+    if (flags & O_DIRECTORY) return EINVAL;
+    uint32_t node;
+    const int32_t e = create_node(path, len, MemFs::Kind::kFile, mode, &node);
+    if (e) return static_cast<Errno>(e);
+    l = Lookup{FileKind::kMemFile, node, 0};
+    return open_mem(l, flags);
   }
   if ((flags & O_CREAT) && (flags & O_EXCL)) return EEXIST;
-  if ((flags & O_TMPFILE) == O_TMPFILE) return EROFS;
+  if ((flags & O_TMPFILE) == O_TMPFILE) return l.kind == FileKind::kMemDir ? EOPNOTSUPP : EROFS;
   if (is_dir(l.kind)) {
     if (acc != O_RDONLY) return EISDIR;
   } else if (flags & O_DIRECTORY) {
@@ -166,6 +212,11 @@ SysResult do_open(int64_t dirfd, uint64_t user_path, uint32_t flags) {
   }
   if (l.kind == FileKind::kFile && (acc != O_RDONLY || (flags & O_TRUNC)) && !(flags & O_PATH)) return EROFS;
   if (l.kind == FileKind::kSynth && acc != O_RDONLY && !(flags & O_PATH)) return EACCES;
+  if (l.kind == FileKind::kMemFile || l.kind == FileKind::kMemDir) {
+    if (l.kind == FileKind::kMemFile && (flags & O_TRUNC) && acc != O_RDONLY)
+      (void)g_rt.fs.truncate(l.index, 0, g_rt.clock.realtime_ns());
+    return open_mem(l, flags);
+  }
   return g_rt.files.open(open_file_for(l, flags), flags & O_CLOEXEC);
 }
 
@@ -188,7 +239,8 @@ SysResult do_access(int64_t dirfd, uint64_t user_path, uint32_t mode, uint32_t f
     l = Files::lookup(path, len);
   }
   if (l.kind == FileKind::kNone) return ENOENT;
-  if (wants_write_bits(mode) && (l.kind == FileKind::kFile || l.kind == FileKind::kDir)) return EROFS;
+  if (wants_write_bits(mode) && (l.kind == FileKind::kFile || l.kind == FileKind::kDir) && !(l.kind == FileKind::kDir && l.prefix_len == 0))
+    return EROFS;
   if (wants_write_bits(mode) && (l.kind == FileKind::kSynth || l.kind == FileKind::kSynthDir)) return EACCES;
   if ((mode & X_OK) && l.kind == FileKind::kFile && !(g_rt.image.file(l.index).mode & 0111)) return EACCES;
   return SysResult::ok(0);
@@ -224,9 +276,14 @@ SysResult fill_statfs(uint64_t buf) {
 
 }  // namespace
 
-EMBER_SYSCALL_DEFINE(open, uint64_t pathname, uint32_t flags) { return do_open(AT_FDCWD, pathname, flags); }
-EMBER_SYSCALL_DEFINE(openat, int dirfd, uint64_t pathname, uint32_t flags) {
-  return do_open(dirfd, pathname, flags);
+EMBER_SYSCALL_DEFINE(open, uint64_t pathname, uint32_t flags, uint32_t mode) {
+  return do_open(AT_FDCWD, pathname, flags, mode);
+}
+EMBER_SYSCALL_DEFINE(openat, int dirfd, uint64_t pathname, uint32_t flags, uint32_t mode) {
+  return do_open(dirfd, pathname, flags, mode);
+}
+EMBER_SYSCALL_DEFINE(creat, uint64_t pathname, uint32_t mode) {
+  return do_open(AT_FDCWD, pathname, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
 EMBER_SYSCALL_DEFINE(fstat, int fd, uint64_t statbuf) {
@@ -313,22 +370,39 @@ EMBER_SYSCALL_DEFINE(getdents64, int fd, uint64_t dirp, uint32_t count) {
       continue;
     }
     const uint64_t i = cur - 2;
-    // A synthetic directory's entries; after the image's, the root's
-    // synthetic directories (/proc, /sys, /dev) that the image lacks.
-    if (f->kind == FileKind::kSynthDir || i >= img.file_count()) {
-      const char* name;
-      uint32_t nlen;
-      const SynthEntry* e = f->kind == FileKind::kSynthDir
-                                ? synth_child(static_cast<SynthId>(f->index), static_cast<uint32_t>(i), &name, &nlen)
-                                : plen == 0 ? synth_root_child(static_cast<uint32_t>(i - img.file_count()), &name, &nlen)
-                                            : nullptr;
-      if (!e) break;
-      char full[64];
-      const uint32_t flen = static_cast<uint32_t>(strlen(e->path));
-      memcpy(full, e->path, flen < sizeof full ? flen : sizeof full);
-      const bool shadowed = f->kind != FileKind::kSynthDir && Files::lookup(full, flen).kind == FileKind::kDir;
-      if (!shadowed && !emit(name, nlen, e->dir ? DT_DIR : e->id == SynthId::kDevice ? DT_CHR : DT_REG,
-                             1024 + static_cast<uint64_t>(e->id), cur + 1)) {
+    // A memfs directory's entries, a synthetic directory's; after the
+    // image's, the root's synthetic directories (/proc, /sys, /dev) that
+    // the image lacks, then what the program made in "/".
+    if (f->kind == FileKind::kSynthDir || f->kind == FileKind::kMemDir || i >= img.file_count()) {
+      const char* name = nullptr;
+      uint32_t nlen = 0;
+      uint8_t type = DT_REG;
+      uint64_t ino = 0;
+      bool shadowed = false;
+      const uint64_t j = f->kind == FileKind::kDir ? i - img.file_count() : i;
+      const uint64_t synth_at_root = f->kind == FileKind::kDir && plen == 0 ? synth_root_count() : 0;
+      if (f->kind == FileKind::kSynthDir ||
+          (f->kind == FileKind::kDir && plen == 0 && j < synth_at_root)) {
+        const SynthEntry* e = f->kind == FileKind::kSynthDir
+                                  ? synth_child(static_cast<SynthId>(f->index), static_cast<uint32_t>(j), &name, &nlen)
+                                  : synth_root_child(static_cast<uint32_t>(j), &name, &nlen);
+        if (!e) break;
+        type = e->dir ? DT_DIR : e->id == SynthId::kDevice ? DT_CHR : DT_REG;
+        ino = 1024 + static_cast<uint64_t>(e->id);
+        shadowed = f->kind == FileKind::kDir && Files::lookup(e->path, static_cast<uint32_t>(strlen(e->path))).kind != FileKind::kSynthDir;
+      } else if (f->kind == FileKind::kMemDir || (f->kind == FileKind::kDir && plen == 0)) {
+        const uint32_t dir = f->kind == FileKind::kMemDir ? f->index : 1;  // memfs' root is "/"
+        const uint32_t node = g_rt.fs.child(dir, static_cast<uint32_t>(j - synth_at_root));
+        if (!node) break;
+        const MemFs::Node& n = g_rt.fs.node(node);
+        name = n.name;
+        nlen = n.name_len;
+        type = n.kind == MemFs::Kind::kDir ? DT_DIR : DT_REG;
+        ino = 1 + node;
+      } else {
+        break;
+      }
+      if (!shadowed && !emit(name, nlen, type, ino, cur + 1)) {
         if (used == 0) return EINVAL;
         break;
       }
@@ -411,6 +485,161 @@ EMBER_SYSCALL_DEFINE(statfs, uint64_t pathname, uint64_t buf) {
 EMBER_SYSCALL_DEFINE(fstatfs, int fd, uint64_t buf) {
   if (!g_rt.files.get(fd)) return EBADF;
   return fill_statfs(buf);
+}
+
+
+// ------------------------------------------------------------------ writable files (memfs.h)
+
+namespace {
+
+// A path argument: its normalised absolute form and what is there now.
+struct PathArg {
+  char path[kPathMax];
+  uint32_t len = 0;
+  Lookup l;
+};
+
+SysResult path_arg(int64_t dirfd, uint64_t user, PathArg* p) {
+  bool empty;
+  SysResult r = resolve_at(dirfd, user, p->path, false, &empty, &p->len);
+  if (r.failed()) return r;
+  p->l = Files::lookup(p->path, p->len);
+  return SysResult::ok(0);
+}
+
+bool is_mem(FileKind k) { return k == FileKind::kMemFile || k == FileKind::kMemDir; }
+
+// What changing something that is not the program's own answers.
+Errno not_ours(FileKind k) { return k == FileKind::kSynth || k == FileKind::kSynthDir ? EACCES : EROFS; }
+
+SysResult done(int32_t e) { return e ? SysResult(static_cast<Errno>(e)) : SysResult::ok(0); }
+
+SysResult do_mkdir(int64_t dirfd, uint64_t user, uint32_t mode) {
+  PathArg p;
+  SysResult r = path_arg(dirfd, user, &p);
+  if (r.failed()) return r;
+  if (p.l.kind != FileKind::kNone) return EEXIST;
+  uint32_t node;
+  return done(create_node(p.path, p.len, MemFs::Kind::kDir, mode, &node));
+}
+
+SysResult do_unlink(int64_t dirfd, uint64_t user, bool dir) {
+  PathArg p;
+  SysResult r = path_arg(dirfd, user, &p);
+  if (r.failed()) return r;
+  if (p.l.kind == FileKind::kNone) return ENOENT;
+  if (is_mem(p.l.kind)) return done(g_rt.fs.remove(p.path, p.len, dir));
+  if (dir && !is_dir(p.l.kind)) return ENOTDIR;
+  if (!dir && is_dir(p.l.kind)) return EISDIR;
+  if (p.len == 1) return EBUSY;  // "/"
+  return not_ours(p.l.kind);
+}
+
+SysResult do_rename(int64_t olddir, uint64_t oldp, int64_t newdir, uint64_t newp, uint32_t flags) {
+  if (flags & ~RENAME_NOREPLACE) return EINVAL;  // RENAME_EXCHANGE and RENAME_WHITEOUT: not here
+  PathArg a, b;
+  SysResult r = path_arg(olddir, oldp, &a);
+  if (r.failed()) return r;
+  r = path_arg(newdir, newp, &b);
+  if (r.failed()) return r;
+  if (a.l.kind == FileKind::kNone) return ENOENT;
+  if (!is_mem(a.l.kind)) return not_ours(a.l.kind);
+  if (b.l.kind != FileKind::kNone && !is_mem(b.l.kind)) return (flags & RENAME_NOREPLACE) ? EEXIST : not_ours(b.l.kind);
+  const int32_t e = g_rt.fs.rename(a.path, a.len, b.path, b.len, flags & RENAME_NOREPLACE, g_rt.clock.realtime_ns());
+  if (e != MemFs::kNoEnt) return done(e);
+  // The new name's directory is not one of ours: say what it is.
+  uint32_t slash = 0;
+  for (uint32_t i = 0; i < b.len; i++)
+    if (b.path[i] == '/') slash = i;
+  const Lookup parent = Files::lookup(b.path, slash);
+  if (parent.kind == FileKind::kNone) return ENOENT;
+  return is_dir(parent.kind) ? not_ours(parent.kind) : ENOTDIR;
+}
+
+SysResult do_chmod(const Lookup& l, uint32_t mode) {
+  if (l.kind == FileKind::kNone) return ENOENT;
+  if (!is_mem(l.kind)) return l.kind == FileKind::kStdin || l.kind == FileKind::kStdout || l.kind == FileKind::kStderr
+                                 ? SysResult::ok(0)
+                                 : SysResult(not_ours(l.kind));
+  g_rt.fs.set_mode(l.index, mode);
+  return SysResult::ok(0);
+}
+
+}  // namespace
+
+EMBER_SYSCALL_DEFINE(mkdir, uint64_t pathname, uint32_t mode) { return do_mkdir(AT_FDCWD, pathname, mode); }
+EMBER_SYSCALL_DEFINE(mkdirat, int dirfd, uint64_t pathname, uint32_t mode) { return do_mkdir(dirfd, pathname, mode); }
+EMBER_SYSCALL_DEFINE(unlink, uint64_t pathname) { return do_unlink(AT_FDCWD, pathname, false); }
+EMBER_SYSCALL_DEFINE(rmdir, uint64_t pathname) { return do_unlink(AT_FDCWD, pathname, true); }
+EMBER_SYSCALL_DEFINE(unlinkat, int dirfd, uint64_t pathname, uint32_t flags) {
+  if (flags & ~AT_REMOVEDIR) return EINVAL;
+  return do_unlink(dirfd, pathname, flags & AT_REMOVEDIR);
+}
+EMBER_SYSCALL_DEFINE(rename, uint64_t oldpath, uint64_t newpath) {
+  return do_rename(AT_FDCWD, oldpath, AT_FDCWD, newpath, 0);
+}
+EMBER_SYSCALL_DEFINE(renameat, int olddirfd, uint64_t oldpath, int newdirfd, uint64_t newpath) {
+  return do_rename(olddirfd, oldpath, newdirfd, newpath, 0);
+}
+EMBER_SYSCALL_DEFINE(renameat2, int olddirfd, uint64_t oldpath, int newdirfd, uint64_t newpath, uint32_t flags) {
+  return do_rename(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+EMBER_SYSCALL_DEFINE(truncate, uint64_t pathname, int64_t length) {
+  if (length < 0) return EINVAL;
+  PathArg p;
+  SysResult r = path_arg(AT_FDCWD, pathname, &p);
+  if (r.failed()) return r;
+  if (p.l.kind == FileKind::kNone) return ENOENT;
+  if (is_dir(p.l.kind)) return EISDIR;
+  if (p.l.kind != FileKind::kMemFile) return not_ours(p.l.kind);
+  return done(g_rt.fs.truncate(p.l.index, static_cast<uint64_t>(length), g_rt.clock.realtime_ns()));
+}
+
+EMBER_SYSCALL_DEFINE(chmod, uint64_t pathname, uint32_t mode) {
+  PathArg p;
+  SysResult r = path_arg(AT_FDCWD, pathname, &p);
+  return r.failed() ? r : do_chmod(p.l, mode);
+}
+EMBER_SYSCALL_DEFINE(fchmodat, int dirfd, uint64_t pathname, uint32_t mode) {
+  PathArg p;
+  SysResult r = path_arg(dirfd, pathname, &p);
+  return r.failed() ? r : do_chmod(p.l, mode);
+}
+EMBER_SYSCALL_DEFINE(fchmod, int fd, uint32_t mode) {
+  OpenFile* f = g_rt.files.get(fd);
+  if (!f) return EBADF;
+  return do_chmod(Lookup{f->kind, f->index, f->prefix_len}, mode);
+}
+
+// utimensat(dirfd, path, times, flags); a NULL path: dirfd itself (futimens).
+EMBER_SYSCALL_DEFINE(utimensat, int dirfd, uint64_t pathname, uint64_t times) {
+  Lookup l;
+  if (pathname == 0) {
+    OpenFile* f = g_rt.files.get(dirfd);
+    if (!f) return EBADF;
+    l = Lookup{f->kind, f->index, f->prefix_len};
+  } else {
+    PathArg p;
+    SysResult r = path_arg(dirfd, pathname, &p);
+    if (r.failed()) return r;
+    l = p.l;
+  }
+  if (l.kind == FileKind::kNone) return ENOENT;
+  if (!is_mem(l.kind)) return not_ours(l.kind);
+  uint64_t ns = g_rt.clock.realtime_ns();
+  if (times) {
+    if (!user_ok(times, 2 * sizeof(Timespec))) return EFAULT;
+    const Timespec& mt = user_ptr<const Timespec>(times)[1];
+    constexpr int64_t kUtimeNow = (1 << 30) - 1, kUtimeOmit = (1 << 30) - 2;
+    if (mt.tv_nsec == kUtimeOmit) return SysResult::ok(0);
+    if (mt.tv_nsec != kUtimeNow) {
+      if (mt.tv_sec < 0 || mt.tv_nsec < 0 || mt.tv_nsec >= 1000000000) return EINVAL;
+      ns = static_cast<uint64_t>(mt.tv_sec) * 1000000000ull + static_cast<uint64_t>(mt.tv_nsec);
+    }
+  }
+  g_rt.fs.set_mtime(l.index, ns);
+  return SysResult::ok(0);
 }
 
 }  // namespace ember::guest

@@ -57,7 +57,13 @@ SysResult read_file(OpenFile* f, uint8_t* buf, uint64_t n, uint64_t* offset) {
       *offset += take;
       return SysResult::ok(take);
     }
-    case FileKind::kSynthDir: return EISDIR;
+    case FileKind::kSynthDir:
+    case FileKind::kMemDir: return EISDIR;
+    case FileKind::kMemFile: {
+      const uint64_t got = g_rt.fs.read(f->index, *offset, buf, n);
+      *offset += got;
+      return SysResult::ok(got);
+    }
     case FileKind::kRandom: random_bytes(buf, n); return SysResult::ok(n);
     default: return EBADF;
   }
@@ -75,15 +81,26 @@ SysResult check_writable(OpenFile* f) {
   if (!f) return EBADF;
   if ((f->flags & O_PATH) || (f->flags & O_ACCMODE) == O_RDONLY) return EBADF;
   if (f->kind == FileKind::kFile || f->kind == FileKind::kDir || f->kind == FileKind::kStdin ||
-      f->kind == FileKind::kSynth || f->kind == FileKind::kSynthDir)
+      f->kind == FileKind::kSynth || f->kind == FileKind::kSynthDir || f->kind == FileKind::kMemDir)
     return EBADF;
   if (f->kind == FileKind::kFull) return ENOSPC;
   return SysResult::ok(0);
 }
 
-// Writes go to the consoles (buffered until flush) or nowhere.
-void write_to(OpenFile* f, const uint8_t* data, uint64_t n) {
-  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_stdio.append(stream_of(f->kind), data, n);
+// One write: to a console (buffered until flush), a memfs file (at
+// *offset, or at its end with O_APPEND when *offset is the description's
+// own), or nowhere (/dev/null). The bytes written.
+SysResult write_file(OpenFile* f, const uint8_t* data, uint64_t n, uint64_t* offset) {
+  if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) {
+    g_stdio.append(stream_of(f->kind), data, n);
+    return SysResult::ok(n);
+  }
+  if (f->kind != FileKind::kMemFile) return SysResult::ok(n);
+  if ((f->flags & O_APPEND) && offset == &f->offset) *offset = g_rt.fs.node(f->index).size;
+  const int64_t w = g_rt.fs.write(f->index, *offset, data, n, g_rt.clock.realtime_ns());
+  if (w < 0) return static_cast<Errno>(-w);
+  *offset += static_cast<uint64_t>(w);
+  return SysResult::ok(static_cast<uint64_t>(w));
 }
 void flush(OpenFile* f) {
   if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr) g_stdio.commit(stream_of(f->kind));
@@ -138,20 +155,22 @@ EMBER_SYSCALL_DEFINE(write, int fd, uint64_t buf, uint64_t count) {
   if (ok.failed()) return ok;
   if (count == 0) return SysResult::ok(0);
   if (!user_ok(buf, count)) return EFAULT;
-  write_to(f, user_ptr<const uint8_t>(buf), count);
+  SysResult r = write_file(f, user_ptr<const uint8_t>(buf), count, &f->offset);
   flush(f);
-  return SysResult::ok(count);
+  return r;
 }
 
-EMBER_SYSCALL_DEFINE(pwrite64, int fd, uint64_t /* buf: what is writable here discards it */, uint64_t count,
-                     int64_t pos) {
+EMBER_SYSCALL_DEFINE(pwrite64, int fd, uint64_t buf, uint64_t count, int64_t pos) {
   OpenFile* f = g_rt.files.get(fd);
   if (!f) return EBADF;
   if (f->kind == FileKind::kStdout || f->kind == FileKind::kStderr || f->kind == FileKind::kStdin) return ESPIPE;
   SysResult ok = check_writable(f);
   if (ok.failed()) return ok;
   if (pos < 0) return EINVAL;
-  return SysResult::ok(count);
+  if (count == 0) return SysResult::ok(0);
+  if (!user_ok(buf, count)) return EFAULT;
+  uint64_t off = static_cast<uint64_t>(pos);  // pwrite ignores O_APPEND's end here (Linux appends; rare)
+  return write_file(f, user_ptr<const uint8_t>(buf), count, &off);
 }
 
 EMBER_SYSCALL_DEFINE(writev, int fd, uint64_t iov_addr, uint64_t iovcnt) {
@@ -167,8 +186,12 @@ EMBER_SYSCALL_DEFINE(writev, int fd, uint64_t iov_addr, uint64_t iovcnt) {
       flush(f);
       return total ? SysResult::ok(total) : SysResult(EFAULT);
     }
-    write_to(f, user_ptr<const uint8_t>(iov[i].base), iov[i].len);
-    total += iov[i].len;
+    SysResult r = write_file(f, user_ptr<const uint8_t>(iov[i].base), iov[i].len, &f->offset);
+    if (r.failed()) {
+      flush(f);
+      return total ? SysResult::ok(total) : r;
+    }
+    total += r.value();
   }
   flush(f);  // one notify decision for all the pieces
   return SysResult::ok(total);
@@ -188,6 +211,7 @@ EMBER_SYSCALL_DEFINE(lseek, int fd, int64_t off, uint32_t whence) {
     case FileKind::kFull:
     case FileKind::kRandom: return SysResult::ok(0);
     case FileKind::kSynthDir:
+    case FileKind::kMemDir:
     case FileKind::kDir:
       if (whence == SEEK_SET && off >= 0) {
         f->offset = static_cast<uint64_t>(off);
@@ -200,6 +224,8 @@ EMBER_SYSCALL_DEFINE(lseek, int fd, int64_t off, uint32_t whence) {
   if (f->kind == FileKind::kSynth) {
     char text[kSynthMax];
     size = static_cast<int64_t>(synth_render(static_cast<SynthId>(f->index), text, sizeof text));
+  } else if (f->kind == FileKind::kMemFile) {
+    size = static_cast<int64_t>(g_rt.fs.node(f->index).size);
   } else {
     size = static_cast<int64_t>(g_rt.image.file(f->index).size);
   }
@@ -420,7 +446,15 @@ EMBER_SYSCALL_DEFINE(ppoll, uint64_t fds, uint64_t nfds, uint64_t timeout_addr) 
 EMBER_SYSCALL_DEFINE(fsync, int fd) { return g_rt.files.get(fd) ? SysResult::ok(0) : SysResult(EBADF); }
 EMBER_SYSCALL_DEFINE(fadvise64, int fd) { return g_rt.files.get(fd) ? SysResult::ok(0) : SysResult(EBADF); }
 EMBER_SYSCALL_DEFINE(flock, int fd) { return g_rt.files.get(fd) ? SysResult::ok(0) : SysResult(EBADF); }
-EMBER_SYSCALL_DEFINE(ftruncate, int fd) { return g_rt.files.get(fd) ? SysResult(EROFS) : SysResult(EBADF); }
+EMBER_SYSCALL_DEFINE(ftruncate, int fd, int64_t length) {
+  OpenFile* f = g_rt.files.get(fd);
+  if (!f) return EBADF;
+  if (length < 0) return EINVAL;
+  if (f->kind != FileKind::kMemFile) return f->kind == FileKind::kFile ? SysResult(EROFS) : SysResult(EINVAL);
+  if ((f->flags & O_ACCMODE) == O_RDONLY) return EINVAL;  // as Linux: not open for writing
+  const int32_t e = g_rt.fs.truncate(f->index, static_cast<uint64_t>(length), g_rt.clock.realtime_ns());
+  return e ? SysResult(static_cast<Errno>(e)) : SysResult::ok(0);
+}
 
 EMBER_SYSCALL_DEFINE(sendfile, int out_fd, int in_fd, uint64_t offset_addr, uint64_t count) {
   // sendfile(out, in, offset*, count): through a bounce buffer on the
@@ -436,7 +470,7 @@ EMBER_SYSCALL_DEFINE(sendfile, int out_fd, int in_fd, uint64_t offset_addr, uint
   uint64_t explicit_off = 0;
   if (offset_addr) {
     if (!user_ok(offset_addr, 8)) return EFAULT;
-    if (in->kind != FileKind::kFile) return ESPIPE;
+    if (in->kind != FileKind::kFile && in->kind != FileKind::kMemFile) return ESPIPE;
     explicit_off = *user_ptr<uint64_t>(offset_addr);
     off = &explicit_off;
   }
@@ -450,7 +484,11 @@ EMBER_SYSCALL_DEFINE(sendfile, int out_fd, int in_fd, uint64_t offset_addr, uint
       return r;
     }
     if (r.value() == 0) break;
-    write_to(out, buf, r.value());
+    SysResult w = write_file(out, buf, r.value(), &out->offset);
+    if (w.failed()) {
+      flush(out);
+      return total ? SysResult::ok(total) : w;
+    }
     total += r.value();
     left -= r.value();
     if (in->kind == FileKind::kStdin) break;  // what was there; do not block for more

@@ -20,12 +20,15 @@ EMBER_SYSCALL(mmap) {
   if (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE) return EINVAL;
   image::ImageFile file{};
   bool from_file = false;
+  uint32_t mem_node = 0;  // a memfs file: copied in at its current contents
   if (!(flags & MAP_ANONYMOUS)) {
     OpenFile* f = g_rt.files.get(static_cast<int32_t>(a.a[4]));
     if (!f) return EBADF;
     if (f->kind == FileKind::kFile) {
       file = g_rt.image.file(f->index);
       from_file = true;
+    } else if (f->kind == FileKind::kMemFile) {
+      mem_node = f->index;
     } else if (f->kind != FileKind::kZero) {
       return ENODEV;
     }
@@ -45,6 +48,9 @@ EMBER_SYSCALL(mmap) {
     uint64_t n = file.size - off < len ? file.size - off : len;
     memcpy(reinterpret_cast<void*>(at), file.data + off, n);
   }
+  // A memfs file likewise (MAP_SHARED too: a copy, so another descriptor's
+  // later writes do not show through, nor the mapping's in the file).
+  if (mem_node) g_rt.fs.read(mem_node, off, reinterpret_cast<void*>(at), len);
   return SysResult::ok(at);
 }
 

@@ -165,6 +165,7 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
 
   // The program first: the writer always puts it at index 0.
   std::vector<Input> inputs;
+  ProgramInfo exec_info;
   {
     auto guest = normalize_guest_path(exec_guest);
     if (!guest) return Error{"program " + spec.exec_host_path + ": " + guest.message()};
@@ -173,23 +174,7 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
     if (!info) return Error{"program " + spec.exec_host_path + " " + info.message()};
     if (spec.args.empty()) args[0] = in.guest_path;
     inputs.push_back(std::move(in));
-    if (spec.with_dependencies) {
-      auto deps = program_dependencies(spec.exec_host_path, *info);
-      if (!deps) return Error{"program " + spec.exec_host_path + " " + deps.message() + " (or pack with --no-deps)"};
-      for (const Dependency& d : *deps) {
-        const bool given = std::any_of(spec.files.begin(), spec.files.end(), [&](const auto& f) {
-          auto g = normalize_guest_path(f.second);
-          return g && *g == d.guest_path;
-        });
-        if (given || d.guest_path == inputs[0].guest_path) continue;
-        EMBER_TRY(Input lib, read_input(d.host_path, d.guest_path, false));
-        inputs.push_back(std::move(lib));
-      }
-    }
-  }
-  if (inputs.size() + spec.files.size() > abi::kImageMaxFiles) {
-    return Error{"too many files: " + std::to_string(inputs.size() + spec.files.size()) + " (at most " +
-                 std::to_string(abi::kImageMaxFiles) + ")"};
+    exec_info = std::move(*info);
   }
   for (const auto& [host, guest_raw] : spec.files) {
     auto guest = normalize_guest_path(guest_raw);
@@ -203,6 +188,33 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
     inputs.push_back(std::move(in));
   }
   for (const auto& [host_dir, guest_dir] : spec.trees) EMBER_TRY_VOID(add_tree(host_dir, guest_dir, &inputs));
+  if (spec.with_dependencies) {
+    const ProgramInfo* info = &exec_info;
+    {
+      // The shared objects packed beside a dynamic program (extension
+      // modules and the like) bring their libraries too.
+      std::vector<Module> modules;
+      if (!info->interpreter.empty())
+        for (size_t i = 1; i < inputs.size(); i++) {
+          const Input& in = inputs[i];
+          if (in.data.size() < 4 || std::memcmp(in.data.data(), "\177ELF", 4) != 0) continue;
+          if (auto lib = inspect_library(in.data.data(), in.data.size()); lib && !lib->needed.empty())
+            modules.push_back(Module{in.host_path, std::move(*lib)});
+        }
+      auto deps = program_dependencies(spec.exec_host_path, *info, modules);
+      if (!deps) return Error{"program " + spec.exec_host_path + " " + deps.message() + " (or pack with --no-deps)"};
+      for (const Dependency& d : *deps) {
+        // What the program, a file or a tree already put there stays.
+        if (std::any_of(inputs.begin(), inputs.end(), [&](const Input& in) { return in.guest_path == d.guest_path; }))
+          continue;
+        EMBER_TRY(Input lib, read_input(d.host_path, d.guest_path, false));
+        inputs.push_back(std::move(lib));
+      }
+    }
+  }
+  if (inputs.size() > abi::kImageMaxFiles) {
+    return Error{"too many files: " + std::to_string(inputs.size()) + " (at most " + std::to_string(abi::kImageMaxFiles) + ")"};
+  }
 
   // Strings: paths, then args, then env; each followed by a NUL.
   std::vector<uint8_t> strings;

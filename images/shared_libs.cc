@@ -56,6 +56,7 @@ std::string expand(const std::string& dir, const std::string& origin) {
 struct Object {
   std::string path;  // as found (its directory is $ORIGIN)
   ProgramInfo info;
+  bool required = true;  // a missing library fails the packing (the program's own, and theirs)
 };
 
 }  // namespace
@@ -99,7 +100,8 @@ std::vector<std::string> ld_so_conf_dirs(const std::string& conf) {
   return dirs;
 }
 
-Result<std::vector<Dependency>> program_dependencies(const std::string& program_path, const ProgramInfo& info) {
+Result<std::vector<Dependency>> program_dependencies(const std::string& program_path, const ProgramInfo& info,
+                                                     const std::vector<Module>& modules) {
   std::vector<Dependency> deps;
   if (info.interpreter.empty()) return deps;
   if (!regular_file(info.interpreter))
@@ -108,7 +110,8 @@ Result<std::vector<Dependency>> program_dependencies(const std::string& program_
   std::set<std::string> packed_real = {real_path(info.interpreter)};  // each host file once
   std::set<std::string> resolved;                                     // DT_NEEDED names done
   const std::vector<std::string> conf = ld_so_conf_dirs();
-  std::deque<Object> todo = {Object{program_path, info}};
+  std::deque<Object> todo = {Object{program_path, info, true}};
+  for (const Module& m : modules) todo.push_back(Object{m.host_path, m.info, false});
   while (!todo.empty()) {
     const Object obj = std::move(todo.front());
     todo.pop_front();
@@ -150,8 +153,12 @@ Result<std::vector<Dependency>> program_dependencies(const std::string& program_
         if (!packed_real.insert(real_path(path)).second) break;  // e.g. ld.so itself, asked for by libc
         if (deps.size() == kMaxLibraries) return Error{"needs more than " + std::to_string(kMaxLibraries) + " libraries"};
         deps.push_back(Dependency{path, guest_looks || dir.empty() ? path : kStandardDirs[0] + "/" + name});
-        todo.push_back(Object{path, std::move(*lib)});
+        todo.push_back(Object{path, std::move(*lib), obj.required});
         break;
+      }
+      if (!found && !obj.required) {
+        resolved.erase(name);  // if a required object needs it too, that one reports it
+        continue;
       }
       if (!found)
         return Error{"needs " + name + " (asked for by " + obj.path +

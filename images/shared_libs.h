@@ -23,8 +23,15 @@ struct Dependency {
 
 // For the program at `program_path` whose headers say `info` (inspect_program);
 // empty for a static program. The error names the library that is missing
-// and who asked for it.
-Result<std::vector<Dependency>> program_dependencies(const std::string& program_path, const ProgramInfo& info);
+// and who asked for it. `modules`: shared objects packed beside it (a
+// Python's extension modules, say) whose libraries come along too, as far
+// as this host has them (one it lacks fails only that module's import).
+struct Module {
+  std::string host_path;
+  ProgramInfo info;
+};
+Result<std::vector<Dependency>> program_dependencies(const std::string& program_path, const ProgramInfo& info,
+                                                     const std::vector<Module>& modules = {});
 
 // The directories /etc/ld.so.conf names (with its includes), in order.
 std::vector<std::string> ld_so_conf_dirs(const std::string& conf = "/etc/ld.so.conf");

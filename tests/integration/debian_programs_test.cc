@@ -74,6 +74,46 @@ TEST_F(DebianPrograms, PythonLearnsItsMachine) {
   EXPECT_EQ(r.out, "1 Linux 6.1.0-ember 6.1.0-ember ember\n");
 }
 
+TEST_F(DebianPrograms, PythonWritesFilesAsOnLinux) {
+  const std::string code =
+      "import os, tempfile, shutil, json, sqlite3\n"
+      "d = tempfile.mkdtemp()\n"
+      "p = os.path.join(d, 'a.txt')\n"
+      "with open(p, 'w') as f: f.write('hello\\n')\n"
+      "with open(p, 'a') as f: f.write('world\\n')\n"
+      "print(open(p).read().split())\n"
+      "os.makedirs(os.path.join(d, 'x/y/z'))\n"
+      "os.rename(p, os.path.join(d, 'x/y/z/b.txt'))\n"
+      "print(sorted(os.listdir(d)), os.listdir(os.path.join(d, 'x/y/z')))\n"
+      "st = os.stat(os.path.join(d, 'x/y/z/b.txt')); print(st.st_size, oct(st.st_mode))\n"
+      "tmp = os.path.join(d, 'c.json.tmp')\n"
+      "with open(tmp, 'w') as f: json.dump({'k': 1}, f)\n"
+      "os.replace(tmp, os.path.join(d, 'c.json'))\n"
+      "print(json.load(open(os.path.join(d, 'c.json'))))\n"
+      "try: os.rmdir(os.path.join(d, 'x'))\n"
+      "except OSError as err: print('rmdir:', err.strerror)\n"
+      "shutil.rmtree(d); print(os.path.exists(d))\n"
+      "with tempfile.TemporaryFile() as t: t.write(b'abc'); t.seek(0); print(t.read())\n"
+      "db = sqlite3.connect('/tmp/t.db'); db.execute('create table t(x)'); db.execute('insert into t values (7)')\n"
+      "db.commit(); print(db.execute('select x*6 from t').fetchone()[0])\n"
+      "try: open('/usr/lib/python3.11/os.py', 'w')\n"
+      "except OSError as err: print('image:', err.strerror)\n";
+  auto r = run_vm("/usr/bin/python3", {"-c", code}, "",
+                  {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "['hello', 'world']\n['x'] ['b.txt']\n12 0o100644\n{'k': 1}\nrmdir: Directory not empty\nFalse\n"
+            "b'abc'\n42\nimage: Read-only file system\n");
+}
+
+TEST_F(DebianPrograms, Sqlite3OnAFileDatabase) {
+  auto r = run_vm("/usr/bin/sqlite3", {"-batch", "/tmp/db.sqlite"},
+                  "create table t(k text, v int); insert into t values ('a', 1), ('b', 41);\n"
+                  "begin; update t set v = v + 0; commit; pragma integrity_check; select sum(v) from t;\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "ok\n42\n");
+}
+
 TEST_F(DebianPrograms, ExitStatusAndStderrOfADynamicProgram) {
   auto r = run_vm("/usr/bin/python3", {"-c", "import sys; sys.stderr.write('oops\\n'); sys.exit(7)"}, "",
                   {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});

@@ -62,6 +62,14 @@ TEST_P(RunProgram, TouchesSixtyFourMiBOnHugePages) {
   EXPECT_EQ(r.out, "ok 64\n");
 }
 
+// Writable files (memfs): every check of tests/guest/fs_ops.c, as on Linux.
+TEST_P(RunProgram, WritableFilesBehaveAsOnLinux) {
+  auto r = run_vm(prog("fs_ops"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\ndone 0\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+}
+
 TEST_P(RunProgram, SegfaultIs139) {
   auto r = run_vm(prog("segfault"));
   EXPECT_EQ(r.status, 139) << r.err;
