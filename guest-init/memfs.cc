@@ -184,13 +184,14 @@ uint64_t MemFs::read(uint32_t id, uint64_t offset, void* buf, uint64_t n) const 
   const Node& f = nodes_[id];
   if (f.kind != Kind::kFile || offset >= f.size) return 0;
   const uint64_t take = f.size - offset < n ? f.size - offset : n;
-  a_.copy(reinterpret_cast<uint64_t>(buf), f.data + offset, take);
+  if (take) a_.copy(reinterpret_cast<uint64_t>(buf), f.data + offset, take);
   return take;
 }
 
 int64_t MemFs::write(uint32_t id, uint64_t offset, const void* data, uint64_t n, uint64_t now_ns) {
   Node& f = nodes_[id];
   if (f.kind != Kind::kFile) return -kIsDir;
+  if (n == 0) return 0;
   uint64_t end;
   if (__builtin_add_overflow(offset, n, &end) || end > (1ull << 40)) return -kFBig;
   if (!reserve(f, end)) return -kNoSpc;
