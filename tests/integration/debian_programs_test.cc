@@ -5,13 +5,20 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/integration/vm_fixture.h"
 
 namespace ember::testing {
 namespace {
 
-class DebianPrograms : public VmTest {};
+class DebianPrograms : public VmTest {
+ protected:
+  // Debian's python3 with its standard library (256 MiB: the image is ~65 MB).
+  static ProcessResult python(const std::vector<std::string>& args, const std::string& input = {}) {
+    return run_vm("/usr/bin/python3", args, input, {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  }
+};
 
 TEST_F(DebianPrograms, Python3WithItsStandardLibrary) {
   const std::string code =
@@ -20,8 +27,7 @@ TEST_F(DebianPrograms, Python3WithItsStandardLibrary) {
       "print(re.sub('a+', 'b', 'caaat'), hashlib.sha256(b'abc').hexdigest()[:16])\n"
       "print(sys.version_info[:2] >= (3, 9), os.path.join('a', 'b'), sys.argv[1:])\n"
       "print(sum(int(l) for l in sys.stdin))\n";
-  auto r = run_vm("/usr/bin/python3", {"-c", code, "one", "two"}, "1\n2\n39\n",
-                  {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  auto r = python({"-c", code, "one", "two"}, "1\n2\n39\n");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "{\"x\": [1, 2]}\ncbt ba7816bf8f01cfea\nTrue a/b ['one', 'two']\n42\n");
 }
@@ -66,10 +72,8 @@ TEST_F(DebianPrograms, BusyboxReadsProcAndDev) {
 }
 
 TEST_F(DebianPrograms, PythonLearnsItsMachine) {
-  auto r = run_vm("/usr/bin/python3",
-                  {"-c", "import os, platform; print(os.cpu_count(), platform.system(), platform.release(), "
-                         "open('/proc/sys/kernel/osrelease').read().strip(), os.uname().nodename)"},
-                  "", {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  auto r = python({"-c", "import os, platform; print(os.cpu_count(), platform.system(), platform.release(), "
+                         "open('/proc/sys/kernel/osrelease').read().strip(), os.uname().nodename)"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "1 Linux 6.1.0-ember 6.1.0-ember ember\n");
 }
@@ -98,8 +102,7 @@ TEST_F(DebianPrograms, PythonWritesFilesAsOnLinux) {
       "db.commit(); print(db.execute('select x*6 from t').fetchone()[0])\n"
       "try: open('/usr/lib/python3.11/os.py', 'w')\n"
       "except OSError as err: print('image:', err.strerror)\n";
-  auto r = run_vm("/usr/bin/python3", {"-c", code}, "",
-                  {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  auto r = python({"-c", code});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out,
             "['hello', 'world']\n['x'] ['b.txt']\n12 0o100644\n{'k': 1}\nrmdir: Directory not empty\nFalse\n"
@@ -115,8 +118,7 @@ TEST_F(DebianPrograms, Sqlite3OnAFileDatabase) {
 }
 
 TEST_F(DebianPrograms, ExitStatusAndStderrOfADynamicProgram) {
-  auto r = run_vm("/usr/bin/python3", {"-c", "import sys; sys.stderr.write('oops\\n'); sys.exit(7)"}, "",
-                  {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+  auto r = python({"-c", "import sys; sys.stderr.write('oops\\n'); sys.exit(7)"});
   EXPECT_EQ(r.status, 7);
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("oops\n"), std::string::npos) << r.err;
