@@ -3,6 +3,7 @@
 // come along (images/shared_libs.h), their data files with --tree. The
 // answers are what the same programs print on Linux.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -16,7 +17,14 @@ class DebianPrograms : public VmTest {
  protected:
   // Debian's python3 with its standard library (256 MiB: the image is ~65 MB).
   static ProcessResult python(const std::vector<std::string>& args, const std::string& input = {}) {
-    return run_vm("/usr/bin/python3", args, input, {"--mem-mib", "256", "--tree", "/usr/lib/python3.11:/usr/lib/python3.11"});
+    const std::string lib = stdlib_dir();
+    return run_vm("/usr/bin/python3", args, input, {"--mem-mib", "256", "--tree", lib + ":" + lib});
+  }
+  // /usr/lib/python3.N of the python3 Debian installed (/usr/bin/python3 -> python3.N).
+  static std::string stdlib_dir() {
+    char target[64] = {};
+    const ssize_t n = ::readlink("/usr/bin/python3", target, sizeof target - 1);
+    return "/usr/lib/" + std::string(n > 0 ? target : "python3.11", n > 0 ? static_cast<size_t>(n) : 10);
   }
 };
 
@@ -100,7 +108,7 @@ TEST_F(DebianPrograms, PythonWritesFilesAsOnLinux) {
       "with tempfile.TemporaryFile() as t: t.write(b'abc'); t.seek(0); print(t.read())\n"
       "db = sqlite3.connect('/tmp/t.db'); db.execute('create table t(x)'); db.execute('insert into t values (7)')\n"
       "db.commit(); print(db.execute('select x*6 from t').fetchone()[0])\n"
-      "try: open('/usr/lib/python3.11/os.py', 'w')\n"
+      "try: open(os.__file__, 'w')\n"
       "except OSError as err: print('image:', err.strerror)\n";
   auto r = python({"-c", code});
   ASSERT_EQ(r.status, 0) << r.err;
