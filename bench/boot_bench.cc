@@ -1,7 +1,5 @@
 #include "bench/boot_bench.h"
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,15 +17,14 @@
 #include <nlohmann/json.hpp>
 
 #include "base/self_path.h"
+#include "bench/run_once.h"
 #include "bench/stats.h"
 #include "jailer/jail_record.h"
 
-extern char** environ;
 
 namespace ember::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 struct Contender {
   std::string name;
@@ -39,49 +36,6 @@ struct Contender {
   bool detached = false;            // ember-jailer --detach: the VMM is our child, its status ours to collect
   std::vector<double> overhead_us;  // jailed: this run minus the same round's unjailed one
 };
-
-struct RunOutcome {
-  int status = -1;
-  double wall_us = 0;
-  std::string trace;  // stderr, when captured
-};
-
-// Spawns argv with stdin and stdout on /dev/null; stderr captured to a pipe
-// when capture_stderr (the VMM writes its trace line there).
-std::optional<RunOutcome> run_once(const std::vector<std::string>& argv, bool capture_stderr) {
-  int err_pipe[2] = {-1, -1};
-  if (capture_stderr && pipe2(err_pipe, O_CLOEXEC) != 0) return std::nullopt;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  if (capture_stderr) posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid;
-  const auto t0 = Clock::now();
-  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (capture_stderr) close(err_pipe[1]);
-  if (rc != 0) {
-    if (capture_stderr) close(err_pipe[0]);
-    fprintf(stderr, "ember-bench: spawn %s: %s\n", argv[0].c_str(), strerror(rc));
-    return std::nullopt;
-  }
-  RunOutcome out;
-  if (capture_stderr) {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(err_pipe[0], buf, sizeof buf)) > 0) out.trace.append(buf, n);
-    close(err_pipe[0]);
-  }
-  int ws = 0;
-  waitpid(pid, &ws, 0);
-  out.wall_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-  out.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-  return out;
-}
 
 // "ember-trace: key=value key=value ..." → numeric phases.
 void parse_trace(const std::string& text, std::map<std::string, std::vector<double>>& phases) {

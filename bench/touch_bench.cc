@@ -1,12 +1,5 @@
 #include "bench/touch_bench.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,46 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/self_path.h"
+#include "bench/run_once.h"
 #include "bench/stats.h"
 
-extern char** environ;
-
 namespace ember::bench {
-namespace {
-
-struct Run {
-  bool ok = false;
-  double wall_us = 0;
-  double minor_faults = 0;  // the process's (for ember-vmm: KVM faulting guest RAM in)
-};
-
-// argv with stdin from /dev/null, stdout and stderr to /dev/null; wall time
-// and page faults from wait4.
-Run run(const std::vector<std::string>& argv) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  Run r;
-  pid_t pid;
-  const auto t0 = std::chrono::steady_clock::now();
-  const int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return r;
-  int ws = 0;
-  rusage ru{};
-  if (::wait4(pid, &ws, 0, &ru) != pid) return r;
-  r.wall_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-  r.minor_faults = static_cast<double>(ru.ru_minflt);
-  r.ok = WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
-  return r;
-}
-
-}  // namespace
 
 int touch_bench(const std::vector<std::string>& args) {
   int runs = 10;
@@ -104,13 +61,13 @@ int touch_bench(const std::vector<std::string>& args) {
   };
   for (int i = 0; i < runs; i++) {
     for (auto& c : contenders) {
-      const Run r = run(c.argv);
-      if (!r.ok) {
+      const auto r = run_once(c.argv, false);
+      if (!r || r->status != 0) {
         std::fprintf(stderr, "ember-bench touch: %s failed\n", c.name);
         return 1;
       }
-      c.wall.push_back(r.wall_us);
-      c.faults.push_back(r.minor_faults);
+      c.wall.push_back(r->wall_us);
+      c.faults.push_back(static_cast<double>(r->minor_faults));
     }
   }
   nlohmann::json report = {{"benchmark", "touch"}, {"mib", mib}, {"runs", runs}};

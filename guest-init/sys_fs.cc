@@ -150,19 +150,27 @@ OpenFile open_file_for(const Lookup& l, uint32_t flags) {
   return f;
 }
 
-// A new memfs node at the normalised path: in a directory of memfs' own or
-// in "/"; an image directory is read-only (EROFS).
-int32_t create_node(const char* path, uint32_t len, MemFs::Kind kind, uint32_t mode, uint32_t* node) {
-  const int32_t e = g_rt.fs.create(path, len, kind, mode & ~g_rt.umask & 07777, g_rt.clock.realtime_ns(), node);
-  if (e != MemFs::kNoEnt) return e;
-  // No memfs directory there: say what is there instead.
+bool is_mem(FileKind k) { return k == FileKind::kMemFile || k == FileKind::kMemDir; }
+
+// What changing something that is not the program's own answers.
+Errno not_ours(FileKind k) { return k == FileKind::kSynth || k == FileKind::kSynthDir ? EACCES : EROFS; }
+
+// Why memfs has no directory to hold `path`: what is there instead (none,
+// a file, or a directory of the image or of /proc).
+Errno no_directory_for(const char* path, uint32_t len) {
   uint32_t slash = 0;
   for (uint32_t i = 0; i < len; i++)
     if (path[i] == '/') slash = i;
   const Lookup parent = slash ? Files::lookup(path, slash) : Lookup{FileKind::kDir, 0, 0};
   if (parent.kind == FileKind::kNone) return ENOENT;
-  if (!is_dir(parent.kind)) return ENOTDIR;
-  return parent.kind == FileKind::kSynthDir ? EACCES : EROFS;
+  return is_dir(parent.kind) ? not_ours(parent.kind) : ENOTDIR;
+}
+
+// A new memfs node at the normalised path: in a directory of memfs' own or
+// in "/"; an image directory is read-only (EROFS).
+int32_t create_node(const char* path, uint32_t len, MemFs::Kind kind, uint32_t mode, uint32_t* node) {
+  const int32_t e = g_rt.fs.create(path, len, kind, mode & ~g_rt.umask & 07777, g_rt.clock.realtime_ns(), node);
+  return e == MemFs::kNoEnt ? no_directory_for(path, len) : e;
 }
 
 SysResult open_mem(const Lookup& l, uint32_t flags) {
@@ -507,11 +515,6 @@ SysResult path_arg(int64_t dirfd, uint64_t user, PathArg* p) {
   return SysResult::ok(0);
 }
 
-bool is_mem(FileKind k) { return k == FileKind::kMemFile || k == FileKind::kMemDir; }
-
-// What changing something that is not the program's own answers.
-Errno not_ours(FileKind k) { return k == FileKind::kSynth || k == FileKind::kSynthDir ? EACCES : EROFS; }
-
 SysResult done(int32_t e) { return e ? SysResult(static_cast<Errno>(e)) : SysResult::ok(0); }
 
 SysResult do_mkdir(int64_t dirfd, uint64_t user, uint32_t mode) {
@@ -546,14 +549,7 @@ SysResult do_rename(int64_t olddir, uint64_t oldp, int64_t newdir, uint64_t newp
   if (!is_mem(a.l.kind)) return not_ours(a.l.kind);
   if (b.l.kind != FileKind::kNone && !is_mem(b.l.kind)) return (flags & RENAME_NOREPLACE) ? EEXIST : not_ours(b.l.kind);
   const int32_t e = g_rt.fs.rename(a.path, a.len, b.path, b.len, flags & RENAME_NOREPLACE, g_rt.clock.realtime_ns());
-  if (e != MemFs::kNoEnt) return done(e);
-  // The new name's directory is not one of ours: say what it is.
-  uint32_t slash = 0;
-  for (uint32_t i = 0; i < b.len; i++)
-    if (b.path[i] == '/') slash = i;
-  const Lookup parent = Files::lookup(b.path, slash);
-  if (parent.kind == FileKind::kNone) return ENOENT;
-  return is_dir(parent.kind) ? not_ours(parent.kind) : ENOTDIR;
+  return e == MemFs::kNoEnt ? SysResult(no_directory_for(b.path, b.len)) : done(e);
 }
 
 SysResult do_chmod(const Lookup& l, uint32_t mode) {

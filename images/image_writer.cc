@@ -188,28 +188,24 @@ Result<std::vector<uint8_t>> build_image(const ImageSpec& spec) {
     inputs.push_back(std::move(in));
   }
   for (const auto& [host_dir, guest_dir] : spec.trees) EMBER_TRY_VOID(add_tree(host_dir, guest_dir, &inputs));
-  if (spec.with_dependencies) {
-    const ProgramInfo* info = &exec_info;
-    {
-      // The shared objects packed beside a dynamic program (extension
-      // modules and the like) bring their libraries too.
-      std::vector<Module> modules;
-      if (!info->interpreter.empty())
-        for (size_t i = 1; i < inputs.size(); i++) {
-          const Input& in = inputs[i];
-          if (in.data.size() < 4 || std::memcmp(in.data.data(), "\177ELF", 4) != 0) continue;
-          if (auto lib = inspect_library(in.data.data(), in.data.size()); lib && !lib->needed.empty())
-            modules.push_back(Module{in.host_path, std::move(*lib)});
-        }
-      auto deps = program_dependencies(spec.exec_host_path, *info, modules);
-      if (!deps) return Error{"program " + spec.exec_host_path + " " + deps.message() + " (or pack with --no-deps)"};
-      for (const Dependency& d : *deps) {
-        // What the program, a file or a tree already put there stays.
-        if (std::any_of(inputs.begin(), inputs.end(), [&](const Input& in) { return in.guest_path == d.guest_path; }))
-          continue;
-        EMBER_TRY(Input lib, read_input(d.host_path, d.guest_path, false));
-        inputs.push_back(std::move(lib));
-      }
+  if (spec.with_dependencies && !exec_info.interpreter.empty()) {
+    // The shared objects packed beside a dynamic program (extension modules
+    // and the like) bring their libraries too.
+    std::vector<Module> modules;
+    for (size_t i = 1; i < inputs.size(); i++) {
+      const Input& in = inputs[i];
+      if (in.data.size() < 4 || std::memcmp(in.data.data(), "\177ELF", 4) != 0) continue;
+      if (auto lib = inspect_library(in.data.data(), in.data.size()); lib && !lib->needed.empty())
+        modules.push_back(Module{in.host_path, std::move(*lib)});
+    }
+    auto deps = program_dependencies(spec.exec_host_path, exec_info, modules);
+    if (!deps) return Error{"program " + spec.exec_host_path + " " + deps.message() + " (or pack with --no-deps)"};
+    for (const Dependency& d : *deps) {
+      // What the program, a file or a tree already put there stays.
+      if (std::any_of(inputs.begin(), inputs.end(), [&](const Input& in) { return in.guest_path == d.guest_path; }))
+        continue;
+      EMBER_TRY(Input lib, read_input(d.host_path, d.guest_path, false));
+      inputs.push_back(std::move(lib));
     }
   }
   if (inputs.size() > abi::kImageMaxFiles) {
